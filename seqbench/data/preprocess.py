@@ -1,0 +1,205 @@
+"""Raw interactions -> filtered, time-sorted, re-indexed, leave-last-out split (all vectorised)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seqbench.data.raw import RawData
+from seqbench.errors import DataError
+
+TRAIN, VALID, TEST = 0, 1, 2
+MIN_USER_LEN = 3  # one train item, one validation item, one test item
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    k: int = 5
+    kcore: str = "iterative"  # "iterative" (until stable) or "single" (the paper's one-pass rule)
+    sample_users: float = 1.0  # fraction of users kept before filtering
+    sample_seed: int = 0
+    neg_seed: int = 0
+    n_neg: int = 99
+    n_neg_title: int = 19
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Prepared:
+    """Interactions sorted by (user, time), users and items re-indexed from 1."""
+
+    user: np.ndarray  # int32
+    item: np.ndarray  # int32
+    timestamp: np.ndarray  # int64 ms
+    split: np.ndarray  # int8: 0 train, 1 valid, 2 test
+    user_ids: np.ndarray  # raw id of user u at [u-1]
+    item_ids: np.ndarray  # raw id of item i at [i-1]
+    titles: np.ndarray  # title of item i at [i-1] (object, "" when unknown)
+    descriptions: np.ndarray | None
+    report: dict
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary-encode a string column into int64 codes (first-appearance order) and the uniques."""
+    enc = pc.dictionary_encode(column).combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), np.asarray(
+        enc.dictionary.to_pylist(), dtype=object
+    )
+
+
+def _kcore(u: np.ndarray, i: np.ndarray, k: int, mode: str) -> np.ndarray:
+    """Boolean mask of rows kept by k-core filtering on users and items."""
+    keep = np.ones(len(u), dtype=bool)
+    if k <= 1:
+        return keep
+    if mode == "single":
+        uc = np.bincount(u)
+        ic = np.bincount(i)
+        return (uc[u] >= k) & (ic[i] >= k)
+    if mode != "iterative":
+        raise DataError(f"unknown k-core mode '{mode}' (use 'iterative' or 'single')")
+    while True:
+        uc = np.bincount(u[keep], minlength=u.max() + 1)
+        ic = np.bincount(i[keep], minlength=i.max() + 1)
+        new = keep & (uc[u] >= k) & (ic[i] >= k)
+        if new.sum() == keep.sum():
+            return new
+        keep = new
+
+
+def _first_appearance_ids(codes: np.ndarray) -> np.ndarray:
+    """Map codes to 1..n in order of first appearance in ``codes``."""
+    uniq, first = np.unique(codes, return_index=True)
+    order = uniq[np.argsort(first, kind="stable")]
+    remap = np.zeros(codes.max() + 1, dtype=np.int64)
+    remap[order] = np.arange(1, len(order) + 1)
+    return remap
+
+
+def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepared:
+    """Deduplicate, sort by time (stable), sample users, k-core filter, split leave-last-out."""
+    tab = raw.interactions
+    report = dict(raw.report)
+    n_rows = tab.num_rows
+    if n_rows == 0:
+        raise DataError(f"no interactions found in {raw.source.get('path', 'the source')}")
+    if tab.column("timestamp").null_count:
+        raise DataError("some interactions have no timestamp")  # loaders should have said which line
+    ucode, uraw = _codes(tab.column("user"))
+    icode, iraw = _codes(tab.column("item"))
+    ts = tab.column("timestamp").to_numpy().astype(np.int64)
+    report["rows_read"] = int(n_rows)
+
+    # Exact duplicate rows (same user, item and time) are dropped, keeping the first in file order.
+    key = np.lexsort((np.arange(n_rows), ts, icode, ucode))
+    su, si, st = ucode[key], icode[key], ts[key]
+    dup_sorted = np.zeros(n_rows, dtype=bool)
+    dup_sorted[1:] = (su[1:] == su[:-1]) & (si[1:] == si[:-1]) & (st[1:] == st[:-1])
+    keep = np.ones(n_rows, dtype=bool)
+    keep[key[dup_sorted]] = False
+    report["duplicates_dropped"] = int(n_rows - keep.sum())
+
+    if params.sample_users < 1.0:
+        if not 0.0 < params.sample_users <= 1.0:
+            raise DataError(f"--sample-users must be in (0, 1], got {params.sample_users}")
+        n_u = int(ucode.max()) + 1
+        rng = np.random.default_rng(params.sample_seed)
+        chosen = np.zeros(n_u, dtype=bool)
+        chosen[rng.choice(n_u, size=max(1, round(n_u * params.sample_users)), replace=False)] = True
+        keep &= chosen[ucode]
+        report["users_sampled"] = int(chosen.sum())
+
+    idx = np.flatnonzero(keep)
+    kmask = _kcore(ucode[idx], icode[idx], params.k, params.kcore)
+    idx = idx[kmask]
+    # Users with too few interactions for train/valid/test (possible with the single-pass rule).
+    counts = np.bincount(ucode[idx], minlength=int(ucode.max()) + 1)
+    short = counts[ucode[idx]] < MIN_USER_LEN
+    n_short = int(len(np.unique(ucode[idx][short])))
+    if n_short:
+        if strict:
+            example = uraw[ucode[idx][short][0]]
+            raise DataError(
+                f"{n_short} users have fewer than {MIN_USER_LEN} interactions after filtering "
+                f"(e.g. user '{example}'); drop --strict to skip them"
+            )
+        idx = idx[~short]
+    report["short_users_dropped"] = n_short
+    if len(idx) == 0:
+        raise DataError(
+            f"no interactions left after {params.kcore} {params.k}-core filtering "
+            f"({n_rows} rows read); lower --k or check the source"
+        )
+
+    # Stable sort by (user, time); ties keep file order (idx is increasing = file order).
+    order = idx[np.lexsort((idx, ts[idx], ucode[idx]))]
+    u_c, i_c, t = ucode[order], icode[order], ts[order]
+    user_map = _first_appearance_ids(ucode[idx])  # users numbered by first appearance in the file
+    user = user_map[u_c]
+    # Re-sort by new user id so user u's rows are contiguous and users ascend.
+    o2 = np.argsort(user, kind="stable")
+    user, i_c, t = user[o2], i_c[o2], t[o2]
+
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    ends = np.r_[starts[1:], len(user)]
+    split = np.zeros(len(user), dtype=np.int8)
+    split[ends - 1] = TEST
+    split[ends - 2] = VALID
+
+    # Items numbered by first appearance in train sequences, then valid, then test (as the official code).
+    stage_order = np.argsort(split, kind="stable")
+    item_map = _first_appearance_ids(i_c[stage_order])
+    item = item_map[i_c]
+
+    n_items = int(item.max())
+    item_ids = np.empty(n_items, dtype=object)
+    used = np.unique(i_c)
+    item_ids[item_map[used] - 1] = iraw[used]
+    n_users = int(user.max())
+    user_ids = np.empty(n_users, dtype=object)
+    used_u = np.unique(u_c)
+    user_ids[user_map[used_u] - 1] = uraw[used_u]
+
+    titles, descriptions = _item_text(raw.items, item_ids, report, strict)
+    report.update(users=n_users, items=n_items, interactions=int(len(user)))
+    return Prepared(
+        user=user.astype(np.int32),
+        item=item.astype(np.int32),
+        timestamp=t,
+        split=split,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        titles=titles,
+        descriptions=descriptions,
+        report=report,
+    )
+
+
+def _item_text(
+    items: pd.DataFrame | None, item_ids: np.ndarray, report: dict, strict: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Join titles (and descriptions) onto the kept items; count the ones without a title."""
+    n = len(item_ids)
+    if items is None:
+        report["items_without_title"] = n
+        return np.full(n, "", dtype=object), None
+    table = items.drop_duplicates("item", keep="first").set_index("item")
+    keys = pd.Index(item_ids.astype(str))
+    titles = table["title"].reindex(keys) if "title" in table else pd.Series(index=keys, dtype=object)
+    titles = titles.astype(object).where(titles.notna() & (titles.astype(str).str.strip() != ""), None)
+    missing = int(titles.isna().sum())
+    report["items_without_title"] = missing
+    if missing and strict:
+        first = keys[titles.isna().to_numpy()][0]
+        raise DataError(f"{missing} of {n} items have no title (e.g. item '{first}'); drop --strict to allow")
+    desc = None
+    if "description" in table:
+        d = table["description"].reindex(keys)
+        desc = d.where(d.notna(), "").astype(str).to_numpy(dtype=object)
+    return titles.fillna("").astype(str).to_numpy(dtype=object), desc

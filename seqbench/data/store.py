@@ -1,0 +1,151 @@
+"""Prepared datasets on disk: one folder per dataset under the data home, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seqbench import __version__
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.negatives import CANDIDATE_SETS, sample_candidates
+from seqbench.data.preprocess import Prepared, PrepareParams
+from seqbench.errors import DataError, UnknownNameError
+
+FORMAT_VERSION = 1
+FILES = ("interactions.parquet", "items.parquet", "users.parquet", "candidates.parquet", "meta.json")
+
+
+def data_home(override: str | Path | None = None) -> Path:
+    """--data-home, else $SEQBENCH_DATA_HOME, else ~/.seqbench/data."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("SEQBENCH_DATA_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".seqbench" / "data"
+
+
+def list_datasets(home: Path) -> list[str]:
+    if not home.is_dir():
+        return []
+    return sorted(p.name for p in home.iterdir() if (p / "meta.json").is_file())
+
+
+def dataset_path(name: str, home: Path) -> Path:
+    path = home / name
+    if not (path / "meta.json").is_file():
+        raise UnknownNameError("dataset", name, list_datasets(home))
+    return path
+
+
+def content_hash(arrays: list[np.ndarray]) -> str:
+    """sha256 over the arrays that define the protocol (interactions, split, candidates)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_dataset(
+    prep: Prepared, params: PrepareParams, name: str, home: Path, source: dict, overwrite: bool = False
+) -> Path:
+    """Sample candidates, write every table into a temp folder, then rename it into place."""
+    target = home / name
+    if target.exists() and not overwrite:
+        raise DataError(f"dataset '{name}' already exists at {target}; pass --overwrite to replace it")
+    n_items = len(prep.item_ids)
+    sizes = {"valid": params.n_neg, "test": params.n_neg,
+             "valid_title": params.n_neg_title, "test_title": params.n_neg_title}
+    cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, sizes)
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
+    try:
+        inter = pa.table({"user": prep.user, "item": prep.item, "timestamp": prep.timestamp,
+                          "split": prep.split})
+        pq.write_table(inter, tmp / "interactions.parquet")
+        items = {"item": np.arange(1, n_items + 1, dtype=np.int32),
+                 "item_id": prep.item_ids.astype(str), "title": prep.titles.astype(str)}
+        if prep.descriptions is not None:
+            items["description"] = prep.descriptions.astype(str)
+        pq.write_table(pa.table(items), tmp / "items.parquet")
+        n_users = len(prep.user_ids)
+        pq.write_table(pa.table({"user": np.arange(1, n_users + 1, dtype=np.int32),
+                                 "user_id": prep.user_ids.astype(str)}), tmp / "users.parquet")
+        cand_cols = {"user": np.arange(1, n_users + 1, dtype=np.int32)}
+        for key, mat in cands.items():
+            flat = pa.array(mat.reshape(-1), type=pa.int32())
+            cand_cols[key] = pa.FixedSizeListArray.from_arrays(flat, mat.shape[1])
+        pq.write_table(pa.table(cand_cols), tmp / "candidates.parquet")
+        digest = content_hash([prep.user, prep.item, prep.timestamp, prep.split, *cands.values()])
+        meta = {
+            "name": name,
+            "format_version": FORMAT_VERSION,
+            "seqbench_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": source,
+            "params": params.as_dict(),
+            "counts": {k: v for k, v in prep.report.items()},
+            "timestamp_unit": "ms",
+            "candidates": {k: int(v.shape[1]) for k, v in cands.items()},
+            "content_hash": digest,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+        if target.exists():
+            old = home / f".{name}.old.{os.getpid()}"
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _jsonable(x):
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    return str(x)
+
+
+def load_dataset(name: str, home: Path) -> SeqDataset:
+    path = dataset_path(name, home)
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: dataset format {meta.get('format_version')} is not {FORMAT_VERSION}; "
+                        "prepare it again")
+    inter = pq.read_table(path / "interactions.parquet")
+    items = pq.read_table(path / "items.parquet").to_pandas()
+    cands = pq.read_table(path / "candidates.parquet")
+    candidates = {}
+    for key in CANDIDATE_SETS:
+        if key in cands.column_names:
+            col = cands.column(key).combine_chunks()
+            candidates[key] = col.flatten().to_numpy().reshape(len(col), -1).astype(np.int64)
+    titles = np.concatenate([[""], items["title"].to_numpy(dtype=object)])
+    desc = None
+    if "description" in items:
+        desc = np.concatenate([[""], items["description"].to_numpy(dtype=object)])
+    return SeqDataset(
+        name=name,
+        meta=meta,
+        user=inter.column("user").to_numpy().astype(np.int64),
+        item=inter.column("item").to_numpy().astype(np.int64),
+        timestamp=inter.column("timestamp").to_numpy().astype(np.int64),
+        split=inter.column("split").to_numpy().astype(np.int8),
+        titles=titles,
+        descriptions=desc,
+        candidates=candidates,
+    )
