@@ -1,1 +1,48 @@
-"""Model registry."""
+"""Model registry: name -> family, one-line summary and a lazily imported class (`seqbench models`)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from seqbench.config import resolve
+from seqbench.errors import UnknownNameError
+
+from .base import FitReport, Recommender
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    summary: str
+    target: str  # "module:Class" inside seqbench.models, imported on first use
+
+    def load_class(self) -> type:
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(f"seqbench.models.{module}"), cls)
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("sasrec", "CF-SRec", "causal self-attention over item ids (Kang & McAuley 2018)",
+                  "sasrec:SASRec"),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise UnknownNameError("model", name, list(MODELS))
+    return MODELS[name]
+
+
+def create_model(name: str, n_items: int, *layers: dict[str, Any]) -> Recommender:
+    """Instantiate a registered model with its config resolved from defaults and ``layers`` in order."""
+    cls = get_spec(name).load_class()
+    return cls(n_items, resolve(cls.config_cls, *layers))
+
+
+__all__ = ["MODELS", "FitReport", "ModelSpec", "Recommender", "create_model", "get_spec"]

@@ -74,12 +74,62 @@ def _kcore(u: np.ndarray, i: np.ndarray, k: int, mode: str) -> np.ndarray:
 
 
 def _first_appearance_ids(codes: np.ndarray) -> np.ndarray:
-    """Map codes to 1..n in order of first appearance in ``codes``."""
-    uniq, first = np.unique(codes, return_index=True)
-    order = uniq[np.argsort(first, kind="stable")]
-    remap = np.zeros(codes.max() + 1, dtype=np.int64)
+    """Map codes to 1..n in order of first appearance in ``codes``.
+
+    One O(n) pass for each code's first position (instead of sorting all rows), then a sort of the
+    distinct codes only.
+    """
+    n = len(codes)
+    first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first < n)
+    order = present[np.argsort(first[present], kind="stable")]
+    remap = np.zeros(len(first), dtype=np.int64)
     remap[order] = np.arange(1, len(order) + 1)
     return remap
+
+
+def _duplicate_rows(ucode: np.ndarray, icode: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Rows repeating an earlier row's (user, item, time) exactly, as a boolean mask.
+
+    Only rows whose (user, item) pair occurs more than once can be duplicates, so one unstable sort of a
+    packed pair key finds them and the exact (pair, time, file order) sort runs on that subset alone.
+    """
+    n = len(ucode)
+    dup = np.zeros(n, dtype=bool)
+    n_i = int(icode.max()) + 1
+    if (int(ucode.max()) + 1) * n_i >= 2**62:  # cannot pack the pair: sort all rows on the full key
+        key = np.lexsort((np.arange(n), ts, icode, ucode))
+        su, si, st = ucode[key], icode[key], ts[key]
+        dup[key[1:]] = (su[1:] == su[:-1]) & (si[1:] == si[:-1]) & (st[1:] == st[:-1])
+        return dup
+    pair = ucode * n_i + icode
+    by_pair = np.argsort(pair)
+    sp = pair[by_pair]
+    same = sp[1:] == sp[:-1]
+    if not same.any():
+        return dup
+    repeated = np.zeros(n, dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    cand = np.sort(by_pair[repeated])  # file order
+    c = cand[np.lexsort((cand, ts[cand], pair[cand]))]
+    dup[c[1:]] = (pair[c[1:]] == pair[c[:-1]]) & (ts[c[1:]] == ts[c[:-1]])
+    return dup
+
+
+def _user_time_order(user: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable argsort by (user, time): ties keep their current (file) order.
+
+    Packs both into one int64 key when the time span allows (one sort instead of a multi-key lexsort).
+    """
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    t0, t1 = int(ts.min()), int(ts.max())
+    span = t1 - t0 + 1
+    if (int(user.max()) + 1) * span < 2**63:
+        return np.argsort(user.astype(np.int64) * span + (ts - t0), kind="stable")
+    return np.lexsort((ts, user))
 
 
 def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepared:
@@ -97,12 +147,7 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     report["rows_read"] = int(n_rows)
 
     # Exact duplicate rows (same user, item and time) are dropped, keeping the first in file order.
-    key = np.lexsort((np.arange(n_rows), ts, icode, ucode))
-    su, si, st = ucode[key], icode[key], ts[key]
-    dup_sorted = np.zeros(n_rows, dtype=bool)
-    dup_sorted[1:] = (su[1:] == su[:-1]) & (si[1:] == si[:-1]) & (st[1:] == st[:-1])
-    keep = np.ones(n_rows, dtype=bool)
-    keep[key[dup_sorted]] = False
+    keep = ~_duplicate_rows(ucode, icode, ts)
     report["duplicates_dropped"] = int(n_rows - keep.sum())
 
     if params.sample_users < 1.0:
@@ -137,14 +182,15 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
             f"({n_rows} rows read); lower --k or check the source"
         )
 
-    # Stable sort by (user, time); ties keep file order (idx is increasing = file order).
-    order = idx[np.lexsort((idx, ts[idx], ucode[idx]))]
+    # Users numbered by first appearance in the file; rows sorted by (new user id, time), ties in file
+    # order (idx is increasing = file order), so user u's rows are contiguous and users ascend.
+    u_kept = ucode[idx]
+    user_map = _first_appearance_ids(u_kept)
+    user_kept = user_map[u_kept]
+    perm = _user_time_order(user_kept, ts[idx])
+    order = idx[perm]
     u_c, i_c, t = ucode[order], icode[order], ts[order]
-    user_map = _first_appearance_ids(ucode[idx])  # users numbered by first appearance in the file
-    user = user_map[u_c]
-    # Re-sort by new user id so user u's rows are contiguous and users ascend.
-    o2 = np.argsort(user, kind="stable")
-    user, i_c, t = user[o2], i_c[o2], t[o2]
+    user = user_kept[perm]
 
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
@@ -159,11 +205,11 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
 
     n_items = int(item.max())
     item_ids = np.empty(n_items, dtype=object)
-    used = np.unique(i_c)
+    used = np.flatnonzero(np.bincount(i_c))  # == np.unique(i_c), without sorting every row
     item_ids[item_map[used] - 1] = iraw[used]
     n_users = int(user.max())
     user_ids = np.empty(n_users, dtype=object)
-    used_u = np.unique(u_c)
+    used_u = np.flatnonzero(np.bincount(u_c))
     user_ids[user_map[used_u] - 1] = uraw[used_u]
 
     titles, descriptions = _item_text(raw.items, item_ids, report, strict)

@@ -1,0 +1,46 @@
+"""The interface every recommender implements, whatever its family (CF-SRec, LM-based, LLM4Rec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from seqbench.context import RunContext
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
+
+
+@dataclass
+class FitReport:
+    """What training did; ``curve`` holds (epoch, train_loss, valid_ndcg@10 or None) rows."""
+
+    best_epoch: int
+    best_valid: float
+    epochs_run: int
+    seconds: float
+    seconds_to_best: float
+    curve: list[tuple[int, float, float | None]] = field(default_factory=list)
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """Trained on train histories; scores candidate sets; exposes its user representation.
+
+    ``window`` is how many of the most recent history items the model consumes; permutation probes
+    shuffle exactly that window (docs/MODELS.md §8.2).
+    """
+
+    window: int
+
+    def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport: ...
+
+    def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray: ...
+
+    def user_representation(self, hist: Histories) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path) -> None: ...

@@ -1,0 +1,140 @@
+"""What all CF-SRec models share: config, batching, scoring, user representation, fit and save/load.
+
+A model file only defines its network (a :class:`CFNet`) and its defaults (a :class:`CFConfig` subclass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqbench.context import RunContext
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
+from seqbench.train.loop import LoopConfig, train_loop
+
+from .base import FitReport
+
+
+@dataclass
+class CFConfig:
+    d: int = 64
+    maxlen: int = 128
+    dropout: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 10  # validation checks without improvement
+    eval_every: int = 2  # epochs between validation checks
+    weight_decay: float = 0.0
+    beta2: float = 0.98
+    eval_batch_size: int = 512
+
+
+class CFNet(nn.Module):
+    """A network over left-padded item-id sequences (0 = padding)."""
+
+    def user_states(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) history -> (B, d) user representation used for scoring."""
+        raise NotImplementedError
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """(...,) item ids -> (..., d) output-side item vectors."""
+        raise NotImplementedError
+
+    def score(self, seq: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bd,bcd->bc", self.user_states(seq), self.item_vectors(cands))
+
+    def loss(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Training loss on (B, maxlen + 1) sequences: inputs are [:, :-1], next items [:, 1:]."""
+        raise NotImplementedError
+
+
+class CFRecommender:
+    """Adapts a :class:`CFNet` to the :class:`~seqbench.models.base.Recommender` protocol."""
+
+    name: ClassVar[str] = "cf"
+    config_cls: ClassVar[type[CFConfig]] = CFConfig
+
+    def __init__(self, n_items: int, config: CFConfig | None = None):
+        self.n_items = n_items
+        self.config = config or self.config_cls()
+        self.device = torch.device("cpu")
+        self.net = self.build_net(n_items, self.config)
+
+    def build_net(self, n_items: int, cfg: CFConfig) -> CFNet:
+        raise NotImplementedError
+
+    @property
+    def window(self) -> int:
+        return self.config.maxlen
+
+    # -- inference -----------------------------------------------------------------------------------
+    def _batches(self, hist: Histories):
+        seqs = torch.from_numpy(hist.padded(self.window))
+        bs = self.config.eval_batch_size
+        for b in range(0, len(seqs), bs):
+            yield b, seqs[b : b + bs].to(self.device)
+
+    @torch.no_grad()
+    def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
+        self.net.eval()
+        cands = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
+        out = [self.net.score(seq, cands[b : b + len(seq)].to(self.device)).float().cpu()
+               for b, seq in self._batches(hist)]
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def user_representation(self, hist: Histories) -> np.ndarray:
+        self.net.eval()
+        return torch.cat([self.net.user_states(seq).float().cpu() for _, seq in self._batches(hist)]).numpy()
+
+    # -- training ------------------------------------------------------------------------------------
+    def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
+        cfg = self.config
+        self.device = ctx.device
+        self.net.to(ctx.device)
+        # All positions of every user's sequence train at once (the original SASRec way).
+        train_seqs = torch.from_numpy(train.padded(cfg.maxlen + 1))
+        valid_hist = data.histories("valid")
+        valid_cands = data.candidates["valid"]
+        loop = LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                          patience=cfg.patience, eval_every=cfg.eval_every,
+                          weight_decay=cfg.weight_decay, beta2=cfg.beta2)
+        best_epoch, best, epochs, secs, t_best, curve = train_loop(
+            self.net, train_seqs, lambda: self.score(valid_hist, valid_cands), loop, ctx, self.name
+        )
+        return FitReport(best_epoch=best_epoch, best_valid=best, epochs_run=epochs, seconds=secs,
+                         seconds_to_best=t_best, curve=curve)
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), path / "weights.pt")
+        (path / "config.json").write_text(json.dumps(
+            {"model": self.name, "n_items": self.n_items, "config": dataclasses.asdict(self.config)}, indent=2))
+
+    def load(self, path: Path) -> None:
+        path = Path(path)
+        self.net.load_state_dict(torch.load(path / "weights.pt", map_location=self.device, weights_only=True))
+        self.net.eval()
+
+
+def sample_negatives(pos: torch.Tensor, n_items: int, gen: torch.Generator, avoid: torch.Tensor) -> torch.Tensor:
+    """Uniform negatives shaped like ``pos``, redrawn (a few vectorised rounds) where they hit ``avoid``
+    (the row's items, (B, L)); padding positions keep whatever was drawn since their loss is masked."""
+    neg = torch.randint(1, n_items + 1, pos.shape, generator=gen)
+    for _ in range(3):
+        clash = (neg.unsqueeze(-1) == avoid.unsqueeze(-2)).any(-1)
+        if not clash.any():
+            break
+        neg = torch.where(clash, torch.randint(1, n_items + 1, pos.shape, generator=gen), neg)
+    return neg.to(pos.device)

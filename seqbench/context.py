@@ -1,0 +1,49 @@
+"""What a model needs from the run around it: seed, device, progress display and a metric sink."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto -> cuda if available, else hpu if Gaudi is installed, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "hpu":
+        try:
+            import habana_frameworks.torch.core  # noqa: F401
+        except ImportError as e:
+            from seqbench.errors import SeqbenchError
+
+            raise SeqbenchError("--device hpu needs Intel Gaudi's habana_frameworks, which is not installed") from e
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Make CPU runs repeatable for a given seed (Python, NumPy, torch, deterministic kernels)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass
+class RunContext:
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: Progress | None = None
+    log_metric: Callable[[str, float, int], None] | None = None  # (name, value, step)
+
+    def metric(self, name: str, value: float, step: int) -> None:
+        if self.log_metric is not None:
+            self.log_metric(name, value, step)

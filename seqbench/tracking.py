@@ -1,0 +1,84 @@
+"""MLflow tracking: one run per (dataset, model, probe, seed); the MLflow UI is how users compare runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seqbench import __version__
+
+EXPERIMENT = "seqbench"
+
+
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot contain '@'."""
+    return name.replace("@", "_at_")
+
+
+class Tracker:
+    """Thin wrapper so the runner logs through one object (and tests can point it at a temp store)."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = EXPERIMENT):
+        import mlflow
+
+        for noisy in ("mlflow", "alembic"):  # keep the terminal for progress bars and results
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self.mlflow = mlflow
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        self.run_id: str | None = None
+
+    @contextmanager
+    def run(self, name: str, params: dict, tags: dict):
+        with self.mlflow.start_run(run_name=name) as active:
+            self.run_id = active.info.run_id
+            flat = {k: (json.dumps(v) if isinstance(v, list | tuple) else v) for k, v in _flatten(params).items()}
+            self.mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+            self.mlflow.set_tags(tags)
+            yield self
+
+    def metric(self, name: str, value: float, step: int | None = None) -> None:
+        self.mlflow.log_metric(metric_key(name), float(value), step=step)
+
+    def metrics(self, values: dict[str, float]) -> None:
+        clean = {metric_key(k): float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
+        self.mlflow.log_metrics(clean)
+
+    def json_artifact(self, obj: Any, name: str) -> None:
+        self.mlflow.log_dict(obj, name)
+
+    def table_artifact(self, frame: pd.DataFrame, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            frame.to_parquet(path, index=False)
+            self.mlflow.log_artifact(str(path))

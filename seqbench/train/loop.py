@@ -1,0 +1,88 @@
+"""One training loop for every CF model: epochs over users, validation NDCG@10, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqbench.context import RunContext
+from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
+
+
+@dataclass
+class LoopConfig:
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: int  # validation checks without improvement before stopping
+    eval_every: int  # epochs between validation checks
+    weight_decay: float = 0.0
+    beta2: float = 0.98
+
+
+def train_loop(
+    net: torch.nn.Module,
+    train_seqs: torch.Tensor,
+    score_valid,
+    cfg: LoopConfig,
+    ctx: RunContext,
+    label: str,
+):
+    """Train ``net`` on rows of ``train_seqs`` (one padded sequence per user) with ``net.loss(batch, gen)``.
+
+    ``score_valid()`` returns validation scores (users x candidates, target first). The state with the
+    best validation NDCG@10 is restored at the end. Returns (best_epoch, best_ndcg, epochs_run,
+    seconds, seconds_to_best, curve).
+    """
+    gen = torch.Generator().manual_seed(ctx.seed)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay)
+    n = len(train_seqs)
+    best, best_epoch, best_state, bad, t_best = -1.0, 0, None, 0, 0.0
+    curve: list[tuple[int, float, float | None]] = []
+    start = time.perf_counter()
+    task = ctx.progress.add_task(f"train {label}", total=cfg.max_epochs) if ctx.progress else None
+    epoch = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=gen)
+        total, steps = 0.0, 0
+        for b in range(0, n, cfg.batch_size):
+            batch = train_seqs[order[b : b + cfg.batch_size]].to(ctx.device)
+            loss = net.loss(batch, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        train_loss = total / max(steps, 1)
+        ctx.metric("train_loss", train_loss, epoch)
+        ndcg = None
+        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+            net.eval()
+            with torch.no_grad():
+                ndcg = float(np.mean(metrics_from_ranks(ranks_from_scores(score_valid()))["ndcg@10"]))
+            ctx.metric("valid_ndcg_at_10", ndcg, epoch)
+            if ndcg > best:
+                best, best_epoch, bad = ndcg, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+                t_best = time.perf_counter() - start
+            else:
+                bad += 1
+        curve.append((epoch, train_loss, ndcg))
+        if task is not None:
+            shown = f"{best:.4f}" if best >= 0 else "-"
+            ctx.progress.update(task, advance=1, description=f"train {label} loss {train_loss:.4f} "
+                                f"best valid ndcg@10 {shown}")
+        if bad >= cfg.patience:
+            break
+    if task is not None:
+        ctx.progress.update(task, completed=cfg.max_epochs)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return best_epoch, best, epoch, time.perf_counter() - start, t_best, curve

@@ -1,0 +1,79 @@
+"""The CLI end to end on tiny synthetic data, including MLflow logging and the JSON result."""
+
+import json
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from seqbench.cli import app
+from seqbench.eval.metrics import METRIC_KEYS
+
+runner = CliRunner()
+FAST = "max_epochs=2,eval_every=1,d=16,maxlen=16"
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_end_to_end_writes_json_and_mlflow(tiny_home, tracking_uri, tmp_path):
+    out = tmp_path / "res.json"
+    r = _invoke("run", "--model", "sasrec", "--probe", "shuffle-infer", "--dataset", "tiny", "--data-home",
+                tiny_home, "--tracking-uri", tracking_uri, "--set", FAST, "--output", out)
+    assert r.exit_code == 0, r.output
+    assert "ndcg@10" in r.output and ("Order matters" in r.output or "No significant" in r.output
+                                      or "did better" in r.output)
+    res = json.loads(out.read_text())
+    assert {"dataset", "model", "probe", "seed", "metrics", "test", "mlflow_run_id"} <= set(res)
+    assert (res["dataset"], res["model"], res["probe"], res["seed"]) == ("tiny", "sasrec", "shuffle-infer", 0)
+    for cond in ("original", "probed"):
+        assert set(res["metrics"][cond]) == set(METRIC_KEYS)
+        assert all(0 <= v <= 1 for v in res["metrics"][cond].values())
+    lo, hi = res["test"]["ci95"]
+    assert lo <= res["test"]["relative_change"] <= hi
+    assert 0 <= res["test"]["p_value"] <= 1
+
+    mlflow.set_tracking_uri(tracking_uri)
+    run = mlflow.get_run(res["mlflow_run_id"])
+    assert run.data.params["model"] == "sasrec" and run.data.params["model_config.d"] == "16"
+    assert run.data.tags["dataset_hash"] and run.data.tags["code_version"]
+    assert run.data.metrics["original_ndcg_at_10"] == pytest.approx(res["metrics"]["original"]["ndcg@10"])
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"per_user_metrics.parquet", "resolved_config.json", "result.json"} <= names
+
+
+@pytest.mark.parametrize("flag,value,valid", [("--model", "nope", "sasrec"), ("--probe", "nope", "shuffle-infer"),
+                                              ("--dataset", "nope", "tiny")])
+def test_unknown_names_exit_2_and_list_valid_ones(tiny_home, tracking_uri, flag, value, valid):
+    r = _invoke("run", flag, value, "--data-home", tiny_home, "--tracking-uri", tracking_uri)
+    assert r.exit_code == 2
+    assert f"'{value}'" in r.output and valid in r.output
+
+
+def test_unknown_setting_is_a_clear_error(tiny_home, tracking_uri):
+    r = _invoke("run", "--dataset", "tiny", "--data-home", tiny_home, "--tracking-uri", tracking_uri,
+                "--set", "nonsense=1")
+    assert r.exit_code == 1 and "unknown setting 'nonsense'" in r.output
+
+
+def test_listing_commands():
+    assert "sasrec" in _invoke("models").output
+    assert "shuffle-infer" in _invoke("probes").output
+    assert _invoke("--help").exit_code == 0
+
+
+def test_data_prepare_list_stats_and_bad_input(tmp_path):
+    home = tmp_path / "home"
+    r = _invoke("data", "prepare", "synthetic", "--name", "s0", "--users", 60, "--items", 200, "--order", 0.5,
+                "--data-home", home)
+    assert r.exit_code == 0, r.output
+    assert "s0" in _invoke("data", "list", "--data-home", home).output
+    stats = _invoke("data", "stats", "s0", "--json", "--data-home", home)
+    assert json.loads(stats.output)["users"] == 60
+    again = _invoke("data", "prepare", "synthetic", "--name", "s0", "--data-home", home)
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = _invoke("data", "prepare", "recbole", "--source", tmp_path / "missing", "--data-home", home)
+    assert bad.exit_code == 1 and "missing" in bad.output
+    assert _invoke("data", "prepare", "nope", "--data-home", home).exit_code == 2
+    assert sorted(p.name for p in home.iterdir()) == ["s0"]  # nothing half-written
