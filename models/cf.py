@@ -128,6 +128,17 @@ class CFRecommender:
         self.net.eval()
 
 
+def trim_left_padding(seq: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every row. Exact for models whose positions are
+    attached to slots counted from the right and that never attend to padding (SASRec), and it saves
+    most of the work on short-history data."""
+    used = (seq != 0).any(0)
+    if not bool(used.any()):
+        return seq[:, -1:]
+    first = int(used.to(torch.int8).argmax())
+    return seq[:, first:] if first else seq
+
+
 def sample_negatives(pos: torch.Tensor, n_items: int, gen: torch.Generator, avoid: torch.Tensor) -> torch.Tensor:
     """Uniform negatives shaped like ``pos``, redrawn (a few vectorised rounds) where they hit ``avoid``
     (the row's items, (B, L)); padding positions keep whatever was drawn since their loss is masked."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cf import CFConfig, CFNet, CFRecommender, sample_negatives
+from .cf import CFConfig, CFNet, CFRecommender, sample_negatives, trim_left_padding
 from .layers import Dropout
 
 
@@ -88,12 +88,13 @@ class SASRecNet(CFNet):
         return self.ln_out(x)
 
     def user_states(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.encode(seq)[:, -1]
+        return self.encode(trim_left_padding(seq))[:, -1]
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         return self.item(items)
 
     def loss(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        batch = trim_left_padding(batch)
         inp, pos = batch[:, :-1], batch[:, 1:]
         states = self.encode(inp)
         mask = pos != 0

@@ -29,6 +29,7 @@ def test_padding_does_not_change_the_user_state():
     net = _net(dropout=0.0, attn_dropout=0.0)
     seq = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 5, 9, 3, 8, 2]])
     base = net.user_states(seq)
+    assert torch.allclose(base, net.encode(seq)[:, -1], atol=1e-6)  # trimming all-pad columns is exact
     # Same history, but the pad item-embedding row perturbed: must not matter (rows are zeroed + masked).
     with torch.no_grad():
         net.item.weight[0].normal_()
