@@ -29,6 +29,14 @@ MODELS: dict[str, ModelSpec] = {
     for s in (
         ModelSpec("sasrec", "CF-SRec", "causal self-attention over item ids (Kang & McAuley 2018)",
                   "sasrec:SASRec"),
+        ModelSpec("gru4rec", "CF-SRec", "GRU over item ids, tied embedding, softmax CE (Hidasi et al. 2016)",
+                  "gru4rec:GRU4Rec"),
+        ModelSpec("bert4rec", "CF-SRec", "bidirectional Transformer, Cloze-masked training (Sun et al. 2019)",
+                  "bert4rec:BERT4Rec"),
+        ModelSpec("nextitnet", "CF-SRec", "causal dilated residual CNN over item ids (Yuan et al. 2019)",
+                  "nextitnet:NextItNet"),
+        ModelSpec("pop", "baseline", "ranks candidates by training popularity; a floor every model must beat",
+                  "pop:Pop"),
     )
 }
 

@@ -97,12 +97,16 @@ class CFRecommender:
         return torch.cat([self.net.user_states(seq).float().cpu() for _, seq in self._batches(hist)]).numpy()
 
     # -- training ------------------------------------------------------------------------------------
+    def train_rows(self, train: Histories) -> torch.Tensor:
+        """Rows that ``net.loss`` trains on, one padded sequence each. Default: every user's last
+        maxlen + 1 items, all positions training at once (the original SASRec way)."""
+        return torch.from_numpy(train.padded(self.config.maxlen + 1))
+
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
         cfg = self.config
         self.device = ctx.device
         self.net.to(ctx.device)
-        # All positions of every user's sequence train at once (the original SASRec way).
-        train_seqs = torch.from_numpy(train.padded(cfg.maxlen + 1))
+        train_seqs = self.train_rows(train)
         valid_hist = data.histories("valid")
         valid_cands = data.candidates["valid"]
         loop = LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,

@@ -65,7 +65,9 @@ class SASRecNet(CFNet):
         self.item = nn.Embedding(n_items + 1, cfg.d, padding_idx=0)
         self.pos = nn.Embedding(cfg.maxlen, cfg.d)
         self.drop = Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(_Block(cfg.d, cfg.n_heads, cfg.dropout, cfg.attn_dropout) for _ in range(cfg.n_blocks))
+        self.blocks = nn.ModuleList(
+            _Block(cfg.d, cfg.n_heads, cfg.dropout, cfg.attn_dropout) for _ in range(cfg.n_blocks)
+        )
         self.ln_out = nn.LayerNorm(cfg.d, eps=1e-8)
         for name, p in self.named_parameters():  # official init: Xavier-normal on every matrix
             if p.dim() >= 2:

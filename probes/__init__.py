@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from seqbench.errors import UnknownNameError
 
-from .base import Probe, ProbeResult
-from .shuffle_infer import ShuffleInfer
+from .base import Probe, ProbeContext, ProbeResult
+from .cosine import Cosine
+from .cross_domain import CrossDomain
+from .jaccard import Jaccard
+from .shuffle_infer import Recency, Reverse, ShuffleInfer
+from .shuffle_train import ShuffleTrain
+from .transition import Transition
+from .warm_cold import WarmCold
 
-PROBES: dict[str, type] = {cls.name: cls for cls in (ShuffleInfer,)}
+PROBES: dict[str, type] = {
+    cls.name: cls
+    for cls in (ShuffleInfer, ShuffleTrain, Cosine, Transition, WarmCold, CrossDomain, Reverse, Recency, Jaccard)
+}
 
 
 def get_probe(name: str) -> Probe:
@@ -16,4 +25,4 @@ def get_probe(name: str) -> Probe:
     return PROBES[name]()
 
 
-__all__ = ["PROBES", "Probe", "ProbeResult", "get_probe"]
+__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe"]

@@ -1,25 +1,49 @@
-"""The interface of a probe: it takes a trained model and the dataset and measures one behaviour."""
+"""The interface of a probe: it takes a trained model (and the means to train another) and measures one
+behaviour, as two conditions compared on per-user NDCG@10."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
-from seqbench.eval.evaluator import EvalResult
-from seqbench.stats.paired import PairedTest
+from seqbench.data.histories import Histories
+from seqbench.eval.evaluator import EvalResult, evaluate
+from seqbench.stats.paired import PairedTest, independent_test, paired_test
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may need. ``fit`` trains a *fresh* model with the run's config and seed on the
+    given train histories (shuffle-train); ``load_dataset`` opens another prepared dataset (cross-domain)."""
+
+    model: object  # a trained Recommender
+    data: SeqDataset
+    run: RunContext
+    fit: Callable[[SeqDataset, Histories], object]
+    load_dataset: Callable[[str], SeqDataset]
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class ProbeResult:
-    """Original vs probed evaluation of the same users, their paired test, and probe-specific figures."""
+    """Per-condition evaluations, the comparison of the two named in ``compare``, and extra figures."""
 
     probe: str
-    original: EvalResult
-    probed: EvalResult
+    conditions: dict[str, EvalResult]
+    compare: tuple[str, str]
     test: PairedTest
     probe_stats: dict = field(default_factory=dict)
+
+    @property
+    def original(self) -> EvalResult:
+        return self.conditions[self.compare[0]]
+
+    @property
+    def probed(self) -> EvalResult:
+        return self.conditions[self.compare[1]]
 
 
 @runtime_checkable
@@ -27,4 +51,27 @@ class Probe(Protocol):
     name: str
     summary: str
 
-    def run(self, model, data: SeqDataset, ctx: RunContext) -> ProbeResult: ...
+    def run(self, pc: ProbeContext) -> ProbeResult: ...
+
+
+def paired_result(probe: str, original: EvalResult, probed: EvalResult, seed: int, **stats) -> ProbeResult:
+    """The common shape: same users under two conditions, Wilcoxon on per-user NDCG@10."""
+    test = paired_test(original.per_user["ndcg@10"], probed.per_user["ndcg@10"], "ndcg@10", seed=seed)
+    return ProbeResult(probe, {"original": original, "probed": probed}, ("original", "probed"), test, stats)
+
+
+def group_result(probe: str, groups: dict[str, EvalResult], compare: tuple[str, str], seed: int,
+                 **stats) -> ProbeResult:
+    """Different users per group (e.g. warm vs cold): Mann-Whitney U on per-user NDCG@10."""
+    a, b = (groups[k].per_user["ndcg@10"] for k in compare)
+    test = independent_test(a, b, "ndcg@10", seed=seed)
+    return ProbeResult(probe, groups, compare, test, stats)
+
+
+def evaluate_test(model, data: SeqDataset, hist: Histories | None = None) -> EvalResult:
+    """The model on the test stage (original inputs unless ``hist`` is given) with the persisted candidates."""
+    return evaluate(model, hist if hist is not None else data.histories("test"), data.candidates["test"])
+
+
+def subset(result: EvalResult, mask) -> EvalResult:
+    return EvalResult(result.users[mask], result.ranks[mask], {k: v[mask] for k, v in result.per_user.items()})

@@ -1,4 +1,8 @@
-"""Seeded, vectorised permutations of history windows, shared by every permutation probe."""
+"""Seeded, vectorised rearrangements of history windows, shared by every permutation probe.
+
+All of them move *items* only: timestamps stay attached to positions, so prompt builders keep "Item No."
+and "Time" in place while titles move (docs/MODELS.md §8.1-8.2).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,35 @@ import numpy as np
 
 from seqbench.data.histories import Histories, segment_ids
 
+PERMUTATION_SEED = 20250213  # fixed across models and runs: one permutation per dataset and window
 
-def permute_tail(hist: Histories, window: int, seed: int) -> Histories:
-    """Shuffle the items of the last ``window`` positions of every row; older items and all timestamps
-    stay where they are (so prompts keep "Item No." and "Time" in place while titles move).
 
-    The random keys depend only on the seed and the row layout, so every model with the same window sees
-    exactly the same permutation.
-    """
+def _window_sort(hist: Histories, window: int, keys: np.ndarray) -> Histories:
+    """Reorder each row's last ``window`` items by ``keys``; older items keep their order and place."""
     n = len(hist.items)
     seg = segment_ids(hist.offsets)
     idx = np.arange(n)
-    from_end = hist.offsets[seg + 1] - 1 - idx
-    in_window = from_end < window
-    keys = np.random.default_rng(seed).random(n)
-    # Within a row: positions outside the window keep their order and come first (they are older).
+    in_window = (hist.offsets[seg + 1] - 1 - idx) < window
     order = np.lexsort((np.where(in_window, keys, idx.astype(np.float64)), in_window, seg))
     return hist.with_items(hist.items[order])
+
+
+def permute_tail(hist: Histories, window: int, seed: int = PERMUTATION_SEED) -> Histories:
+    """Shuffle the last ``window`` items of every row. The random keys depend only on the seed and the
+    row layout, so every model with the same window sees exactly the same permutation."""
+    return _window_sort(hist, window, np.random.default_rng(seed).random(len(hist.items)))
+
+
+def reverse_tail(hist: Histories, window: int) -> Histories:
+    """Reverse the last ``window`` items of every row."""
+    return _window_sort(hist, window, -np.arange(len(hist.items), dtype=np.float64))
+
+
+def swap_last_two(hist: Histories) -> Histories:
+    """Swap the two most recent items (rows of length 1 unchanged): moves recency, keeps the rest."""
+    return reverse_tail(hist, 2)
+
+
+def permute_all(hist: Histories, seed: int = PERMUTATION_SEED) -> Histories:
+    """Shuffle every row entirely (shuffled training permutes whole train sequences once)."""
+    return permute_tail(hist, int(hist.lengths.max(initial=1)), seed)

@@ -1,33 +1,54 @@
-"""Shuffled inference (docs/MODELS.md §8.2): same trained model, test histories permuted, same targets
-and candidates; a model that uses order should lose accuracy."""
+"""Inference-time rearrangements of the test history (docs/MODELS.md §8.2 and beyond): the same trained
+model, the same targets and candidates, only the order of the items in the model's window changes."""
 
 from __future__ import annotations
 
-from seqbench.context import RunContext
-from seqbench.data.dataset import SeqDataset
-from seqbench.eval.evaluator import evaluate
-from seqbench.stats.paired import paired_test
+from seqbench.data.histories import Histories
 
-from .base import ProbeResult
-from .permutation import permute_tail
-
-PERMUTATION_SEED = 20250213  # fixed across models and runs: one permutation per dataset and window
+from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
 
 
-class ShuffleInfer:
+class _Rearrangement:
+    name = ""
+    summary = ""
+
+    def rearrange(self, hist: Histories, window: int) -> Histories:
+        raise NotImplementedError
+
+    def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
+        return {}
+
+    def run(self, pc: ProbeContext) -> ProbeResult:
+        hist = pc.data.histories("test")
+        window = int(pc.model.window)
+        moved = self.rearrange(hist, window)
+        original = evaluate_test(pc.model, pc.data, hist)
+        probed = evaluate_test(pc.model, pc.data, moved)
+        stats = {"window": window, "share_items_moved": float((moved.items != hist.items).mean())}
+        stats.update(self.extra(pc, hist, moved, original, probed))
+        return paired_result(self.name, original, probed, pc.run.seed, **stats)
+
+
+class ShuffleInfer(_Rearrangement):
     name = "shuffle-infer"
-    summary = "evaluate the trained model on test histories whose last `window` items are shuffled"
+    summary = "test histories' last `window` items shuffled (fixed seed, same for every model)"
 
-    def __init__(self, permutation_seed: int = PERMUTATION_SEED):
-        self.permutation_seed = permutation_seed
+    def rearrange(self, hist: Histories, window: int) -> Histories:
+        return permute_tail(hist, window, PERMUTATION_SEED)
 
-    def run(self, model, data: SeqDataset, ctx: RunContext) -> ProbeResult:
-        hist = data.histories("test")
-        cands = data.candidates["test"]
-        original = evaluate(model, hist, cands)
-        shuffled = permute_tail(hist, model.window, self.permutation_seed)
-        probed = evaluate(model, shuffled, cands)
-        test = paired_test(original.per_user["ndcg@10"], probed.per_user["ndcg@10"], "ndcg@10", seed=ctx.seed)
-        changed = float((shuffled.items != hist.items).mean())
-        return ProbeResult(self.name, original, probed, test,
-                           probe_stats={"window": int(model.window), "share_items_moved": changed})
+
+class Reverse(_Rearrangement):
+    name = "reverse"
+    summary = "test histories' last `window` items reversed"
+
+    def rearrange(self, hist: Histories, window: int) -> Histories:
+        return reverse_tail(hist, window)
+
+
+class Recency(_Rearrangement):
+    name = "recency"
+    summary = "only the two most recent items swapped (separates recency from order)"
+
+    def rearrange(self, hist: Histories, window: int) -> Histories:
+        return swap_last_two(hist)

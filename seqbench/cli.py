@@ -144,14 +144,25 @@ def list_probes() -> None:
         out.print(f"{name:<14} {cls.summary}", highlight=False, soft_wrap=True)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SeqbenchError(f"--seeds expects comma-separated integers, got '{text}'") from None
+
+
 @app.command("run")
 def run_cmd(
     model: Annotated[str, typer.Option(help="Model name (see `seqbench models`).")] = "sasrec",
-    probe: Annotated[str, typer.Option(help="Probe name (see `seqbench probes`).")] = "shuffle-infer",
+    probe: Annotated[str, typer.Option(help="Probe name, or several comma-separated (Holm-corrected).")]
+    = "shuffle-infer",
     dataset: Annotated[str | None, typer.Option(help="Prepared dataset [default: synthetic, made on first use].")]
     = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    seeds: Annotated[str | None, typer.Option(help="Repeat over seeds, e.g. 0,1,2 (overrides --seed).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable).")] = None,
+    probe_set: Annotated[list[str] | None, typer.Option("--probe-set", help="Probe option key=value, "
+                                                        "e.g. target=NAME for cross-domain.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON/YAML file with a [model] table.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: sqlite mlflow.db].")]
@@ -159,22 +170,31 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or hpu.")] = "auto",
     data_home: DataHome = None,
 ) -> None:
-    """Train a model, apply a probe, test the paired difference, log everything to MLflow."""
+    """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
     from seqbench.config import parse_sets
-    from seqbench.render import result_table, verdict
+    from seqbench.render import extra_lines, result_table, seed_table, verdict
     from seqbench.runner import RunSpec, run
 
     try:
-        spec = RunSpec(model=model, probe=probe, dataset=dataset, seed=seed, overrides=parse_sets(set_),
-                       config_file=config, data_home=data_home, tracking_uri=tracking_uri, device=device,
-                       output=output)
+        spec = RunSpec(model=model, probes=[p.strip() for p in probe.split(",") if p.strip()], dataset=dataset,
+                       seeds=_int_list(seeds) if seeds else [seed], overrides=parse_sets(set_),
+                       probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
+                       tracking_uri=tracking_uri, device=device, output=output)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)
-    out.print(result_table(result))
-    out.print(verdict(result), highlight=False, soft_wrap=True)
+    for r in result["runs"]:
+        out.print(result_table(r))
+        for line in extra_lines(r):
+            out.print(f"  {line}", highlight=False)
+        out.print(verdict(r), highlight=False, soft_wrap=True)
+    if result["holm"]:
+        out.print(f"p-values are Holm-adjusted over the {len(spec.probes)} probes reported together.",
+                  highlight=False)
+    if result["seed_summary"]:
+        out.print(seed_table(result["seed_summary"]))
     if output:
-        out.print(f"[dim]wrote {output}; MLflow run {result['mlflow_run_id']}[/dim]")
+        out.print(f"[dim]wrote {output}[/dim]")
 
 
 @app.command("ui")

@@ -1,4 +1,4 @@
-"""Terminal rendering of run results: a rich table and a one-line verdict."""
+"""Terminal rendering of run results: rich tables and one-line verdicts."""
 
 from __future__ import annotations
 
@@ -11,26 +11,56 @@ ALPHA = 0.05
 
 def verdict(result: dict, alpha: float = ALPHA) -> str:
     t = result["test"]
-    rel, (lo, hi), p = t["relative_change"], t["ci95"], t["p_value"]
-    what = f"{result['probe']} changed {t['metric'].upper()} by {rel:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}, " \
-           f"Wilcoxon p = {p:.2g}, {t['n_users']} users)"
+    rel, (lo, hi) = t["relative_change"], t["ci95"]
+    p = t["p_holm"] if t.get("p_holm") is not None else t["p_value"]
+    p_name = "Holm-adjusted p" if t.get("p_holm") is not None else "p"
+    a, b = t["compare"]
+    test_name = "Wilcoxon" if t["kind"] == "paired" else "Mann-Whitney"
+    what = (f"{t['metric'].upper()} {b} vs {a}: {rel:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}, "
+            f"{test_name} {p_name} = {p:.2g})")
+    if t["kind"] != "paired":
+        sig = "significant" if p < alpha else "not significant"
+        return f"{result['probe']}: {what}; {sig} at alpha = {alpha}."
     if p < alpha and rel < 0:
-        return f"Order matters to {result['model']}: {what}."
+        return f"Order matters to {result['model']} ({result['probe']}): {what}."
     if p < alpha and rel > 0:
-        return f"{result['model']} did better on the probed input: {what}."
-    return f"No significant effect at alpha = {alpha}: {what}."
+        return f"{result['model']} did better on the probed input ({result['probe']}): {what}."
+    return f"No significant effect of {result['probe']} at alpha = {alpha}: {what}."
 
 
 def result_table(result: dict) -> Table:
     table = Table(title=f"{result['model']} on {result['dataset']} — probe {result['probe']} "
                         f"(seed {result['seed']})")
     table.add_column("metric")
-    table.add_column("original", justify="right")
-    table.add_column("probed", justify="right")
-    table.add_column("change", justify="right")
-    orig, probed = result["metrics"]["original"], result["metrics"]["probed"]
+    conds = list(result["metrics"])
+    for c in conds:
+        table.add_column(c, justify="right")
+    a, b = result["test"]["compare"]
+    table.add_column(f"{b} vs {a}", justify="right")
     for k in METRIC_KEYS:
-        a, b = orig[k], probed[k]
-        change = f"{(b - a) / a:+.1%}" if a else "n/a"
-        table.add_row(k, f"{a:.4f}", f"{b:.4f}", change)
+        va, vb = result["metrics"][a][k], result["metrics"][b][k]
+        change = f"{(vb - va) / va:+.1%}" if va else "n/a"
+        table.add_row(k, *(f"{result['metrics'][c][k]:.4f}" for c in conds), change)
+    return table
+
+
+def extra_lines(result: dict) -> list[str]:
+    """Headline probe-specific figures (scalars only)."""
+    keep = ("cosine_mean", "cosine_median", "cosine_raw_mean", "jaccard_at_10", "gap_ndcg_at_10",
+            "t_score_mean", "share_target_items_known", "n_warm_users", "n_cold_users")
+    s = result.get("probe_stats", {})
+    return [f"{k} = {s[k]:.4g}" for k in keep if isinstance(s.get(k), int | float)]
+
+
+def seed_table(summary: dict) -> Table:
+    table = Table(title="over seeds: NDCG@10 mean (95% t-CI), paired t-test over seeds")
+    for col in ("probe", "seeds", "original", "probed", "relative change", "t-test p", "significant seeds"):
+        table.add_column(col, justify="right" if col != "probe" else "left")
+    for probe, s in summary.items():
+        table.add_row(probe, str(s["n_seeds"]),
+                      f"{s['original_mean']:.4f} ({s['original_ci95'][0]:.4f}, {s['original_ci95'][1]:.4f})",
+                      f"{s['probed_mean']:.4f} ({s['probed_ci95'][0]:.4f}, {s['probed_ci95'][1]:.4f})",
+                      f"{s['relative_change_mean']:+.1%} ({s['relative_change_ci95'][0]:+.1%}, "
+                      f"{s['relative_change_ci95'][1]:+.1%})",
+                      f"{s['t_p_value']:.2g}", f"{s['significant_seeds']}/{s['n_seeds']}")
     return table

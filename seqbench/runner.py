@@ -1,4 +1,9 @@
-"""`seqbench run`: dataset -> trained model -> probe -> paired test -> MLflow run -> result dict."""
+"""`seqbench run`: dataset -> trained model -> probes -> statistics -> MLflow runs -> result dicts.
+
+For each seed the model trains once; every requested probe then runs on it and gets its own MLflow run
+(one per dataset, model, probe and seed). Several probes reported together get Holm-adjusted p-values;
+several seeds get an aggregate (mean ± CI over seeds, paired t-test over seeds).
+"""
 
 from __future__ import annotations
 
@@ -17,21 +22,23 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from seqbench.config import load_config_file
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
 from seqbench.data.pipeline import DEFAULT_DATASET, prepare_source
 from seqbench.data.store import data_home, list_datasets, load_dataset
-from seqbench.eval.metrics import METRIC_KEYS
-from seqbench.models import create_model, get_spec
-from seqbench.probes import ProbeResult, get_probe
+from seqbench.models import FitReport, create_model, get_spec
+from seqbench.probes import ProbeContext, ProbeResult, get_probe
+from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.tracking import Tracker, code_version
 
 
 @dataclass
 class RunSpec:
     model: str = "sasrec"
-    probe: str = "shuffle-infer"
+    probes: list[str] = field(default_factory=lambda: ["shuffle-infer"])
     dataset: str | None = None  # None: the embedded synthetic default, prepared on first use
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
     overrides: dict[str, str] = field(default_factory=dict)
+    probe_options: dict[str, str] = field(default_factory=dict)
     config_file: Path | None = None
     data_home: Path | None = None
     tracking_uri: str | None = None
@@ -49,41 +56,45 @@ def ensure_dataset(name: str | None, home: Path, console: Console | None = None)
     return load_dataset(name, home)
 
 
-def _model_layers(spec: RunSpec) -> list[dict[str, Any]]:
+def model_layers(model: str, overrides: dict[str, str], config_file: Path | None) -> list[dict[str, Any]]:
     """Config precedence: model defaults < config file ([model] or [models.<name>] table) < --set."""
-    file_cfg = load_config_file(spec.config_file)
+    file_cfg = load_config_file(config_file)
     layers = []
     if isinstance(file_cfg.get("model"), dict):
         layers.append(file_cfg["model"])
-    if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(spec.model), dict):
-        layers.append(file_cfg["models"][spec.model])
-    layers.append(spec.overrides)
+    if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
+        layers.append(file_cfg["models"][model])
+    layers.append(overrides)
     return layers
 
 
-def result_dict(spec: RunSpec, data: SeqDataset, res: ProbeResult, run_id: str | None) -> dict:
+def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport) -> dict:
+    """The machine-readable result of one (dataset, model, probe, seed)."""
+    test = res.test
     return {
         "dataset": data.name,
-        "model": spec.model,
+        "model": model,
         "probe": res.probe,
-        "seed": spec.seed,
-        "metrics": {
-            "original": {k: res.original.summary[k] for k in METRIC_KEYS},
-            "probed": {k: res.probed.summary[k] for k in METRIC_KEYS},
-        },
+        "seed": seed,
+        "metrics": {name: cond.summary for name, cond in res.conditions.items()},
         "test": {
-            "metric": res.test.metric,
-            "relative_change": res.test.relative_change,
-            "ci95": list(res.test.ci95),
-            "p_value": res.test.p_value,
-            "effect_size": res.test.effect_size,
-            "mean_diff": res.test.mean_diff,
-            "diff_ci95": list(res.test.diff_ci95),
-            "n_users": res.test.n_users,
-            "n_nonzero": res.test.n_nonzero,
+            "compare": list(res.compare),
+            "kind": test.kind,
+            "metric": test.metric,
+            "relative_change": test.relative_change,
+            "ci95": list(test.ci95),
+            "p_value": test.p_value,
+            "p_holm": test.p_holm,
+            "effect_size": test.effect_size,
+            "mean_diff": test.mean_diff,
+            "diff_ci95": list(test.diff_ci95),
+            "n_users": test.n_users,
+            "n_nonzero": test.n_nonzero,
         },
         "probe_stats": res.probe_stats,
-        "mlflow_run_id": run_id,
+        "fit": {"best_epoch": fit.best_epoch, "best_valid_ndcg@10": fit.best_valid, "epochs_run": fit.epochs_run,
+                "seconds": fit.seconds, "seconds_to_best": fit.seconds_to_best},
+        "mlflow_run_id": None,
     }
 
 
@@ -93,58 +104,97 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(obj, f, indent=2, default=float)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def run(spec: RunSpec, console: Console | None = None) -> dict:
-    console = console or Console(stderr=True)
-    get_spec(spec.model)  # fail fast on unknown names, before any work
-    probe = get_probe(spec.probe)
-    home = data_home(spec.data_home)
-    data = ensure_dataset(spec.dataset, home, console)
-    seed_everything(spec.seed)
-    model = create_model(spec.model, data.n_items, *_model_layers(spec))
-    config = dataclasses.asdict(model.config)
-    tracker = Tracker(spec.tracking_uri)
-    params = {"dataset": data.name, "model": spec.model, "probe": spec.probe, "seed": spec.seed,
-              "device": spec.device, "model_config": config, "data": data.meta.get("params", {})}
+def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
+         res: ProbeResult, out: dict) -> str:
+    params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
+              "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),
             "family": get_spec(spec.model).family}
-    run_name = f"{data.name}/{spec.model}/{spec.probe}/seed{spec.seed}"
-    with tracker.run(run_name, params, tags), Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    ) as progress:
-        ctx = RunContext(seed=spec.seed, device=resolve_device(spec.device), progress=progress,
-                         log_metric=tracker.metric)
-        fit = model.fit(data, data.histories("train"), ctx)
-        task = progress.add_task(f"probe {probe.name}", total=None)
-        res = probe.run(model, data, ctx)
-        progress.update(task, total=1, completed=1)
-        out = result_dict(spec, data, res, tracker.run_id)
-        tracker.metrics({f"original_{k}": v for k, v in out["metrics"]["original"].items()})
-        tracker.metrics({f"probed_{k}": v for k, v in out["metrics"]["probed"].items()})
-        tracker.metrics({"relative_change": res.test.relative_change, "p_value": res.test.p_value,
-                         "ci95_low": res.test.ci95[0], "ci95_high": res.test.ci95[1],
-                         "effect_size": res.test.effect_size, "best_epoch": fit.best_epoch,
-                         "best_valid_ndcg_at_10": fit.best_valid, "train_seconds": fit.seconds,
+    with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
+        for epoch, loss, valid in fit.curve:
+            tracker.metric("train_loss", loss, epoch)
+            if valid is not None:
+                tracker.metric("valid_ndcg@10", valid, epoch)
+        for cond, summary in out["metrics"].items():
+            tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
+        t = out["test"]
+        tracker.metrics({"relative_change": t["relative_change"], "p_value": t["p_value"],
+                         "p_holm": t["p_holm"], "ci95_low": t["ci95"][0], "ci95_high": t["ci95"][1],
+                         "effect_size": t["effect_size"], "best_epoch": fit.best_epoch,
+                         "best_valid_ndcg@10": fit.best_valid, "train_seconds": fit.seconds,
                          "seconds_to_best": fit.seconds_to_best})
-        tracker.metrics({f"probe_{k}": v for k, v in res.probe_stats.items() if isinstance(v, int | float)})
-        per_user = pd.DataFrame({"user": res.original.users,
-                                 **{f"original_{k}": v for k, v in res.original.per_user.items()},
-                                 **{f"probed_{k}": v for k, v in res.probed.per_user.items()}})
-        tracker.table_artifact(per_user, "per_user_metrics.parquet")
+        tracker.metrics({f"probe_{k}": v for k, v in res.probe_stats.items()
+                         if isinstance(v, int | float) and not isinstance(v, bool)})
+        frames = [pd.DataFrame({"condition": name, "user": cond.users, **cond.per_user})
+                  for name, cond in res.conditions.items()]
+        tracker.table_artifact(pd.concat(frames, ignore_index=True), "per_user_metrics.parquet")
         tracker.json_artifact({"run": {k: str(v) if isinstance(v, Path) else v
                                        for k, v in dataclasses.asdict(spec).items()},
-                               "model_config": config, "dataset_meta": data.meta}, "resolved_config.json")
-        tracker.json_artifact({"curve": fit.curve, **dataclasses.asdict(fit)}, "fit_report.json")
-        tracker.json_artifact(out, "result.json")
-    out["fit"] = {"best_epoch": fit.best_epoch, "best_valid_ndcg@10": fit.best_valid,
-                  "epochs_run": fit.epochs_run, "seconds": fit.seconds}
+                               "seed": seed, "model_config": config, "dataset_meta": data.meta},
+                              "resolved_config.json")
+        tracker.json_artifact(dataclasses.asdict(fit), "fit_report.json")
+        run_id = tracker.run_id
+        tracker.json_artifact({**out, "mlflow_run_id": run_id}, "result.json")
+    return run_id
+
+
+def run(spec: RunSpec, console: Console | None = None) -> dict:
+    """Run every (seed, probe) of ``spec``; returns {"runs": [...], "holm": bool, "seed_summary": {...}}."""
+    console = console or Console(stderr=True)
+    get_spec(spec.model)  # fail fast on unknown names, before any work
+    probes = [get_probe(p) for p in spec.probes]
+    home = data_home(spec.data_home)
+    data = ensure_dataset(spec.dataset, home, console)
+    layers = model_layers(spec.model, spec.overrides, spec.config_file)
+    device = resolve_device(spec.device)
+    tracker = Tracker(spec.tracking_uri)
+    runs: list[dict] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        for seed in spec.seeds:
+            ctx = RunContext(seed=seed, device=device, progress=progress)
+
+            def fit_fresh(d: SeqDataset, train: Histories, seed=seed, ctx=ctx):
+                seed_everything(seed)
+                fresh = create_model(spec.model, d.n_items, *layers)
+                fresh.fit(d, train, ctx)
+                return fresh
+
+            seed_everything(seed)
+            model = create_model(spec.model, data.n_items, *layers)
+            config = dataclasses.asdict(model.config)
+            fit = model.fit(data, data.histories("train"), ctx)
+            results = []
+            for probe in probes:
+                task = progress.add_task(f"probe {probe.name} (seed {seed})", total=None)
+                pc = ProbeContext(model=model, data=data, run=ctx, fit=fit_fresh,
+                                  load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
+                results.append(probe.run(pc))
+                progress.update(task, total=1, completed=1)
+            if len(results) > 1:  # several hypotheses about one model: control the family-wise error
+                for r, p in zip(results, holm([r.test.p_value for r in results]), strict=True):
+                    r.test.p_holm = float(p)
+            for res in results:
+                out = result_dict(data, spec.model, seed, res, fit)
+                out["mlflow_run_id"] = _log(tracker, spec, data, config, seed, fit, res, out)
+                runs.append(out)
+    summary = {}
+    if len(spec.seeds) > 1:
+        for name in spec.probes:
+            rs = [r for r in runs if r["probe"] == name]
+            a, b = rs[0]["test"]["compare"]
+            summary[name] = aggregate_seeds([r["metrics"][a]["ndcg@10"] for r in rs],
+                                            [r["metrics"][b]["ndcg@10"] for r in rs],
+                                            [r["test"]["relative_change"] for r in rs],
+                                            [r["test"]["p_value"] for r in rs]).as_dict()
+    result = {"runs": runs, "holm": len(probes) > 1, "seed_summary": summary}
     if spec.output:
-        write_json_atomic(out, spec.output)
-    return out
+        write_json_atomic(runs[0] if len(runs) == 1 else result, spec.output)
+    return result

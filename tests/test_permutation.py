@@ -3,7 +3,7 @@
 import numpy as np
 
 from seqbench.data.histories import Histories
-from seqbench.probes.permutation import permute_tail
+from seqbench.probes.permutation import permute_all, permute_tail, reverse_tail, swap_last_two
 
 
 def _hist(n_rows=200, seed=0):
@@ -33,24 +33,8 @@ def test_same_seed_same_permutation_other_seed_differs():
     assert not (permute_tail(h, 10, 1).items == permute_tail(h, 10, 2).items).all()
 
 
-def test_shuffle_infer_keeps_targets_and_candidates(tiny):
-    from seqbench.probes.shuffle_infer import ShuffleInfer
-
-    seen = {}
-
-    class Spy:
-        window = 8
-
-        def score(self, hist, cands):
-            seen.setdefault("calls", []).append((hist, cands.copy()))
-            return np.random.default_rng(0).random(cands.shape)
-
-    from seqbench.context import RunContext
-
-    res = ShuffleInfer().run(Spy(), tiny, RunContext())
-    (h0, c0), (h1, c1) = seen["calls"]
-    assert (c0 == c1).all() and (c0 == tiny.candidates["test"]).all()
-    assert (h0.times == h1.times).all() and (h0.offsets == h1.offsets).all()
-    assert (h0.users == h1.users).all()
-    assert res.probe_stats["window"] == 8
-    assert 0 < res.probe_stats["share_items_moved"] < 1
+def test_reverse_and_recency():
+    h = Histories(np.array([1, 2]), np.array([1, 2, 3, 4, 5, 6]), np.arange(6), np.array([0, 4, 6]))
+    assert reverse_tail(h, 3).items.tolist() == [1, 4, 3, 2, 6, 5]
+    assert swap_last_two(h).items.tolist() == [1, 2, 4, 3, 6, 5]
+    assert sorted(permute_all(h, 0).row(0).tolist()) == [1, 2, 3, 4]

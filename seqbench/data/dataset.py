@@ -29,6 +29,7 @@ class SeqDataset:
     titles: np.ndarray
     candidates: dict[str, np.ndarray]
     descriptions: np.ndarray | None = None
+    item_ids: np.ndarray | None = None  # raw id of item i at [i] ([0] = ""), for cross-dataset mapping
     _cache: dict = field(default_factory=dict, repr=False)
 
     @cached_property

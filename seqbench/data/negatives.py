@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from seqbench.errors import DataError
@@ -9,6 +11,47 @@ from seqbench.errors import DataError
 # Candidate sets stored per dataset; column 0 is always the target.
 CANDIDATE_SETS = {"valid": 99, "test": 99, "valid_title": 19, "test_title": 19}
 CHUNK_DRAWS = 1 << 20  # draws per slice of users: bounds memory and keeps the lookups cache-resident
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` for int64 keys via one sort (numpy 2's hash-based unique is slower here)."""
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
+
+
+def _usable(draws: np.ndarray, rows: np.ndarray, forbidden: np.ndarray, n_items: int) -> np.ndarray:
+    """ok[r, j]: draw j of row r is neither an item of user ``rows[r]`` nor a repeat of an earlier draw.
+
+    Each row is sorted once as (item, column) pairs: repeats are then neighbours (the first occurrence
+    sorts first), and the sorted (user, item) keys are ascending overall, so each of the few forbidden
+    keys is found with one binary search instead of one search per draw. Only the bad positions are
+    mapped back to draw order. ``forbidden`` holds the sorted keys of (at least) ``rows``' users.
+    """
+    n_rows, n_cols = draws.shape
+    bits = max(1, (n_cols - 1).bit_length())
+    packed = np.sort((draws.astype(np.int64) << bits) | np.arange(n_cols), axis=1)
+    items = packed >> bits
+    bad = np.zeros((n_rows, n_cols), dtype=bool)
+    bad[:, 1:] = items[:, 1:] == items[:, :-1]
+    flat_bad = bad.reshape(-1)
+    if len(forbidden):
+        keys = (rows[:, None].astype(np.int64) * (n_items + 1) + items).reshape(-1)
+        pos = np.searchsorted(keys, forbidden)  # first occurrence; later ones are repeats already
+        inside = pos < len(keys)
+        pos = pos[inside]
+        flat_bad[pos[keys[pos] == forbidden[inside]]] = True
+    where = np.flatnonzero(flat_bad)
+    ok = np.ones((n_rows, n_cols), dtype=bool)
+    ok[where // n_cols, packed.reshape(-1)[where] & ((1 << bits) - 1)] = False
+    return ok
+
+
+def _take_first(ok: np.ndarray, draws: np.ndarray, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
+    """(full, picks): rows with >= n_neg usable draws, and their first n_neg usable draws in order."""
+    rank = np.cumsum(ok, axis=1, dtype=np.int32)
+    full = rank[:, -1] >= n_neg
+    sel = ok[full] & (rank[full] <= n_neg)
+    return full, draws[full][sel].reshape(-1, n_neg)
 
 
 def _draw_distinct_excluding(
@@ -24,42 +67,53 @@ def _draw_distinct_excluding(
     Works in rounds over whole arrays: oversample, reject interacted items and repeats, keep the first
     ``n_neg`` survivors in draw order, and redraw only the rows that came up short.
 
-    Each round's draws are taken in slices of consecutive users. The generator's stream does not depend
-    on how a request is sliced, so the result equals one draw for all users at once, while memory stays
-    at a few slices and each slice only searches its own users' (contiguous) forbidden keys.
+    Each round's draws are taken in slices of consecutive users; the generator's stream does not depend
+    on how a request is sliced, so the draws equal one request for all users at once while memory stays
+    at one slice. Whether a draw survives depends only on the draws before it in its row, so a row is
+    first checked on a short prefix (enough in all but rare rows) and on all its draws only if short.
     """
     out = np.zeros((n_users, n_neg), dtype=np.int32)
     todo = np.arange(n_users)
     # forbidden_keys[bounds[u]:bounds[u + 1]] are user u's keys.
     bounds = np.searchsorted(forbidden_keys, np.arange(n_users + 1, dtype=np.int64) * (n_items + 1))
     m = n_neg * 2 + 8
-    while len(todo):
-        short = []
-        step = max(1, CHUNK_DRAWS // m)
-        for s in range(0, len(todo), step):
-            rows = todo[s : s + step]
-            draws = rng.integers(1, n_items + 1, size=(len(rows), m))
-            keys = rows[:, None].astype(np.int64) * (n_items + 1) + draws
-            sub = forbidden_keys[bounds[rows[0]] : bounds[rows[-1] + 1]]  # rows ascend
-            if len(sub):
-                pos = np.minimum(np.searchsorted(sub, keys), len(sub) - 1)
-                ok = sub[pos] != keys
-            else:
-                ok = np.ones(keys.shape, dtype=bool)
-            # Mark repeats within a row (keep the first occurrence in draw order).
-            order = np.argsort(draws, axis=1, kind="stable")
-            srt = np.take_along_axis(draws, order, axis=1)
-            rep = np.zeros_like(ok)
-            np.put_along_axis(rep, order[:, 1:], srt[:, 1:] == srt[:, :-1], axis=1)
-            ok &= ~rep
-            rank = np.cumsum(ok, axis=1)
-            full = rank[:, -1] >= n_neg
-            sel = ok & (rank <= n_neg)
-            rows_full = np.flatnonzero(full)
-            out[rows[rows_full]] = draws[rows_full][sel[rows_full]].reshape(len(rows_full), n_neg)
-            short.append(rows[~full])
-        todo = np.concatenate(short)
-        m *= 2
+
+    def check(rows: np.ndarray, draws: np.ndarray, prefix: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(rows, picks) for the rows that got n_neg survivors, then the short rows last."""
+        sub = forbidden_keys[bounds[rows[0]] : bounds[rows[-1] + 1]]  # rows ascend
+        head = draws[:, :prefix]
+        full, picks = _take_first(_usable(head, rows, sub, n_items), head, n_neg)
+        done = [(rows[full], picks)]
+        if prefix < draws.shape[1] and not full.all():
+            rows, draws = rows[~full], draws[~full]
+            full, picks = _take_first(_usable(draws, rows, sub, n_items), draws, n_neg)
+            done.append((rows[full], picks))
+        return [*done, (rows[~full], picks[:0])]
+
+    # The generator is used by this thread only, in order; checking a slice (mostly numpy work that
+    # releases the GIL) runs in a second thread, overlapping the next slice's draws and checks.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while len(todo):
+            step = max(1, CHUNK_DRAWS // m)
+            prefix = min(m, n_neg + max(8, n_neg // 8))
+            pending: list[Future] = []
+            short = []
+            for s in range(0, len(todo), step):
+                rows = todo[s : s + step]
+                draws = rng.integers(1, n_items + 1, size=(len(rows), m))
+                pending.append(pool.submit(check, rows, draws, prefix))
+                while len(pending) > 3 or (pending and pending[0].done()):
+                    *done, (left, _) = pending.pop(0).result()
+                    for r, picks in done:
+                        out[r] = picks
+                    short.append(left)
+            for f in pending:
+                *done, (left, _) = f.result()
+                for r, picks in done:
+                    out[r] = picks
+                short.append(left)
+            todo = np.concatenate(short)
+            m *= 2
     return out
 
 
@@ -76,7 +130,7 @@ def sample_candidates(
     u0 = user.astype(np.int64) - 1
     per_user = np.bincount(u0, minlength=n_users)
     need = max(sizes.values())
-    forbidden = np.unique(u0 * (n_items + 1) + item)
+    forbidden = _sorted_unique(u0 * (n_items + 1) + item)
     free = n_items - np.bincount(forbidden // (n_items + 1), minlength=n_users)
     if (free < need).any():
         bad = int(np.flatnonzero(free < need)[0]) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -104,7 +105,7 @@ def _duplicate_rows(ucode: np.ndarray, icode: np.ndarray, ts: np.ndarray) -> np.
         dup[key[1:]] = (su[1:] == su[:-1]) & (si[1:] == si[:-1]) & (st[1:] == st[:-1])
         return dup
     pair = ucode * n_i + icode
-    by_pair = np.argsort(pair)
+    by_pair = _stable_argsort(pair)
     sp = pair[by_pair]
     same = sp[1:] == sp[:-1]
     if not same.any():
@@ -118,18 +119,33 @@ def _duplicate_rows(ucode: np.ndarray, icode: np.ndarray, ts: np.ndarray) -> np.
     return dup
 
 
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for non-negative integer keys.
+
+    When key and row number fit in 63 bits together, sorting the packed values is several times faster
+    than an argsort and gives the same permutation (ties are ordered by row number).
+    """
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx_bits = max(1, (n - 1).bit_length())
+    if int(key.min()) >= 0 and int(key.max()).bit_length() + idx_bits <= 63:
+        packed = np.sort((key.astype(np.int64) << idx_bits) | np.arange(n, dtype=np.int64))
+        return packed & ((1 << idx_bits) - 1)
+    return np.argsort(key, kind="stable")
+
+
 def _user_time_order(user: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Stable argsort by (user, time): ties keep their current (file) order.
 
-    Packs both into one int64 key when the time span allows (one sort instead of a multi-key lexsort).
+    Two stable passes, least significant key first (as in a radix sort): by time, then by user.
     """
     if len(ts) == 0:
         return np.zeros(0, dtype=np.int64)
-    t0, t1 = int(ts.min()), int(ts.max())
-    span = t1 - t0 + 1
-    if (int(user.max()) + 1) * span < 2**63:
-        return np.argsort(user.astype(np.int64) * span + (ts - t0), kind="stable")
-    return np.lexsort((ts, user))
+    if int(ts.max()) - int(ts.min()) >= 2**63:  # the offset below would overflow
+        return np.lexsort((ts, user))
+    by_time = _stable_argsort(ts - ts.min())
+    return by_time[_stable_argsort(user[by_time])]
 
 
 def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepared:
@@ -141,8 +157,10 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
         raise DataError(f"no interactions found in {raw.source.get('path', 'the source')}")
     if tab.column("timestamp").null_count:
         raise DataError("some interactions have no timestamp")  # loaders should have said which line
-    ucode, uraw = _codes(tab.column("user"))
-    icode, iraw = _codes(tab.column("item"))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # pyarrow's hashing releases the GIL: both at once
+        users, items = pool.map(_codes, [tab.column("user"), tab.column("item")])
+    ucode, uraw = users
+    icode, iraw = items
     ts = tab.column("timestamp").to_numpy().astype(np.int64)
     report["rows_read"] = int(n_rows)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
+from seqbench.data.rules import rules_ratio
 
 
 def dataset_stats(data: SeqDataset) -> dict:
@@ -23,4 +25,5 @@ def dataset_stats(data: SeqDataset) -> dict:
         "seq_len_max": int(lens.max()),
         "items_without_title": int(sum(1 for t in data.titles[1:] if not t)),
         "content_hash": data.content_hash,
+        **rules_ratio(Histories(np.arange(1, data.n_users + 1), data.item, data.timestamp, data.user_offsets)),
     }

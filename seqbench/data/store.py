@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,7 @@ def content_hash(arrays: list[np.ndarray]) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
+        h.update(a)  # the buffer itself: same bytes as a.tobytes(), without the copy
     return h.hexdigest()
 
 
@@ -65,27 +67,30 @@ def write_dataset(
     n_items = len(prep.item_ids)
     sizes = {"valid": params.n_neg, "test": params.n_neg,
              "valid_title": params.n_neg_title, "test_title": params.n_neg_title}
-    cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, sizes)
+    home_existed = home.exists()
     home.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
+    n_users = len(prep.user_ids)
     try:
-        inter = pa.table({"user": prep.user, "item": prep.item, "timestamp": prep.timestamp,
-                          "split": prep.split})
-        pq.write_table(inter, tmp / "interactions.parquet")
-        items = {"item": np.arange(1, n_items + 1, dtype=np.int32),
-                 "item_id": prep.item_ids.astype(str), "title": prep.titles.astype(str)}
-        if prep.descriptions is not None:
-            items["description"] = prep.descriptions.astype(str)
-        pq.write_table(pa.table(items), tmp / "items.parquet")
-        n_users = len(prep.user_ids)
-        pq.write_table(pa.table({"user": np.arange(1, n_users + 1, dtype=np.int32),
-                                 "user_id": prep.user_ids.astype(str)}), tmp / "users.parquet")
-        cand_cols = {"user": np.arange(1, n_users + 1, dtype=np.int32)}
-        for key, mat in cands.items():
-            flat = pa.array(mat.reshape(-1), type=pa.int32())
-            cand_cols[key] = pa.FixedSizeListArray.from_arrays(flat, mat.shape[1])
-        pq.write_table(pa.table(cand_cols), tmp / "candidates.parquet")
-        digest = content_hash([prep.user, prep.item, prep.timestamp, prep.split, *cands.values()])
+        # The plain tables do not depend on the candidates: a thread writes them (pyarrow releases the
+        # GIL) while the candidates are drawn; later the hash runs beside the candidates' write.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            tables = pool.submit(_write_tables, prep, tmp)
+            try:
+                cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, sizes)
+            except BaseException:
+                wait([tables])
+                raise
+            tables.result()
+            hashed = pool.submit(
+                content_hash, [prep.user, prep.item, prep.timestamp, prep.split, *cands.values()]
+            )
+            cand_cols = {"user": np.arange(1, n_users + 1, dtype=np.int32)}
+            for key, mat in cands.items():
+                flat = pa.array(mat.reshape(-1), type=pa.int32())
+                cand_cols[key] = pa.FixedSizeListArray.from_arrays(flat, mat.shape[1])
+            pq.write_table(pa.table(cand_cols), tmp / "candidates.parquet")
+            digest = hashed.result()
         meta = {
             "name": name,
             "format_version": FORMAT_VERSION,
@@ -108,8 +113,26 @@ def write_dataset(
             tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not home_existed:  # leave no trace of a failed prepare, the data home included
+            with contextlib.suppress(OSError):
+                home.rmdir()
         raise
     return target
+
+
+def _write_tables(prep: Prepared, tmp: Path) -> None:
+    """interactions, items and users parquet files (everything but the candidates)."""
+    inter = pa.table({"user": prep.user, "item": prep.item, "timestamp": prep.timestamp, "split": prep.split})
+    pq.write_table(inter, tmp / "interactions.parquet")
+    n_items = len(prep.item_ids)
+    items = {"item": np.arange(1, n_items + 1, dtype=np.int32),
+             "item_id": prep.item_ids.astype(str), "title": prep.titles.astype(str)}
+    if prep.descriptions is not None:
+        items["description"] = prep.descriptions.astype(str)
+    pq.write_table(pa.table(items), tmp / "items.parquet")
+    n_users = len(prep.user_ids)
+    pq.write_table(pa.table({"user": np.arange(1, n_users + 1, dtype=np.int32),
+                             "user_id": prep.user_ids.astype(str)}), tmp / "users.parquet")
 
 
 def _jsonable(x):
@@ -147,5 +170,6 @@ def load_dataset(name: str, home: Path) -> SeqDataset:
         split=inter.column("split").to_numpy().astype(np.int8),
         titles=titles,
         descriptions=desc,
+        item_ids=np.concatenate([[""], items["item_id"].to_numpy(dtype=object)]),
         candidates=candidates,
     )

@@ -15,6 +15,7 @@ class EvalResult:
     users: np.ndarray  # 1-based user ids, aligned with every per-user array
     ranks: np.ndarray
     per_user: dict[str, np.ndarray]
+    scores: np.ndarray | None = None  # (users, candidates), target first; kept for ranking-overlap probes
 
     @property
     def summary(self) -> dict[str, float]:
@@ -27,4 +28,4 @@ def evaluate(model, hist: Histories, candidates: np.ndarray) -> EvalResult:
         raise ValueError(f"{len(hist)} histories but {len(candidates)} candidate rows")
     scores = model.score(hist, candidates)
     ranks = ranks_from_scores(scores)
-    return EvalResult(users=hist.users, ranks=ranks, per_user=metrics_from_ranks(ranks))
+    return EvalResult(users=hist.users, ranks=ranks, per_user=metrics_from_ranks(ranks), scores=scores)

@@ -17,6 +17,9 @@ from scipy import stats
 
 @dataclass
 class PairedTest:
+    """A comparison of two conditions on one metric. ``kind`` is "paired" (same users, Wilcoxon) or
+    "independent" (different users, e.g. transition vs non-transition sets: Mann-Whitney U)."""
+
     metric: str
     n_users: int
     n_nonzero: int  # pairs with a non-zero difference (the ones Wilcoxon ranks)
@@ -27,7 +30,9 @@ class PairedTest:
     relative_change: float  # (probed - original) / original, on the means
     ci95: tuple[float, float]  # paired bootstrap CI of relative_change
     p_value: float  # two-sided Wilcoxon signed-rank
-    effect_size: float  # matched-pairs rank-biserial correlation in [-1, 1] (negative = probed lower)
+    effect_size: float  # rank-biserial correlation in [-1, 1] (negative = probed lower)
+    kind: str = "paired"
+    p_holm: float | None = None  # Holm-adjusted p-value when reported with other comparisons
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,4 +81,44 @@ def paired_test(
         metric=metric, n_users=len(a), n_nonzero=n_nonzero, mean_original=ma, mean_probed=mb,
         mean_diff=mb - ma, diff_ci95=cis[1], relative_change=rel, ci95=cis[0], p_value=p,
         effect_size=_rank_biserial(diff),
+    )
+
+
+def independent_test(
+    a: np.ndarray, b: np.ndarray, metric: str = "ndcg@10", seed: int = 0, n_resamples: int = 2000
+) -> PairedTest:
+    """Two groups of different users: Mann-Whitney U (two-sided) and bootstrap CIs resampling each group.
+
+    ``relative_change`` is (mean_b - mean_a) / mean_a; the effect size is the rank-biserial correlation
+    2U/(n_a n_b) - 1, positive when b tends to be higher.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("independent_test needs at least 2 values per group")
+    ma, mb = float(a.mean()), float(b.mean())
+    same = np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]
+    u = stats.mannwhitneyu(b, a, alternative="two-sided")
+    p = 1.0 if same else float(u.pvalue)
+    rng = np.random.default_rng(seed)
+
+    def rel_stat(x, y, axis=-1):
+        mx = np.mean(x, axis=axis)
+        return (np.mean(y, axis=axis) - mx) / np.where(mx == 0, np.nan, mx)
+
+    def diff_stat(x, y, axis=-1):
+        return np.mean(y, axis=axis) - np.mean(x, axis=axis)
+
+    cis = []
+    for stat in (rel_stat, diff_stat):
+        if same:
+            cis.append((0.0, 0.0))
+            continue
+        res = stats.bootstrap((a, b), stat, paired=False, vectorized=True, n_resamples=n_resamples,
+                              method="percentile", confidence_level=0.95, rng=rng, batch=200)
+        cis.append((float(res.confidence_interval.low), float(res.confidence_interval.high)))
+    return PairedTest(
+        metric=metric, n_users=len(a) + len(b), n_nonzero=len(a) + len(b), mean_original=ma, mean_probed=mb,
+        mean_diff=mb - ma, diff_ci95=cis[1], relative_change=(mb - ma) / ma if ma else float("nan"),
+        ci95=cis[0], p_value=p, effect_size=float(2 * u.statistic / (len(a) * len(b)) - 1), kind="independent",
     )

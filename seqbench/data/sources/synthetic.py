@@ -20,12 +20,95 @@ from seqbench.data.raw import RawData
 from seqbench.data.sources.options import SourceOptions
 from seqbench.errors import DataError
 
-_ADJ = ("Amber Bold Calm Crimson Dusty Electric Frosted Golden Hidden Ivory Jade Lunar Misty Noble Olive "
-        "Polar Quiet Rustic Silver Tidal Urban Velvet Wild Azure Brisk Cosmic Daring Ember Fabled Gentle "
-        "Hollow Iron Jolly Keen Lucky Mellow Nimble Opal Primal Royal Solar Tender Vivid Woven Zesty").split()
-_NOUN = ("Lantern Harbor Meadow Compass Falcon Garden Canyon Anchor Beacon Cascade Dune Echo Forge Glacier "
-         "Horizon Island Journey Kettle Ledger Mosaic Nectar Orchard Prism Quartz Ripple Summit Thicket "
-         "Voyage Willow Zephyr Atlas Bramble Cinder Delta Emblem Fable Grove Haven Ingot Jewel").split()
+_ADJ = [
+    "Amber",
+    "Bold",
+    "Calm",
+    "Crimson",
+    "Dusty",
+    "Electric",
+    "Frosted",
+    "Golden",
+    "Hidden",
+    "Ivory",
+    "Jade",
+    "Lunar",
+    "Misty",
+    "Noble",
+    "Olive",
+    "Polar",
+    "Quiet",
+    "Rustic",
+    "Silver",
+    "Tidal",
+    "Urban",
+    "Velvet",
+    "Wild",
+    "Azure",
+    "Brisk",
+    "Cosmic",
+    "Daring",
+    "Ember",
+    "Fabled",
+    "Gentle",
+    "Hollow",
+    "Iron",
+    "Jolly",
+    "Keen",
+    "Lucky",
+    "Mellow",
+    "Nimble",
+    "Opal",
+    "Primal",
+    "Royal",
+    "Solar",
+    "Tender",
+    "Vivid",
+    "Woven",
+    "Zesty",
+]
+_NOUN = [
+    "Lantern",
+    "Harbor",
+    "Meadow",
+    "Compass",
+    "Falcon",
+    "Garden",
+    "Canyon",
+    "Anchor",
+    "Beacon",
+    "Cascade",
+    "Dune",
+    "Echo",
+    "Forge",
+    "Glacier",
+    "Horizon",
+    "Island",
+    "Journey",
+    "Kettle",
+    "Ledger",
+    "Mosaic",
+    "Nectar",
+    "Orchard",
+    "Prism",
+    "Quartz",
+    "Ripple",
+    "Summit",
+    "Thicket",
+    "Voyage",
+    "Willow",
+    "Zephyr",
+    "Atlas",
+    "Bramble",
+    "Cinder",
+    "Delta",
+    "Emblem",
+    "Fable",
+    "Grove",
+    "Haven",
+    "Ingot",
+    "Jewel",
+]
 
 N_SUCCESSORS = 3
 
@@ -37,8 +120,10 @@ def generate(
     if not 0.0 <= order <= 1.0:
         raise DataError(f"--order must be between 0 and 1, got {order}")
     if users < 2 or items < 2 * max_len + 100:
-        raise DataError(f"synthetic data needs >= 2 users and >= {2 * max_len + 100} items "
-                        f"(max_len {max_len} plus room for 99 negatives); got {users} users, {items} items")
+        raise DataError(
+            f"synthetic data needs >= 2 users and >= {2 * max_len + 100} items "
+            f"(max_len {max_len} plus room for 99 negatives); got {users} users, {items} items"
+        )
     if not 3 <= min_len <= max_len:
         raise DataError(f"need 3 <= min_len <= max_len, got {min_len}, {max_len}")
     rng = np.random.default_rng(seed)
@@ -107,16 +192,28 @@ def generate(
 
 
 def load(path: Path | None, opts: SourceOptions) -> RawData:
-    user, item, ts, group, titles = generate(
-        opts.users, opts.items, opts.order, opts.seed, opts.min_len, opts.max_len
+    user, item, ts, group, titles = generate(opts.users, opts.items, opts.order, opts.seed, opts.min_len, opts.max_len)
+    interactions = pa.table(
+        {
+            "user": pa.array([f"u{u + 1}" for u in range(opts.users)]).take(pa.array(user)),
+            "item": pa.array([f"i{i + 1}" for i in range(opts.items)]).take(pa.array(item)),
+            "timestamp": pa.array(ts, type=pa.int64()),
+        }
     )
-    interactions = pa.table({
-        "user": pa.array([f"u{u + 1}" for u in range(opts.users)]).take(pa.array(user)),
-        "item": pa.array([f"i{i + 1}" for i in range(opts.items)]).take(pa.array(item)),
-        "timestamp": pa.array(ts, type=pa.int64()),
-    })
-    items = pd.DataFrame({"item": [f"i{i + 1}" for i in range(opts.items)], "title": titles,
-                          "description": [f"group {g}" for g in group]})
-    source = {"kind": "synthetic", "users": opts.users, "items": opts.items, "order": opts.order,
-              "seed": opts.seed, "min_len": opts.min_len, "max_len": opts.max_len}
+    items = pd.DataFrame(
+        {
+            "item": [f"i{i + 1}" for i in range(opts.items)],
+            "title": titles,
+            "description": [f"group {g}" for g in group],
+        }
+    )
+    source = {
+        "kind": "synthetic",
+        "users": opts.users,
+        "items": opts.items,
+        "order": opts.order,
+        "seed": opts.seed,
+        "min_len": opts.min_len,
+        "max_len": opts.max_len,
+    }
     return RawData(interactions=interactions, items=items, source=source)

@@ -1,0 +1,44 @@
+"""Representation similarity (docs/MODELS.md §8.3): per user, the cosine between the user representation
+of the original and of the shuffled test input, same trained model. The scoring vector is used; models that
+also expose a raw one (``raw_user_representation``, e.g. an LLM's hidden state before its projection) get
+it reported too. The NDCG comparison of the two inputs is the same as shuffle-infer's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .permutation import PERMUTATION_SEED, permute_tail
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide((a * b).sum(1), denom, out=np.ones(len(a)), where=denom > 0)
+
+
+def describe(values: np.ndarray, prefix: str) -> dict:
+    q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+    hist, edges = np.histogram(values, bins=20, range=(-1.0, 1.0))
+    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_median": float(q[2]),
+            f"{prefix}_std": float(values.std()),
+            f"{prefix}_quantiles": {"p05": q[0], "p25": q[1], "p50": q[2], "p75": q[3], "p95": q[4]},
+            f"{prefix}_histogram": {"counts": hist.tolist(), "edges": edges.round(3).tolist()}}
+
+
+class Cosine:
+    name = "cosine"
+    summary = "cosine between user representations of original and shuffled test histories"
+
+    def run(self, pc: ProbeContext) -> ProbeResult:
+        hist = pc.data.histories("test")
+        moved = permute_tail(hist, int(pc.model.window), PERMUTATION_SEED)
+        stats = describe(rowwise_cosine(pc.model.user_representation(hist),
+                                        pc.model.user_representation(moved)), "cosine")
+        raw = getattr(pc.model, "raw_user_representation", None)
+        if raw is not None:
+            stats.update(describe(rowwise_cosine(raw(hist), raw(moved)), "cosine_raw"))
+        original = evaluate_test(pc.model, pc.data, hist)
+        probed = evaluate_test(pc.model, pc.data, moved)
+        return paired_result(self.name, original, probed, pc.run.seed, window=int(pc.model.window), **stats)

@@ -1,0 +1,23 @@
+"""Shuffled training (docs/MODELS.md §8.1): permute every train sequence once, before training, with a
+fixed seed; train a fresh model with the same config and seed; evaluate both models on the original test
+inputs. Validation (early stopping) also uses the original inputs. Models that own a pre-trained CF teacher
+re-train the teacher on the shuffled data too (the sheet's open point §10.3, resolved as "yes")."""
+
+from __future__ import annotations
+
+from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .permutation import PERMUTATION_SEED, permute_all
+
+
+class ShuffleTrain:
+    name = "shuffle-train"
+    summary = "a second model trained on once-shuffled train sequences, both evaluated on original inputs"
+
+    def run(self, pc: ProbeContext) -> ProbeResult:
+        train = pc.data.histories("train")
+        shuffled = permute_all(train, PERMUTATION_SEED)
+        model = pc.fit(pc.data, shuffled)
+        original = evaluate_test(pc.model, pc.data)
+        probed = evaluate_test(model, pc.data)
+        return paired_result(self.name, original, probed, pc.run.seed,
+                             share_train_items_moved=float((shuffled.items != train.items).mean()))

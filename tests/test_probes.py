@@ -1,0 +1,162 @@
+"""Probes: what they permute or split, hand-computed t-scores and rule counts, Holm, and a run of each."""
+
+import numpy as np
+import pytest
+
+from seqbench.context import RunContext, seed_everything
+from seqbench.data.histories import Histories
+from seqbench.data.rules import count_rules, rules_ratio
+from seqbench.models import create_model
+from seqbench.probes import PROBES, ProbeContext, get_probe
+from seqbench.probes.cosine import rowwise_cosine
+from seqbench.probes.cross_domain import map_items
+from seqbench.probes.jaccard import jaccard_at_k
+from seqbench.probes.transition import t_scores
+from seqbench.probes.warm_cold import warm_cold_items
+from seqbench.stats.multiple import aggregate_seeds, holm
+
+SMALL = {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}
+
+
+def _rows(*rows):
+    lens = [len(r) for r in rows]
+    return Histories(np.arange(1, len(rows) + 1), np.concatenate(rows).astype(np.int64),
+                     np.arange(sum(lens)), np.concatenate([[0], np.cumsum(lens)]))
+
+
+class Spy:
+    """Records what a probe feeds the model; scores at random."""
+
+    window = 8
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, hist, cands):
+        self.calls.append((hist, cands.copy()))
+        return np.random.default_rng(len(self.calls)).random(cands.shape)
+
+    def user_representation(self, hist):
+        return np.stack([np.bincount(hist.row(b)[-3:] % 5, minlength=5) for b in range(len(hist))]) + 1.0
+
+
+def _pc(model, data, **kw):
+    return ProbeContext(model=model, data=data, run=RunContext(), fit=lambda d, h: model,
+                        load_dataset=lambda n: data, **kw)
+
+
+@pytest.mark.parametrize("name", ["shuffle-infer", "reverse", "recency", "cosine", "jaccard"])
+def test_rearrangement_probes_keep_targets_candidates_and_times(tiny, name):
+    spy = Spy()
+    res = get_probe(name).run(_pc(spy, tiny))
+    (h0, c0), (h1, c1) = spy.calls[-2:]
+    assert (c0 == c1).all() and (c0 == tiny.candidates["test"]).all()
+    assert (h0.times == h1.times).all() and (h0.offsets == h1.offsets).all() and (h0.users == h1.users).all()
+    for b in range(len(h0)):  # same multiset of items, only the window moved
+        r0, r1 = h0.row(b), h1.row(b)
+        cut = max(0, len(r0) - 8)
+        assert (r0[:cut] == r1[:cut]).all() and sorted(r0.tolist()) == sorted(r1.tolist())
+    if name == "recency":
+        assert all((h0.row(b)[:-2] == h1.row(b)[:-2]).all() for b in range(len(h0)))
+    assert set(res.conditions) == {"original", "probed"} and res.test.kind == "paired"
+
+
+def test_shuffle_train_trains_on_permuted_sequences_and_evaluates_on_original(tiny):
+    seen = {}
+    spy = Spy()
+
+    def fit(d, train):
+        seen["train"] = train
+        return spy
+
+    res = get_probe("shuffle-train").run(ProbeContext(spy, tiny, RunContext(), fit, lambda n: tiny))
+    orig = tiny.histories("train")
+    assert (seen["train"].times == orig.times).all()
+    assert (seen["train"].items != orig.items).mean() > 0.5
+    assert all(sorted(seen["train"].row(b).tolist()) == sorted(orig.row(b).tolist()) for b in range(len(orig)))
+    evaluated = [h for h, _ in spy.calls]
+    assert all((h.items == tiny.histories("test").items).all() for h in evaluated)  # original inputs only
+    assert res.probe == "shuffle-train"
+
+
+def test_t_score_hand_computed():
+    # Pairs over all rows: (1,2) x2, (2,3) x1, (3,1) x1, (2,1) x1.
+    h = _rows([1, 2, 3], [1, 2], [3, 1], [2, 1], [4])
+    assert t_scores(h).tolist() == pytest.approx([(2 + 1) / 2, 2, 1, 1, 0])
+
+
+def test_transition_split_halves_users(tiny):
+    res = get_probe("transition").run(_pc(Spy(), tiny))
+    n = res.probe_stats
+    assert n["n_transition"] + n["n_non_transition"] == tiny.n_users
+    assert abs(n["n_transition"] - n["n_non_transition"]) <= 1 and res.test.kind == "independent"
+
+
+def test_warm_cold_items_split():
+    counts = np.array([0, 50, 40, 30, 20, 10, 5, 5, 4, 3, 1])  # items 1..10
+    warm, cold = warm_cold_items(counts, 0.3)
+    assert np.flatnonzero(warm).tolist() == [1, 2, 3]
+    assert np.flatnonzero(cold).tolist() == [8, 9, 10]
+    assert not warm[0] and not cold[0]
+
+
+def test_rules_hand_computed():
+    # (1,2) occurs 6 times, (1,3) once: confidence of 1->2 is 6/7 > 0.1, support 6 > 5: one 2-gram rule;
+    # (2,9) occurs 6 times with antecedent 2 seen 6 times. (1,2,9) occurs 6 times too.
+    rows = [[1, 2, 9]] * 6 + [[1, 3]]
+    h = _rows(*[np.array(r) for r in rows])
+    assert count_rules(h, 2) == 2
+    assert count_rules(h, 3) == 1
+    assert count_rules(h, 2, min_support=6) == 0
+    ratio = rules_ratio(_rows(*[np.array([1, 2, 3, 4, 5, 6, 7, 8])] * 20), seed=0)
+    assert ratio["rules_2gram_original"] == 7 and ratio["rules_2gram_ratio"] < 0.5
+
+
+def test_holm_matches_hand_computation():
+    p = [0.01, 0.04, 0.03, 0.5]
+    # sorted: 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08 -> monotone 0.09, 0.5*1=0.5
+    assert holm(p).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]).tolist() == []
+
+
+def test_seed_aggregate():
+    s = aggregate_seeds([0.5, 0.52, 0.48], [0.3, 0.31, 0.29], [-0.4, -0.4, -0.4], [0.001, 0.2, 0.01])
+    assert s.significant_seeds == 2 and s.t_p_value < 0.01
+    assert s.original_ci95[0] < 0.5 < s.original_ci95[1]
+
+
+def test_cosine_and_jaccard_helpers():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    b = np.array([[0.0, 1.0], [2.0, 2.0], [0.0, 0.0]])
+    assert rowwise_cosine(a, b).tolist() == pytest.approx([0.0, 1.0, 1.0])
+    s = np.arange(20, dtype=float)[None]
+    assert jaccard_at_k(s, s, 10).tolist() == [1.0]
+    assert jaccard_at_k(s, -s, 10).tolist() == [0.0]
+    moved = s.copy()
+    moved[0, :5] += 100  # top-10 becomes items 0-4 and 15-19: 5 shared of 15
+    assert jaccard_at_k(s, moved, 10)[0] == pytest.approx(5 / 15)
+
+
+def test_cross_domain_mapping(tiny):
+    table, known = map_items(tiny, tiny)
+    assert known == 1.0 and (table[1:] == np.arange(1, tiny.n_items + 1)).all()
+
+
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
+    seed_everything(0)
+    model = create_model("sasrec", tiny.n_items, SMALL)
+    model.fit(tiny, tiny.histories("train"), RunContext())
+
+    def fit(d, h):
+        m = create_model("sasrec", d.n_items, SMALL)
+        m.fit(d, h, RunContext())
+        return m
+
+    res = get_probe(name).run(ProbeContext(model, tiny, RunContext(), fit, lambda n: tiny,
+                                           {"target": "tiny"}))
+    assert 0 <= res.test.p_value <= 1 and np.isfinite(res.test.relative_change)
+    if name == "cosine":
+        assert -1 <= res.probe_stats["cosine_mean"] <= 1
+    if name == "jaccard":
+        assert 0 <= res.probe_stats["jaccard_at_10"] <= 1
