@@ -25,7 +25,9 @@ class SASRecConfig(CFConfig):
     n_blocks: int = 2
     n_heads: int = 1
     attn_dropout: float = 0.1
-    loss: str = "bce"  # "bce" (official: 1 negative per position) or "ce" (full softmax)
+    # "ce" (full softmax, as RecBole's reference; reaches higher NDCG sooner on ml-100k) or "bce" (the official
+    # recipe: 1 uniform negative per position; what LLM-SRec's frozen teacher uses)
+    loss: str = "ce"
 
 
 class _Block(nn.Module):
@@ -99,7 +101,7 @@ class SASRecNet(CFNet):
         batch = trim_left_padding(batch)
         inp, pos = batch[:, :-1], batch[:, 1:]
         states = self.encode(inp)
-        mask = pos != 0
+        mask = (pos != 0) & (inp != 0)  # a user's first item is never a target (nothing precedes it)
         if self.cfg.loss == "ce":
             logits = states[mask] @ self.item.weight[1:].T
             return F.cross_entropy(logits, pos[mask] - 1)
