@@ -35,6 +35,8 @@ MODELS: dict[str, ModelSpec] = {
                   "bert4rec:BERT4Rec"),
         ModelSpec("nextitnet", "CF-SRec", "causal dilated residual CNN over item ids (Yuan et al. 2019)",
                   "nextitnet:NextItNet"),
+        ModelSpec("llmsrec", "LLM4Rec", "frozen LLM + distilled frozen SASRec user representation (KDD'25)",
+                  "llmsrec:LLMSRec"),
         ModelSpec("pop", "baseline", "ranks candidates by training popularity; a floor every model must beat",
                   "pop:Pop"),
     )

@@ -168,6 +168,9 @@ def run_cmd(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: sqlite mlflow.db].")]
     = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or hpu.")] = "auto",
+    llm: Annotated[str | None, typer.Option(help="LLM-based models: smollm2-135m (default), tiny-random, a "
+                                            "Hugging Face id or a local folder.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="LLM-based models: auto, bf16, fp32 or fp16.")] = None,
     data_home: DataHome = None,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
@@ -176,8 +179,10 @@ def run_cmd(
     from seqbench.runner import RunSpec, run
 
     try:
+        overrides = parse_sets(set_)
+        overrides.update({k: v for k, v in (("llm", llm), ("dtype", dtype)) if v is not None})
         spec = RunSpec(model=model, probes=[p.strip() for p in probe.split(",") if p.strip()], dataset=dataset,
-                       seeds=_int_list(seeds) if seeds else [seed], overrides=parse_sets(set_),
+                       seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
                        tracking_uri=tracking_uri, device=device, output=output)
         result = run(spec, err)

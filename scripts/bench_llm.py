@@ -1,0 +1,198 @@
+"""Throughput of LLM-SRec training and evaluation next to the bare LLM (issue 5 "Performance").
+
+Writes ``reports/bench_llm.json``:
+* ``train_useful_tok_s``: real (non-pad) prompt tokens per second through LLM-SRec training steps (user and
+  candidate-item prompts, forward + backward into the soft tokens, optimizer step, negative sampling and
+  prompt building included).
+* ``eval_useful_tok_s``: real tokens per second of the evaluation passes (item cache + user vectors).
+* ``padding_share``: padded share of all tokens the LLM computed in the measured training + evaluation passes.
+* ``epoch_seconds``: one ml-100k epoch (training steps + its ~11 validation checks over all validation users
+  and items), *estimated* from the measured steps and evaluation throughput (``epoch_estimated`` says so).
+* ``ceiling_fwd_tok_s`` / ``ceiling_fwdbwd_tok_s``: plain ``model(**batch)`` forward / forward + backward
+  (``labels`` loss, weights trainable) of the same LLM on random 16 x 256 batches, in the same run.
+
+Usage: ``python scripts/bench_llm.py`` (SmolLM2-135M, ml-100k prepared with ``seqbench data prepare recbole
+--source ../shared/data/ml-100k --name ml-100k``); smoke: ``python scripts/bench_llm.py --llm tiny-random
+--dataset synthetic --train-steps 2 --eval-users 8 --eval-items 16 --ceiling-reps 1 --out /tmp/b.json``.
+The teacher's quality does not change throughput, so it trains for ``--teacher-epochs`` (default 5) unless a
+cached one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqbench.context import RunContext
+from seqbench.data.store import data_home, load_dataset
+from seqbench.llm import load_llm
+from seqbench.models.llmsrec import TEACHER_MAXLEN, LLMSRec, LLMSRecConfig, training_examples
+
+
+def dataset(name: str, home: str | None):
+    if name == "synthetic":  # smoke runs: a small synthetic dataset in a temporary home
+        from seqbench.data.pipeline import prepare_source
+        from seqbench.data.preprocess import PrepareParams
+        from seqbench.data.sources.options import SourceOptions
+
+        tmp = Path(tempfile.mkdtemp())
+        prepare_source("synthetic", None, "bench", tmp, PrepareParams(),
+                       SourceOptions(users=200, items=300, order=0.9, seed=3, min_len=5, max_len=30))
+        return load_dataset("bench", tmp)
+    return load_dataset(name, data_home(home))
+
+
+class Counter:
+    """Wraps ``LLMSRec._forward`` to count real and padded tokens."""
+
+    def __init__(self, model: LLMSRec):
+        self.real = self.padded = 0
+        inner = model._forward
+
+        def counted(ids, mask, soft, out_id):
+            self.real += int(mask.sum())
+            self.padded += int(mask.numel())
+            return inner(ids, mask, soft, out_id)
+
+        model._forward = counted
+
+    def take(self) -> tuple[int, int]:
+        out = (self.real, self.padded)
+        self.real = self.padded = 0
+        return out
+
+
+def ceiling(name: str, dtype: str, reps: int, batch: int = 16, length: int = 256) -> tuple[float, float]:
+    """Bare-model forward and forward+backward tokens/s on random ids (weights trainable, like plain training)."""
+    model, _ = load_llm(name, dtype=dtype, device="cpu")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (batch, length), generator=gen)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        model(input_ids=ids[:2, :16], attention_mask=inputs["attention_mask"][:2, :16])  # warm-up
+        t = time.perf_counter()
+        for _ in range(reps):
+            model(**inputs)
+        fwd = batch * length * reps / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(reps):
+        model.zero_grad(set_to_none=True)
+        model(**inputs, labels=ids).loss.backward()
+    fwdbwd = batch * length * reps / (time.perf_counter() - t)
+    return fwd, fwdbwd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--llm", default="smollm2-135m")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--data-home", default=None)
+    ap.add_argument("--train-steps", type=int, default=12, help="measured training steps (after 1 warm-up)")
+    ap.add_argument("--eval-users", type=int, default=256)
+    ap.add_argument("--eval-items", type=int, default=512)
+    ap.add_argument("--teacher-epochs", type=int, default=5)
+    ap.add_argument("--ceiling-reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default="reports/bench_llm.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = dataset(args.dataset, args.data_home)
+    cfg = LLMSRecConfig(llm=args.llm, dtype=args.dtype, device="cpu", teacher_epochs=args.teacher_epochs)
+    model = LLMSRec(data.n_items, cfg)
+    train = data.histories("train")
+    t0 = time.perf_counter()
+    model._setup_llm(torch.device("cpu"))
+    model._setup_prompts(data.titles)
+    model._fit_teacher(data, train, RunContext(seed=0))
+    model._build_heads(0)
+    setup_s = time.perf_counter() - t0
+    counter = Counter(model)
+
+    # -- training steps (same code path as fit) --
+    hist, targets = training_examples(train, cfg.autoregressive)
+    hist = hist.tail(TEACHER_MAXLEN)
+    o_all = model._teacher_user(hist)
+    rng = np.random.default_rng(0)
+    opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
+    order = rng.permutation(len(targets))
+    times = []
+    for s in range(args.train_steps + 1):
+        rows = order[(s * cfg.batch_size) % len(order):][:cfg.batch_size]
+        t = time.perf_counter()
+        loss, _ = model.batch_loss(hist.take(rows), targets[rows], o_all[torch.from_numpy(rows)], rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+        if s == 0:
+            counter.take()  # warm-up step excluded
+    train_real, train_padded = counter.take()
+    train_s = float(sum(times[1:]))
+    step_s = train_s / max(args.train_steps, 1)
+
+    # -- evaluation passes --
+    v_hist = data.histories("valid")
+    n_users = min(args.eval_users, len(v_hist))
+    items = np.arange(1, data.n_items + 1)[: args.eval_items]
+    model._version += 1
+    t = time.perf_counter()
+    model.item_vectors(items)
+    model.user_representation(v_hist.take(np.arange(n_users)))
+    eval_s = time.perf_counter() - t
+    eval_real, eval_padded = counter.take()
+    eval_tok_s = eval_real / eval_s
+
+    # -- one ml-100k epoch, estimated --
+    steps_per_epoch = -(-len(targets) // cfg.batch_size)
+    every = max(1, int(steps_per_epoch * cfg.val_every_frac))
+    checks = steps_per_epoch // every + (steps_per_epoch % every != 0)
+    valid_tokens = (float(model.builder.users(v_hist).lengths.sum())
+                    + float(sum(len(x) for x in model.builder.items(np.unique(data.candidates["valid"])))))
+    epoch_train_s = steps_per_epoch * step_s
+    epoch_valid_s = checks * valid_tokens / eval_tok_s
+
+    fwd, fwdbwd = ceiling(args.llm, args.dtype, args.ceiling_reps)
+    out = {
+        "train_useful_tok_s": train_real / train_s,
+        "eval_useful_tok_s": eval_tok_s,
+        "padding_share": 1 - (train_real + eval_real) / max(train_padded + eval_padded, 1),
+        "epoch_seconds": epoch_train_s + epoch_valid_s,
+        "ceiling_fwd_tok_s": fwd,
+        "ceiling_fwdbwd_tok_s": fwdbwd,
+        "epoch_estimated": True,
+        "epoch_note": (f"estimated: {steps_per_epoch} steps x {step_s:.2f} s measured over {args.train_steps} "
+                       f"steps + {checks} validation checks x {valid_tokens:.0f} tokens at the measured eval "
+                       f"throughput"),
+        "details": {
+            "llm": args.llm, "dtype": str(model.llm_dtype), "dataset": data.name, "threads": args.threads,
+            "train_steps": args.train_steps, "batch_size": cfg.batch_size, "step_seconds": step_s,
+            "train_padding_share": 1 - train_real / max(train_padded, 1),
+            "eval_padding_share": 1 - eval_real / max(eval_padded, 1),
+            "eval_users": n_users, "eval_items": len(items), "epoch_train_seconds": epoch_train_s,
+            "epoch_valid_seconds": epoch_valid_s, "steps_per_epoch": steps_per_epoch,
+            "validation_checks_per_epoch": checks, "setup_seconds": setup_s,
+            "ceiling_batch": [16, 256], "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

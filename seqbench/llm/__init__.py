@@ -1,0 +1,5 @@
+"""LLM backbone and prompt building shared by every LLM-based recommender (docs/MODELS.md §2)."""
+
+from .backbone import DEFAULT_LLM, SOFT_TOKENS, TINY_LLM, TokenIds, cache_root, decoder_of, load_llm
+
+__all__ = ["DEFAULT_LLM", "SOFT_TOKENS", "TINY_LLM", "TokenIds", "cache_root", "decoder_of", "load_llm"]
