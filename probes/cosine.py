@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_tail
+from seqbench.data.histories import Histories
+
+from .base import ProbeContext
+from .shuffle_infer import ShuffleInfer
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -27,18 +29,14 @@ def describe(values: np.ndarray, prefix: str) -> dict:
             f"{prefix}_histogram": {"counts": hist.tolist(), "edges": edges.round(3).tolist()}}
 
 
-class Cosine:
+class Cosine(ShuffleInfer):
     name = "cosine"
     summary = "cosine between user representations of original and shuffled test histories"
 
-    def run(self, pc: ProbeContext) -> ProbeResult:
-        hist = pc.data.histories("test")
-        moved = permute_tail(hist, int(pc.model.window), PERMUTATION_SEED)
+    def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
         stats = describe(rowwise_cosine(pc.model.user_representation(hist),
                                         pc.model.user_representation(moved)), "cosine")
         raw = getattr(pc.model, "raw_user_representation", None)
         if raw is not None:
             stats.update(describe(rowwise_cosine(raw(hist), raw(moved)), "cosine_raw"))
-        original = evaluate_test(pc.model, pc.data, hist)
-        probed = evaluate_test(pc.model, pc.data, moved)
-        return paired_result(self.name, original, probed, pc.run.seed, window=int(pc.model.window), **stats)
+        return stats

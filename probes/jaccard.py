@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_tail
+from seqbench.data.histories import Histories
+
+from .base import ProbeContext
+from .shuffle_infer import ShuffleInfer
 
 K = 10
 
@@ -24,16 +26,11 @@ def jaccard_at_k(scores_a: np.ndarray, scores_b: np.ndarray, k: int = K) -> np.n
     return (in_a & in_b).sum(1) / (in_a | in_b).sum(1)
 
 
-class Jaccard:
+class Jaccard(ShuffleInfer):
     name = "jaccard"
     summary = "Jaccard@10 of top-10 candidate lists from original vs shuffled test histories"
 
-    def run(self, pc: ProbeContext) -> ProbeResult:
-        hist = pc.data.histories("test")
-        moved = permute_tail(hist, int(pc.model.window), PERMUTATION_SEED)
-        original = evaluate_test(pc.model, pc.data, hist)
-        probed = evaluate_test(pc.model, pc.data, moved)
+    def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
         jac = jaccard_at_k(original.scores, probed.scores)
-        return paired_result(self.name, original, probed, pc.run.seed, window=int(pc.model.window),
-                             jaccard_at_10=float(jac.mean()), jaccard_at_10_median=float(np.median(jac)),
-                             jaccard_over="candidates")
+        return {"jaccard_at_10": float(jac.mean()), "jaccard_at_10_median": float(np.median(jac)),
+                "jaccard_over": "candidates"}

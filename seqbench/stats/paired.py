@@ -38,6 +38,32 @@ class PairedTest:
         return asdict(self)
 
 
+def _relative_change(x, y, axis=-1):
+    mx = np.mean(x, axis=axis)
+    return (np.mean(y, axis=axis) - mx) / np.where(mx == 0, np.nan, mx)
+
+
+def _mean_difference(x, y, axis=-1):
+    return np.mean(y, axis=axis) - np.mean(x, axis=axis)
+
+
+def _bootstrap_cis(a: np.ndarray, b: np.ndarray, paired: bool, degenerate: bool, seed: int,
+                   n_resamples: int) -> list[tuple[float, float]]:
+    """Percentile 95 % CIs of the relative change and of the mean difference (scipy.stats.bootstrap);
+    with nothing to resample (``degenerate``) the CI collapses onto the point estimate."""
+    rng = np.random.default_rng(seed)
+    cis = []
+    for stat in (_relative_change, _mean_difference):
+        if degenerate:
+            value = float(stat(a, b))
+            cis.append((value, value))
+            continue
+        res = stats.bootstrap((a, b), stat, paired=paired, vectorized=True, n_resamples=n_resamples,
+                              method="percentile", confidence_level=0.95, rng=rng, batch=200)
+        cis.append((float(res.confidence_interval.low), float(res.confidence_interval.high)))
+    return cis
+
+
 def _rank_biserial(diff: np.ndarray) -> float:
     d = diff[diff != 0]
     if len(d) == 0:
@@ -59,24 +85,7 @@ def paired_test(
     p = 1.0 if n_nonzero == 0 else float(stats.wilcoxon(b, a, zero_method="wilcox").pvalue)
     ma, mb = float(a.mean()), float(b.mean())
     rel = (mb - ma) / ma if ma != 0 else float("nan")
-    rng = np.random.default_rng(seed)
-
-    def rel_stat(x, y, axis=-1):
-        mx = np.mean(x, axis=axis)
-        return (np.mean(y, axis=axis) - mx) / np.where(mx == 0, np.nan, mx)
-
-    def diff_stat(x, y, axis=-1):
-        return np.mean(y, axis=axis) - np.mean(x, axis=axis)
-
-    cis = []
-    for stat in (rel_stat, diff_stat):
-        if n_nonzero == 0:
-            value = stat(a, b)
-            cis.append((float(value), float(value)))
-            continue
-        res = stats.bootstrap((a, b), stat, paired=True, vectorized=True, n_resamples=n_resamples,
-                              method="percentile", confidence_level=0.95, rng=rng, batch=200)
-        cis.append((float(res.confidence_interval.low), float(res.confidence_interval.high)))
+    cis = _bootstrap_cis(a, b, paired=True, degenerate=n_nonzero == 0, seed=seed, n_resamples=n_resamples)
     return PairedTest(
         metric=metric, n_users=len(a), n_nonzero=n_nonzero, mean_original=ma, mean_probed=mb,
         mean_diff=mb - ma, diff_ci95=cis[1], relative_change=rel, ci95=cis[0], p_value=p,
@@ -100,23 +109,7 @@ def independent_test(
     same = np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]
     u = stats.mannwhitneyu(b, a, alternative="two-sided")
     p = 1.0 if same else float(u.pvalue)
-    rng = np.random.default_rng(seed)
-
-    def rel_stat(x, y, axis=-1):
-        mx = np.mean(x, axis=axis)
-        return (np.mean(y, axis=axis) - mx) / np.where(mx == 0, np.nan, mx)
-
-    def diff_stat(x, y, axis=-1):
-        return np.mean(y, axis=axis) - np.mean(x, axis=axis)
-
-    cis = []
-    for stat in (rel_stat, diff_stat):
-        if same:
-            cis.append((0.0, 0.0))
-            continue
-        res = stats.bootstrap((a, b), stat, paired=False, vectorized=True, n_resamples=n_resamples,
-                              method="percentile", confidence_level=0.95, rng=rng, batch=200)
-        cis.append((float(res.confidence_interval.low), float(res.confidence_interval.high)))
+    cis = _bootstrap_cis(a, b, paired=False, degenerate=bool(same), seed=seed, n_resamples=n_resamples)
     return PairedTest(
         metric=metric, n_users=len(a) + len(b), n_nonzero=len(a) + len(b), mean_original=ma, mean_probed=mb,
         mean_diff=mb - ma, diff_ci95=cis[1], relative_change=(mb - ma) / ma if ma else float("nan"),
