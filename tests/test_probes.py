@@ -160,3 +160,19 @@ def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
         assert -1 <= res.probe_stats["cosine_mean"] <= 1
     if name == "jaccard":
         assert 0 <= res.probe_stats["jaccard_at_10"] <= 1
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("gru4rec", {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}),
+    ("bert4rec", {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}),
+    ("nextitnet", {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}),
+    ("pop", {}),
+])
+def test_shuffle_infer_and_cosine_run_on_every_cf_model(tiny, name, settings):
+    seed_everything(0)
+    model = create_model(name, tiny.n_items, settings)
+    model.fit(tiny, tiny.histories("train"), RunContext())
+    for probe in ("shuffle-infer", "cosine"):
+        res = get_probe(probe).run(_pc(model, tiny))
+        assert 0 <= res.test.p_value <= 1
+        assert res.probe_stats["window"] == model.window
