@@ -11,20 +11,23 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from seqbench.errors import SeqbenchError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto -> cuda if available, else hpu if Gaudi is installed, else cpu."""
+    """auto -> cuda if available, else cpu; hpu needs Intel Gaudi's habana_frameworks (clear error if not)."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "hpu":
         try:
             import habana_frameworks.torch.core  # noqa: F401
         except ImportError as e:
-            from seqbench.errors import SeqbenchError
-
             raise SeqbenchError("--device hpu needs Intel Gaudi's habana_frameworks, which is not installed") from e
+        return torch.device("hpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SeqbenchError("--device cuda was asked for but torch sees no CUDA device")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise SeqbenchError(f"unknown device '{name}'; use auto, cpu, cuda or hpu")
     return torch.device(name)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seqbench.context import resolve_device  # noqa: F401  (re-exported for LLM models)
 from seqbench.errors import SeqbenchError
 
 DEFAULT_LLM = "smollm2-135m"
@@ -55,23 +56,6 @@ class TokenIds:
 
 
 # -- device and dtype ---------------------------------------------------------------------------------
-def resolve_device(name: str = "auto") -> torch.device:
-    """auto -> cuda if available, else cpu; hpu needs Intel Gaudi's habana_frameworks (clear error if not)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "hpu":
-        try:
-            import habana_frameworks.torch.core  # noqa: F401
-        except ImportError as e:
-            raise SeqbenchError("--device hpu needs Intel Gaudi's habana_frameworks, which is not installed") from e
-        return torch.device("hpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SeqbenchError("--device cuda was asked for but torch sees no CUDA device")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise SeqbenchError(f"unknown device '{name}'; use auto, cpu, cuda or hpu")
-    return torch.device(name)
-
-
 def cpu_has_fast_bf16() -> bool:
     """bf16 only pays off on CPUs with native bf16 math (AVX512-BF16 or AMX); on plain AVX2 it is emulated."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
