@@ -38,7 +38,8 @@ PROBES = ["shuffle-infer", "shuffle-train", "cosine"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one(label: str, order: float, seed: int, users: int, items: int, overrides: dict, work: str) -> tuple:
+def one(label: str, order: float, seed: int, users: int, items: int, overrides: dict, work: str,
+        dataset_only: bool = False) -> tuple:
     """One replicate: generate the data with ``seed``, train SASRec with ``seed``, run the three probes."""
     import torch
 
@@ -49,8 +50,10 @@ def one(label: str, order: float, seed: int, users: int, items: int, overrides: 
     prepare_source("synthetic", None, name, work_dir, PrepareParams(), opts)
     data = load_dataset(name, work_dir)
     st = dataset_stats(data)
-    data_row = {"rules_2gram_ratio": st["rules_2gram_ratio"], "rules_3gram_ratio": st["rules_3gram_ratio"],
-                "t_score_mean": float(t_scores(data.histories("train")).mean())}
+    data_row = {k: st[k] for k in st if k.startswith("rules_")}
+    data_row["t_score_mean"] = float(t_scores(data.histories("train")).mean())
+    if dataset_only:
+        return label, seed, data_row, {}
     spec = RunSpec(model="sasrec", probes=PROBES, dataset=name, seeds=[seed], overrides=overrides,
                    data_home=work_dir, tracking_uri=f"sqlite:///{work_dir / f'mlflow-{name}.db'}", device="cpu")
     rows = {r["probe"]: {"seed": seed, "relative_change": r["test"]["relative_change"],
@@ -86,6 +89,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="replicates run in parallel processes (1 core each)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="SASRec setting key=value")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_controls.json")
+    ap.add_argument("--dataset-only", action="store_true",
+                    help="recompute only the dataset-level figures (rules ratio, t-score) into an existing --out")
     args = ap.parse_args()
     from seqbench.config import parse_sets
 
@@ -100,7 +105,7 @@ def main() -> None:
     rows = {label: {p: [] for p in PROBES} for label in settings}
     data_rows: dict[str, list[dict]] = {label: [] for label in settings}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one, label, order, seed, args.users, args.items, overrides, work)
+        futures = [pool.submit(one, label, order, seed, args.users, args.items, overrides, work, args.dataset_only)
                    for label, order in settings.items() for seed in range(args.seeds)]
         for fut in as_completed(futures):
             label, seed, data_row, probe_rows = fut.result()
@@ -110,6 +115,16 @@ def main() -> None:
             print(f"{label} seed {seed}: " + ", ".join(
                 f"{p} {r['relative_change']:+.1%} (p={r['p_value']:.2g})" for p, r in probe_rows.items()),
                 flush=True)
+    if args.dataset_only:  # keep the probe results, refresh the dataset block
+        import json
+
+        report = json.loads(args.out.read_text())
+        for label in settings:
+            report[label]["dataset"] = {k: float(np.mean([d[k] for d in data_rows[label]]))
+                                        for k in data_rows[label][0]}
+        write_json_atomic(report, args.out)
+        print(f"updated the dataset figures in {args.out}")
+        return
     for label in settings:
         report[label] = summarize(rows[label], data_rows[label], args.alpha)
     report["seconds"] = round(time.perf_counter() - start, 1)
