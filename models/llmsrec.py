@@ -289,43 +289,47 @@ class LLMSRec:
         hidden = self.body(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
         return read_at(hidden, ids, out_id).float()
 
+    def _grouped(self, seqs: list, forward_group, task=None, max_rows: int = 0,
+                 max_tokens: int | None = None) -> torch.Tensor:
+        """Run ``forward_group(rows, ids, mask)`` over length-grouped batches of token sequences and return
+        the (N, d_llm) states in input order."""
+        lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        out: list[torch.Tensor] = []
+        order: list[np.ndarray] = []
+        for g in plan_groups(lens, max_rows, max_tokens, self.config.group_overhead):
+            ids, mask = collate([seqs[i] for i in g], self.ids.pad)
+            out.append(forward_group(g, ids, mask))
+            order.append(g)
+            if task is not None:
+                self.progress.update(task, advance=len(g))
+        inv = np.empty(len(seqs), dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(len(seqs))
+        return torch.cat(out)[torch.from_numpy(inv).to(self.device)]
+
     def _user_states(self, prompts: UserPrompts, o_u: torch.Tensor | None, max_rows: int,
                      max_tokens: int | None, task=None) -> torch.Tensor:
         """h_U for every prompt, forwards grouped by length; rows come back in input order."""
         heads = self.heads
-        lens = prompts.lengths
-        out: list[torch.Tensor] = []
-        order: list[np.ndarray] = []
-        for g in plan_groups(lens, max_rows, max_tokens, self.config.group_overhead):
-            ids, mask = collate([prompts.ids[i] for i in g], self.ids.pad)
+
+        def forward_group(g: np.ndarray, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             items = torch.from_numpy(prompts.shown.take(g).items).to(self.device)
             soft = [(self.ids.history_emb, heads.f_I(self.E[items])), (self.ids.user_out, heads.e_U[0])]
             if o_u is not None and heads.f_U is not None:
                 soft.append((self.ids.user_rep, heads.f_U(o_u[torch.from_numpy(g).to(self.device)])))
-            out.append(self._forward(ids, mask, soft, self.ids.user_out))
-            order.append(g)
-            if task is not None:
-                self.progress.update(task, advance=len(g))
-        inv = np.empty(len(lens), dtype=np.int64)
-        inv[np.concatenate(order)] = np.arange(len(lens))
-        return torch.cat(out)[torch.from_numpy(inv).to(self.device)]
+            return self._forward(ids, mask, soft, self.ids.user_out)
+
+        return self._grouped(prompts.ids, forward_group, task, max_rows, max_tokens)
 
     def _item_states(self, items: np.ndarray, max_rows: int, max_tokens: int | None, task=None) -> torch.Tensor:
         """h_I for each item id, forwards grouped by length; rows in input order."""
-        seqs = self.builder.items(items)
-        lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        out, order = [], []
-        for g in plan_groups(lens, max_rows, max_tokens, self.config.group_overhead):
-            ids, mask = collate([seqs[i] for i in g], self.ids.pad)
+        heads = self.heads
+
+        def forward_group(g: np.ndarray, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             it = torch.from_numpy(items[g]).to(self.device)
-            soft = [(self.ids.history_emb, self.heads.f_I(self.E[it])), (self.ids.item_out, self.heads.e_I[0])]
-            out.append(self._forward(ids, mask, soft, self.ids.item_out))
-            order.append(g)
-            if task is not None:
-                self.progress.update(task, advance=len(g))
-        inv = np.empty(len(items), dtype=np.int64)
-        inv[np.concatenate(order)] = np.arange(len(items))
-        return torch.cat(out)[torch.from_numpy(inv).to(self.device)]
+            soft = [(self.ids.history_emb, heads.f_I(self.E[it])), (self.ids.item_out, heads.e_I[0])]
+            return self._forward(ids, mask, soft, self.ids.item_out)
+
+        return self._grouped(self.builder.items(items), forward_group, task, max_rows, max_tokens)
 
     # -- evaluation -----------------------------------------------------------------------------------
     def _require_ready(self) -> None:

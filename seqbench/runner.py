@@ -118,10 +118,9 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),
             "family": get_spec(spec.model).family}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
-        for epoch, loss, valid in fit.curve:
-            tracker.metric("train_loss", loss, epoch)
-            if valid is not None:
-                tracker.metric("valid_ndcg@10", valid, epoch)
+        points = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
+        points += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
+        tracker.curve(points)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
         t = out["test"]

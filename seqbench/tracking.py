@@ -70,6 +70,18 @@ class Tracker:
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         self.mlflow.log_metric(metric_key(name), float(value), step=step)
 
+    def curve(self, points: list[tuple[str, float, int]]) -> None:
+        """Many (name, value, step) points in one batched write instead of one transaction per point."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(metric_key(n), float(v), now, int(step)) for n, v, step in points]
+        client = self.mlflow.MlflowClient()
+        for i in range(0, len(batch), 1000):  # MLflow caps a batch at 1000 metrics
+            client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+
     def metrics(self, values: dict[str, float]) -> None:
         clean = {metric_key(k): float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
         self.mlflow.log_metrics(clean)

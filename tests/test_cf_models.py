@@ -16,6 +16,8 @@ from seqbench.models.cf import CFNet
 from seqbench.models.gru4rec import GRU4RecConfig, GRU4RecNet, right_align
 from seqbench.models.nextitnet import NextItNetConfig, NextItNetNet
 
+from .conftest import assert_loss_drops
+
 N_ITEMS = 50
 NETS = {
     "gru4rec": (GRU4RecNet, GRU4RecConfig),
@@ -154,18 +156,7 @@ def test_a_few_steps_lower_the_loss(name):
     torch.manual_seed(0)
     net_cls, cfg_cls = NETS[name]
     net = net_cls(30, cfg_cls(d=16, maxlen=10, dropout=0.0, **SMALL[name]))
-    data = torch.stack([torch.roll(torch.arange(1, 12), -s)[:11] % 30 + 1 for s in range(16)])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(100 if name == "bert4rec" else 40):  # attention learns after a plateau
-        net.train()
-        loss = net.loss(data, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert_loss_drops(net, 100 if name == "bert4rec" else 40)  # attention learns after a plateau
 
 
 TINY_SETTINGS = {
