@@ -494,6 +494,8 @@ class LLMSRec:
                 count = s + 1
                 gstep = (epoch - 1) * steps + s + 1
                 ctx.metric("train_loss", float(loss.detach()), gstep)
+                for part, value in parts.items():  # retrieval CE vs chance ln(1 + n_negatives) shows learning
+                    ctx.metric(f"train_{part}", value, gstep)
                 if task is not None:
                     ctx.progress.update(task, advance=1, description=(
                         f"train llmsrec ep {epoch} loss {total / count:.4f} best valid {cfg.valid_metric} "
@@ -503,7 +505,8 @@ class LLMSRec:
                     check += 1
                     m = self._validate(v_hist, v_cands)
                     value = m[cfg.valid_metric]
-                    ctx.metric(f"valid_{cfg.valid_metric.replace('@', '_at_')}", value, gstep)
+                    for key in dict.fromkeys((cfg.valid_metric, "ndcg@10")):
+                        ctx.metric(f"valid_{key}", m[key], gstep)
                     curve.append((check, total / count, m["ndcg@10"]))
                     if value >= best:  # ties count as improvements (the code)
                         best, best_ndcg, best_epoch, bad = value, m["ndcg@10"], epoch, 0

@@ -22,7 +22,7 @@ out = Console()
 err = Console(stderr=True)
 
 DataHome = Annotated[Path | None, typer.Option("--data-home", envvar="SEQBENCH_DATA_HOME",
-                                               help="Where prepared datasets live [default: ~/.seqbench/data].")]
+                                               help="Where prepared datasets live (default: ~/.seqbench/data).")]
 
 
 def _fail(e: SeqbenchError) -> None:
@@ -33,7 +33,7 @@ def _fail(e: SeqbenchError) -> None:
 @data_app.command("prepare")
 def data_prepare(
     kind: Annotated[str, typer.Argument(help="Source format: recbole, movielens, amazon2023, csv, synthetic.")],
-    name: Annotated[str | None, typer.Option(help="Dataset name [default: the source kind].")] = None,
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the source kind).")] = None,
     source: Annotated[Path | None, typer.Option(help="File or folder to read (not needed for synthetic).")] = None,
     meta: Annotated[Path | None, typer.Option(help="Item metadata file (titles), where the format has one.")] = None,
     k: Annotated[int, typer.Option(help="k-core threshold for users and items.")] = 5,
@@ -49,7 +49,7 @@ def data_prepare(
     time_col: Annotated[str, typer.Option(help="csv: timestamp column.")] = "timestamp",
     title_col: Annotated[str, typer.Option(help="csv: title column of the items table.")] = "title",
     time_unit: Annotated[str, typer.Option(help="csv: s, ms or iso.")] = "s",
-    sep: Annotated[str | None, typer.Option(help="csv: field separator [default: by extension].")] = None,
+    sep: Annotated[str | None, typer.Option(help="csv: field separator (default: by extension).")] = None,
     order: Annotated[float, typer.Option(help="synthetic: share of steps that follow item transitions (0-1).")]
     = 0.0,
     users: Annotated[int, typer.Option(help="synthetic: number of users.")] = 2000,
@@ -156,16 +156,16 @@ def run_cmd(
     model: Annotated[str, typer.Option(help="Model name (see `seqbench models`).")] = "sasrec",
     probe: Annotated[str, typer.Option(help="Probe name, or several comma-separated (Holm-corrected).")]
     = "shuffle-infer",
-    dataset: Annotated[str | None, typer.Option(help="Prepared dataset [default: synthetic, made on first use].")]
+    dataset: Annotated[str | None, typer.Option(help="Prepared dataset (default: synthetic, made on first use).")]
     = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     seeds: Annotated[str | None, typer.Option(help="Repeat over seeds, e.g. 0,1,2 (overrides --seed).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable).")] = None,
     probe_set: Annotated[list[str] | None, typer.Option("--probe-set", help="Probe option key=value, "
                                                         "e.g. target=NAME for cross-domain.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML/JSON/YAML file with a [model] table.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON/YAML file with a 'model' table.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: sqlite mlflow.db].")]
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite mlflow.db).")]
     = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or hpu.")] = "auto",
     llm: Annotated[str | None, typer.Option(help="LLM-based models: smollm2-135m (default), tiny-random, a "

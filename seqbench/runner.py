@@ -112,14 +112,16 @@ def write_json_atomic(obj: Any, path: Path) -> None:
 
 
 def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
-         res: ProbeResult, out: dict) -> str:
+         res: ProbeResult, out: dict, steps: list[tuple[str, float, int]]) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),
             "family": get_spec(spec.model).family}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
-        points = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
-        points += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
+        # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
+        points = list(steps) or [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
+        if not steps:
+            points += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
         tracker.curve(points)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
@@ -158,9 +160,12 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         for seed in spec.seeds:
-            ctx = RunContext(seed=seed, device=device, progress=progress)
+            steps: list[tuple[str, float, int]] = []  # the probed model's training metrics, one list per seed
+            ctx = RunContext(seed=seed, device=device, progress=progress,
+                             log_metric=lambda name, value, step, steps=steps: steps.append((name, value, step)))
+            refit_ctx = RunContext(seed=seed, device=device, progress=progress)  # probe retrains: not logged
 
-            def fit_fresh(d: SeqDataset, train: Histories, seed=seed, ctx=ctx):
+            def fit_fresh(d: SeqDataset, train: Histories, seed=seed, ctx=refit_ctx):
                 seed_everything(seed)
                 fresh = create_model(spec.model, d.n_items, *layers)
                 fresh.fit(d, train, ctx)
@@ -182,7 +187,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
                     r.test.p_holm = float(p)
             for res in results:
                 out = result_dict(data, spec.model, seed, res, fit)
-                out["mlflow_run_id"] = _log(tracker, spec, data, config, seed, fit, res, out)
+                out["mlflow_run_id"] = _log(tracker, spec, data, config, seed, fit, res, out, steps)
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

@@ -39,6 +39,8 @@ def test_run_end_to_end_writes_json_and_mlflow(tiny_home, tracking_uri, tmp_path
     assert run.data.params["model"] == "sasrec" and run.data.params["model_config.d"] == "16"
     assert run.data.tags["dataset_hash"] and run.data.tags["code_version"]
     assert run.data.metrics["original_ndcg_at_10"] == pytest.approx(res["metrics"]["original"]["ndcg@10"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [1, 2]  # the training curve, one point per epoch (max_epochs=2)
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"per_user_metrics.parquet", "resolved_config.json", "result.json"} <= names
 
@@ -61,6 +63,15 @@ def test_listing_commands():
     assert "sasrec" in _invoke("models").output
     assert "shuffle-infer" in _invoke("probes").output
     assert _invoke("--help").exit_code == 0
+
+
+@pytest.mark.parametrize("command", [("run",), ("data", "prepare")])
+def test_help_texts_survive_rich_markup(command, monkeypatch):
+    """Bracketed text in a help string is rich markup and would vanish; defaults must stay readable."""
+    monkeypatch.setenv("COLUMNS", "200")
+    out = _invoke(*command, "--help").output
+    assert "(default: " in out
+    assert "with a 'model' table" in out or command != ("run",)
 
 
 def test_data_prepare_list_stats_and_bad_input(tmp_path):

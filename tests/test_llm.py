@@ -46,7 +46,9 @@ def fitted(tiny, tmp_path_factory):
         torch.manual_seed(0)
         model = LLMSRec(tiny.n_items, LLMSRecConfig(llm="tiny-random", dtype="fp32", max_epochs=1, teacher_epochs=2,
                                                     max_valid_users=30, val_every_frac=0.5))
-        report = model.fit(tiny, tiny.histories("train"), RunContext(seed=0))
+        logged: list[tuple[str, float, int]] = []
+        report = model.fit(tiny, tiny.histories("train"), RunContext(seed=0, log_metric=lambda *p: logged.append(p)))
+        report.logged = logged  # step-level metrics the runner sends to MLflow
         yield model, report
     finally:
         if old is None:
@@ -174,6 +176,10 @@ def test_training_examples():
 def test_fit_and_scores(fitted, tiny):
     model, report = fitted
     assert report.epochs_run == 1 and report.curve
+    names = {name for name, _, _ in report.logged}
+    assert {"train_loss", "train_retrieval", "train_distill", "train_uniform", "valid_hr@10", "valid_ndcg@10"} <= names
+    train_steps = [step for name, _, step in report.logged if name == "train_retrieval"]
+    assert train_steps == list(range(1, len(train_steps) + 1)) and len(train_steps) > 1
     hist = tiny.histories("test").take(np.arange(12))
     scores = model.score(hist, tiny.candidates["test"][:12])
     assert scores.shape == (12, tiny.candidates["test"].shape[1]) and np.isfinite(scores).all()

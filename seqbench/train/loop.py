@@ -66,7 +66,7 @@ def train_loop(
             net.eval()
             with torch.no_grad():
                 ndcg = float(np.mean(metrics_from_ranks(ranks_from_scores(score_valid()))["ndcg@10"]))
-            ctx.metric("valid_ndcg_at_10", ndcg, epoch)
+            ctx.metric("valid_ndcg@10", ndcg, epoch)
             if ndcg > best:
                 best, best_epoch, bad = ndcg, epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
