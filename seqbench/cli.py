@@ -202,6 +202,31 @@ def run_cmd(
         out.print(f"[dim]wrote {output}[/dim]")
 
 
+@app.command("compare")
+def compare_cmd(
+    run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids: the reference first, then the others.")],
+    metric: Annotated[str, typer.Option(help="Per-user metric to compare.")] = "ndcg@10",
+    condition: Annotated[str, typer.Option(help="Condition of each run (original, or a probe's other one).")]
+    = "original",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    output: Annotated[Path | None, typer.Option(help="Write the comparison as JSON here.")] = None,
+) -> None:
+    """Compare models user by user across runs on the same dataset (paired Wilcoxon, Holm over runs)."""
+    from seqbench.compare import compare_runs
+    from seqbench.render import comparison_table
+    from seqbench.runner import write_json_atomic
+
+    try:
+        result = compare_runs(run_ids, metric, condition, tracking_uri)
+    except SeqbenchError as e:
+        _fail(e)
+    out.print(comparison_table(result))
+    if output:
+        write_json_atomic(result, output)
+        out.print(f"[dim]wrote {output}[/dim]")
+
+
 @app.command("ui")
 def ui(
     tracking_uri: Annotated[str, typer.Option(help="MLflow backend store.")] = "sqlite:///mlflow.db",

@@ -64,3 +64,21 @@ def seed_table(summary: dict) -> Table:
                       f"{s['relative_change_ci95'][1]:+.1%})",
                       f"{s['t_p_value']:.2g}", f"{s['significant_seeds']}/{s['n_seeds']}")
     return table
+
+
+def comparison_table(result: dict) -> Table:
+    ref = result["reference"]
+    table = Table(title=f"{result['metric']} ({result['condition']}) against {ref['label']} "
+                        f"= {ref['mean']:.4f}, {result['n_users']} users, paired Wilcoxon")
+    for col in ("run", "mean", "change", "95% CI", "p", "Holm p" if result["holm"] else None):
+        if col:
+            table.add_column(col, justify="left" if col == "run" else "right")
+    for row in result["comparisons"]:
+        t = row["test"]
+        lo, hi = t["ci95"]
+        cells = [row["label"], f"{t['mean_probed']:.4f}", f"{t['relative_change']:+.1%}",
+                 f"{lo:+.1%} to {hi:+.1%}", f"{t['p_value']:.2g}"]
+        if result["holm"]:
+            cells.append(f"{t['p_holm']:.2g}")
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,85 @@
+"""Paired per-user comparison of models across MLflow runs (``seqbench compare``).
+
+Every run stores each user's metrics (``per_user_metrics.parquet``), so two models evaluated on the same
+prepared dataset (same ``dataset_hash``: same split and the same persisted candidates) can be compared user
+by user with the same Wilcoxon test and bootstrap CIs the probes use; with several challengers the
+p-values are Holm-adjusted. Runs on different datasets or candidate sets are refused, never silently mixed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from seqbench.errors import SeqbenchError
+from seqbench.stats.multiple import holm
+from seqbench.stats.paired import paired_test
+
+PER_USER = "per_user_metrics.parquet"
+
+
+@dataclass
+class RunMetrics:
+    run_id: str
+    label: str  # "model/probe/seed" from the run's params
+    dataset_hash: str
+    per_user: pd.Series  # metric value per user id, for the chosen condition
+
+
+def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
+    """The per-user ``metric`` of ``condition`` in one run, read from its artifact."""
+    import mlflow
+
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as e:
+        raise SeqbenchError(f"no MLflow run '{run_id}' in this tracking store") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, PER_USER, tmp)
+        except (mlflow.exceptions.MlflowException, OSError) as e:
+            raise SeqbenchError(f"run '{run_id}' has no {PER_USER} artifact (not a seqbench run?)") from e
+        frame = pd.read_parquet(path)
+    if metric not in frame.columns:
+        metrics = sorted(c for c in frame.columns if c not in ("condition", "user"))
+        raise SeqbenchError(f"run '{run_id}' has no per-user '{metric}'; it has: {', '.join(metrics)}")
+    rows = frame[frame["condition"] == condition]
+    if rows.empty:
+        raise SeqbenchError(f"run '{run_id}' has no condition '{condition}'; it has: "
+                            f"{', '.join(sorted(frame['condition'].unique()))}")
+    p = run.data.params
+    label = f"{p.get('model', '?')}/{p.get('probe', '?')}/seed{p.get('seed', '?')}"
+    return RunMetrics(run_id, label, run.data.tags.get("dataset_hash", ""),
+                      rows.set_index("user")[metric].astype(np.float64).sort_index())
+
+
+def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "original",
+                 tracking_uri: str | None = None, seed: int = 0) -> dict:
+    """Compare every run against the first (the reference) on the users they share, which must be all."""
+    import mlflow
+
+    if len(run_ids) < 2:
+        raise SeqbenchError("compare needs a reference run and at least one other run")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    runs = [load_run(r, metric, condition, client) for r in run_ids]
+    ref = runs[0]
+    for r in runs[1:]:
+        if r.dataset_hash != ref.dataset_hash:
+            raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' were evaluated on different data "
+                                f"(dataset_hash {ref.dataset_hash[:12]} vs {r.dataset_hash[:12]})")
+        if not r.per_user.index.equals(ref.per_user.index):
+            raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' evaluated different users")
+    tests = [paired_test(ref.per_user.to_numpy(), r.per_user.to_numpy(), metric=metric, seed=seed)
+             for r in runs[1:]]
+    adjusted = holm([t.p_value for t in tests]) if len(tests) > 1 else [None] * len(tests)
+    rows = []
+    for r, t, p_holm in zip(runs[1:], tests, adjusted, strict=True):
+        t.p_holm = None if p_holm is None else float(p_holm)
+        rows.append({"run_id": r.run_id, "label": r.label, "test": t.as_dict()})
+    return {"metric": metric, "condition": condition, "dataset_hash": ref.dataset_hash,
+            "reference": {"run_id": ref.run_id, "label": ref.label, "mean": float(ref.per_user.mean())},
+            "n_users": len(ref.per_user), "holm": len(tests) > 1, "comparisons": rows}
+
