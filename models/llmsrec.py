@@ -252,9 +252,12 @@ class LLMSRec:
         if self.config.teacher_cache and (path / "weights.pt").is_file():
             teacher.load(path)
         else:
+            # the teacher's curve is logged as teacher_* so it never mixes with LLM-SRec's own train_loss
+            teacher_ctx = dataclasses.replace(ctx, log_metric=lambda name, value, step: ctx.metric(
+                f"teacher_{name}", value, step))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ctx.seed)
-                teacher.fit(data, train, ctx)
+                teacher.fit(data, train, teacher_ctx)
             if self.config.teacher_cache:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)

@@ -178,8 +178,10 @@ def test_fit_and_scores(fitted, tiny):
     assert report.epochs_run == 1 and report.curve
     names = {name for name, _, _ in report.logged}
     assert {"train_loss", "train_retrieval", "train_distill", "train_uniform", "valid_hr@10", "valid_ndcg@10"} <= names
-    train_steps = [step for name, _, step in report.logged if name == "train_retrieval"]
-    assert train_steps == list(range(1, len(train_steps) + 1)) and len(train_steps) > 1
+    for name in ("train_retrieval", "train_loss"):  # one point per optimizer step, nothing else mixed in
+        train_steps = [step for n, _, step in report.logged if n == name]
+        assert train_steps == list(range(1, len(train_steps) + 1)) and len(train_steps) > 1
+    assert [step for n, _, step in report.logged if n == "teacher_train_loss"] == [1, 2]  # teacher_epochs=2
     hist = tiny.histories("test").take(np.arange(12))
     scores = model.score(hist, tiny.candidates["test"][:12])
     assert scores.shape == (12, tiny.candidates["test"].shape[1]) and np.isfinite(scores).all()
