@@ -24,7 +24,7 @@ PER_USER = "per_user_metrics.parquet"
 @dataclass
 class RunMetrics:
     run_id: str
-    label: str  # "model/probe/seed" from the run's params
+    label: str  # "model/probe/seed (run id prefix)"
     dataset_hash: str
     per_user: pd.Series  # metric value per user id, for the chosen condition
 
@@ -51,7 +51,7 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
         raise SeqbenchError(f"run '{run_id}' has no condition '{condition}'; it has: "
                             f"{', '.join(sorted(frame['condition'].unique()))}")
     p = run.data.params
-    label = f"{p.get('model', '?')}/{p.get('probe', '?')}/seed{p.get('seed', '?')}"
+    label = f"{p.get('model', '?')}/{p.get('probe', '?')}/seed{p.get('seed', '?')} ({run_id[:8]})"
     return RunMetrics(run_id, label, run.data.tags.get("dataset_hash", ""),
                       rows.set_index("user")[metric].astype(np.float64).sort_index())
 

@@ -29,7 +29,7 @@ def test_compare_two_models_on_the_same_users(tiny_home, tracking_uri, tmp_path)
     sas = _run(tiny_home, tracking_uri, tmp_path, "sasrec", sets=["--set", FAST])
     res = compare_runs([pop["mlflow_run_id"], sas["mlflow_run_id"], pop["mlflow_run_id"]],
                        tracking_uri=tracking_uri)
-    assert res["reference"]["label"] == "pop/shuffle-infer/seed0"
+    assert res["reference"]["label"] == f"pop/shuffle-infer/seed0 ({pop['mlflow_run_id'][:8]})"
     assert res["reference"]["mean"] == pytest.approx(pop["metrics"]["original"]["ndcg@10"])
     vs_sas, vs_self = res["comparisons"]
     assert vs_sas["test"]["mean_probed"] == pytest.approx(sas["metrics"]["original"]["ndcg@10"])
