@@ -119,10 +119,10 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
             "family": get_spec(spec.model).family}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
-        points = list(steps) or [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
         if not steps:
-            points += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
-        tracker.curve(points)
+            steps = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
+            steps += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
+        tracker.curve(steps)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
         t = out["test"]
