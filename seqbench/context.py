@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -40,12 +41,33 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+@runtime_checkable
+class Checkpointer(Protocol):
+    """Where a training loop keeps its resumable state, so a killed run continues where it stopped.
+
+    A loop calls ``load()`` once before training (``None``: start fresh) and ``save(state)`` at every
+    validation check, and, for long LLM epochs, whenever ``every_s`` seconds have passed since the last save
+    (0: only at checks). ``state`` holds everything needed to continue bit-identically: weights, optimizer,
+    scheduler, RNG states, position (epoch, step), best-so-far and the curve. ``clear()`` runs after a
+    finished fit.
+    """
+
+    every_s: float
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 @dataclass
 class RunContext:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: Progress | None = None
     log_metric: Callable[[str, float, int], None] | None = None  # (name, value, step)
+    checkpoint: Checkpointer | None = None  # resumable training state (None: no checkpoints)
 
     def metric(self, name: str, value: float, step: int) -> None:
         if self.log_metric is not None:
