@@ -219,11 +219,12 @@ class LLMRecommender:
     def _build_heads(self, seed: int) -> None:
         """Fresh trainable parts, seeded: the heads, and LoRA adapters on a private copy of the LLM."""
         w = self.embed.weight.detach().float()
-        d_cf = int(self.E.shape[1]) if self.E is not None else 0
+        d_item = int(self.E.shape[1]) if self.E is not None else 0  # f_I's input (A-LLMRec: z_i, 128)
+        d_cf = int(self.teacher.net.item.weight.shape[1]) if self.teacher is not None else 0  # O_u (64)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.heads = RetrievalHeads(int(w.shape[1]), self.config.d_proj, float(w.mean()), float(w.std()),
-                                        d_cf if self.history_emb else None, d_cf if self.user_rep else None,
+                                        d_item if self.history_emb else None, d_cf if self.user_rep else None,
                                         self.item_act, self.extra_heads(d_cf))
         self.heads.to(self.device)
         lora = self.lora_settings()
@@ -429,9 +430,8 @@ class LLMRecommender:
             parts[name] = float(term.detach())
         return loss, parts
 
-    def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
-        from .llm_fit import fit_llm
-
+    def setup(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
+        """Everything before the training loop: LLM, prompts, frozen CF parts, fresh seeded trainable parts."""
         self.progress = ctx.progress
         self._setup_llm(ctx.device)
         self._setup_prompts(data.titles)
@@ -439,6 +439,11 @@ class LLMRecommender:
             self._fit_teacher(data, train, ctx)
         self.prepare(data, train, ctx)
         self._build_heads(ctx.seed)
+
+    def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
+        from .llm_fit import fit_llm
+
+        self.setup(data, train, ctx)
         return fit_llm(self, data, train, ctx)
 
     # -- persistence ----------------------------------------------------------------------------------
