@@ -24,6 +24,9 @@ LORA = {"tallrec": {"q_proj", "v_proj"}, "collm": {"q_proj", "v_proj"},
         "llara": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, "a-llmrec": set()}
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory):
     """One temporary cache for the module: the SASRec teacher (1 epoch) is trained once and shared."""
