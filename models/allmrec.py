@@ -35,7 +35,8 @@ from seqbench.data.histories import Histories
 from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate, clean_title
 from seqbench.llm.text_encoder import MINILM, encode_texts, load_text_encoder
 
-from .llm_base import LLMRecConfig, LLMRecommender
+from .llm_base import LLMRecommender
+from .llm_config import LLMRecConfig
 from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
 from .teacher import cache_path, histories_digest, save_atomic
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .llm_base import LLMRecommender, LoRARecConfig
+from .llm_base import LLMRecommender
+from .llm_config import LoRARecConfig
 
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,7 +34,6 @@ from seqbench.llm.backbone import decoder_of, load_llm, resolve_device
 from seqbench.llm.lora import add_lora, load_lora_state, lora_state
 from seqbench.llm.prompts import (
     LLMSREC_PROMPT,
-    PROMPT_WINDOW,
     PromptBuilder,
     PromptTemplate,
     UserPrompts,
@@ -46,86 +44,10 @@ from seqbench.llm.prompts import (
 )
 
 from .base import FitReport
+from .llm_config import LLMRecConfig, LoRARecConfig
 from .llm_data import TEACHER_MAXLEN, sample_negatives
+from .llm_heads import RetrievalHeads
 from .teacher import sasrec_teacher, teacher_layer
-
-
-@dataclass
-class LLMRecConfig:
-    llm: str = "smollm2-135m"  # name, HF id or local folder (seqbench.llm.load_llm)
-    dtype: str = "auto"  # auto | bf16 | fp16 | fp32, for the LLM
-    device: str = "auto"  # auto = the run's device; cpu | cuda | hpu
-    batch_size: int = 20  # §6 (16 for Electronics)
-    max_epochs: int = 10
-    lr: float = 1e-4
-    beta2: float = 0.98
-    val_every_frac: float = 0.1  # validation every floor(steps_per_epoch * frac) steps and at epoch end
-    patience: int = 5  # validation checks without improvement (code 5, paper 10)
-    lr_decay: str = "check"  # check (x0.95 per validation check, the code) | epoch | none
-    lr_decay_factor: float = 0.95
-    valid_metric: str = "hr@10"  # selection metric (the code's); ndcg@10 also accepted
-    max_valid_users: int | None = None  # seeded subset of validation users (None = all)
-    autoregressive: bool = False  # App. E.3: every position of the train sequence is a target
-    n_negatives: int = 3  # §2: 1 positive + 3 negatives
-    window: int = PROMPT_WINDOW  # items shown in the prompt
-    d_proj: int = 128  # d' (App. D)
-    teacher_epochs: int = 200  # SASRec max epochs (official: fixed 200)
-    teacher_patience: int = 10  # SASRec early stopping on validation NDCG@10 (seqbench's SASRec default)
-    teacher_loss: str = "bce"  # the official SASRec pre-training loss (§3.1); seqbench's sasrec defaults to ce
-    teacher_cache: bool = True
-    item_batch_size: int = 128  # item prompts per forward in evaluation (§6: 128)
-    user_batch_size: int = 32  # user prompts per forward in evaluation
-    max_batch_tokens: int = 16384  # padded tokens per forward in evaluation
-    group_overhead: int = 48  # cost of one extra forward, in tokens, for length grouping
-
-
-@dataclass
-class LoRARecConfig(LLMRecConfig):
-    """LoRA on the LLM through peft; defaults are TALLRec's/CoLLM's official ones (§5.1, §5.3)."""
-
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # module names; --set lora_targets=q_proj;v_proj
-
-
-def mlp(d_in: int, d_hidden: int, d_out: int, act: nn.Module) -> nn.Sequential:
-    """Linear -> LayerNorm -> act -> Linear with Xavier-normal weights and default biases (§2, §6)."""
-    net = nn.Sequential(nn.Linear(d_in, d_hidden), nn.LayerNorm(d_hidden), act, nn.Linear(d_hidden, d_out))
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_normal_(m.weight)
-    return net
-
-
-class RetrievalHeads(nn.Module):
-    """The §2 heads: f_I (item embedding -> [HistoryEmb]) when the prompt has that token, f_user, f_item,
-    model-specific extras, f_U (CF user -> [UserRep]) when the prompt has that token, and e_U / e_I.
-
-    Creation order is fixed (it decides the seeded initial values): f_I, f_user, f_item, extras, f_U, e_U, e_I.
-    """
-
-    def __init__(self, d_llm: int, d_proj: int, emb_mean: float, emb_std: float, d_item_in: int | None,
-                 d_user_in: int | None, item_act: type[nn.Module] = nn.LeakyReLU,
-                 extras: dict[str, Any] | None = None):
-        super().__init__()
-        self.f_I = mlp(d_item_in, d_llm, d_llm, item_act()) if d_item_in else None  # item_emb_proj
-        self.f_user = mlp(d_llm, 2048, d_proj, nn.LeakyReLU())  # pred_user
-        self.f_item = mlp(d_llm, 2048, d_proj, nn.LeakyReLU())  # pred_item
-        for name, make in (extras or {}).items():
-            setattr(self, name, make())
-        self.f_U = mlp(d_user_in, d_llm, d_llm, nn.LeakyReLU()) if d_user_in else None
-        # e_U / e_I (CLS / CLS_item): N(mean, std) of the resized input-embedding matrix (§2).
-        self.e_U = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
-        self.e_I = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
-
-
-def uniformity(x: torch.Tensor) -> torch.Tensor:
-    """mean over in-batch pairs b < b' of exp(-2 ||x_b - x_b'||^2), no log (§6 L_Uniform)."""
-    if len(x) < 2:
-        return x.sum() * 0.0
-    return torch.pdist(x, p=2).pow(2).mul(-2.0).exp().mean()
-
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 

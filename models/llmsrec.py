@@ -26,8 +26,10 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.llm.prompts import LLMSREC_PROMPT, USER_REP_PROMPT, PromptTemplate
 
-from .llm_base import LLMRecConfig, LLMRecommender, mlp, shared_llm, uniformity
+from .llm_base import LLMRecommender, shared_llm
+from .llm_config import LLMRecConfig
 from .llm_data import TEACHER_MAXLEN, drop_last, sample_negatives, training_examples
+from .llm_heads import mlp, uniformity
 
 __all__ = ["TEACHER_MAXLEN", "LLMSRec", "LLMSRecConfig", "drop_last", "sample_negatives", "shared_llm",
            "training_examples", "uniformity"]

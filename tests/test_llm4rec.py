@@ -192,3 +192,22 @@ def test_allmrec_save_load_round_trip(tiny, tmp_path):
     other.load(tmp_path / "m")
     hist, cands = tiny.histories("test").take(np.arange(4)), tiny.candidates["test"][:4]
     np.testing.assert_allclose(model.score(hist, cands), other.score(hist, cands), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_trains_and_probes_a_baseline(tiny_home, tracking_uri, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqbench.cli import app
+
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["run", "--model", "collm", "--llm", "tiny-random", "--dtype", "fp32", "--probe",
+                                 "shuffle-infer", "--dataset", "tiny", "--data-home", str(tiny_home), "--tracking-uri",
+                                 tracking_uri, "--set", "teacher_epochs=1,max_epochs=1,batch_size=32,max_valid_users=4,"
+                                 "val_every_frac=1.0,lora_targets=q_proj;k_proj", "--output", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())
+    assert result["model"] == "collm" and result["probe_stats"]["window"] == 10
+    assert set(result["metrics"]) == {"original", "probed"}
