@@ -185,11 +185,20 @@ def test_allmrec_stage1_hands_off_a_frozen_item_table_and_is_cached(tiny, monkey
     assert torch.equal(again.E, model.E)
 
 
-def test_allmrec_save_load_round_trip(tiny, tmp_path):
-    model = set_up("a-llmrec", tiny)
+@pytest.mark.parametrize("name", ["a-llmrec", "tallrec"])
+def test_save_load_round_trip(name, tiny, tmp_path):
+    model = set_up(name, tiny)
+    if model.peft is not None:  # move the adapters off their initial values, so loading them is tested
+        opt = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
+        loss, _ = model.batch_loss(*batch(model, tiny), np.random.default_rng(0))
+        loss.backward()
+        opt.step()
     model.save(tmp_path / "m")
-    other = build("a-llmrec", tiny)
+    other = build(name, tiny)
     other.load(tmp_path / "m")
+    if model.peft is not None:
+        a, b = model.trainable_state()["lora"], other.trainable_state()["lora"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     hist, cands = tiny.histories("test").take(np.arange(4)), tiny.candidates["test"][:4]
     np.testing.assert_allclose(model.score(hist, cands), other.score(hist, cands), rtol=1e-5, atol=1e-5)
 
