@@ -136,10 +136,13 @@ def test_only_adapters_and_heads_train_and_loss_decreases(name, tiny):
         assert all(torch.equal(a, b) for a, b in zip(frozen_cf, model.teacher.net.parameters(), strict=True))
 
 
-def test_lora_model_and_llmsrec_in_one_process_do_not_affect_each_other(tiny):
+def test_lora_model_and_llmsrec_in_one_process_do_not_affect_each_other(tiny, monkeypatch):
+    from seqbench.models.sasrec import SASRec
+
     frozen = set_up("llmsrec", tiny)
     hist, cands = tiny.histories("test").take(np.arange(4)), tiny.candidates["test"][:4]
     ref = frozen.score(hist, cands)
+    monkeypatch.setattr(SASRec, "fit", lambda *a: pytest.fail("the teacher should come from the shared cache"))
     a, b = set_up("llara", tiny), set_up("llara", tiny)
     assert a.llm is not b.llm and a.llm is not frozen.llm
     assert not any("lora_" in n for n, _ in frozen.llm.named_parameters())
