@@ -92,9 +92,9 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     task = ctx.progress.add_task(f"train {name}", total=cfg.max_epochs * steps) if ctx.progress else None
     while s["epoch"] <= cfg.max_epochs and not s["stop"]:
         epoch = s["epoch"]
-        if s["order"] is None:
-            s["order"], s["next"], s["total"] = rng.permutation(n), 0, 0.0
-        order = s["order"]
+        if s["order"] is None:  # a tensor, so the state loads with torch.load(weights_only=True)
+            s["order"], s["next"], s["total"] = torch.from_numpy(rng.permutation(n)), 0, 0.0
+        order = s["order"].numpy()
         while s["next"] < steps:
             i = s["next"]
             rows = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import io
 from typing import Any
 
 import numpy as np
@@ -17,19 +17,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MemoryCheckpointer:
-    """Keeps deep copies in memory, as a file-backed checkpointer keeps bytes on disk."""
+    """Keeps the state as bytes in memory, written and read the way a file-backed checkpointer would
+    (``torch.save`` / ``torch.load(weights_only=True)``), so the state is checked to be safely loadable."""
 
     def __init__(self, every_s: float = 0.0):
         self.every_s = every_s
-        self.state: dict[str, Any] | None = None
+        self.state: bytes | None = None
         self.saves = 0
         self.cleared = False
 
     def load(self) -> dict[str, Any] | None:
-        return copy.deepcopy(self.state)
+        return None if self.state is None else torch.load(io.BytesIO(self.state), weights_only=True)
 
     def save(self, state: dict[str, Any]) -> None:
-        self.state = copy.deepcopy(state)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.state = buf.getvalue()
         self.saves += 1
 
     def clear(self) -> None:
@@ -63,7 +66,7 @@ def test_resumed_fit_equals_uninterrupted(tiny, tmp_path, monkeypatch):
     ckpt = MemoryCheckpointer()
     with pytest.raises(Interrupted):
         fit(RunContext(seed=0, log_metric=die_at_step_5, checkpoint=ckpt))
-    assert ckpt.saves == 2 and ckpt.state["loop"]["next"] == 4 and not ckpt.cleared
+    assert ckpt.saves == 2 and ckpt.load()["loop"]["next"] == 4 and not ckpt.cleared
     resumed, report = fit(RunContext(seed=0, checkpoint=ckpt))
     assert ckpt.cleared and ckpt.state is None
     a, b = full.trainable_state(), resumed.trainable_state()
