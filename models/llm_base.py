@@ -123,6 +123,7 @@ class LLMRecommender:
         cfg = self.config
         self.device = resolve_device(cfg.device) if cfg.device != "auto" else device
         self.llm, self.tok = shared_llm(cfg.llm, cfg.dtype, self.device)
+        self.peft = None  # a LoRA copy, if any, is made fresh by _build_heads
         self.ids = self.llm.soft_ids
         self._bind_llm(self.llm)
 

@@ -206,8 +206,10 @@ def test_save_load_round_trip(name, tiny, tmp_path):
     np.testing.assert_allclose(model.score(hist, cands), other.score(hist, cands), rtol=1e-5, atol=1e-5)
 
 
-def test_cli_trains_and_probes_a_baseline(tiny_home, tracking_uri, tmp_path):
+def test_cli_trains_and_probes_a_baseline(tiny_home, tracking_uri, tmp_path, monkeypatch):
     import json
+
+    monkeypatch.chdir(tmp_path)  # MLflow puts a sqlite store's artifacts under ./mlruns of the working directory
 
     from typer.testing import CliRunner
 
