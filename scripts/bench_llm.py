@@ -1,21 +1,26 @@
-"""Throughput of LLM-SRec training and evaluation next to the bare LLM (issue 5 "Performance").
+"""Throughput of the LLM recommenders' training and evaluation next to the bare LLM (issues 5 and 9).
 
-Writes ``reports/bench_llm.json``:
-* ``train_useful_tok_s``: real (non-pad) prompt tokens per second through LLM-SRec training steps (user and
-  candidate-item prompts, forward + backward into the soft tokens, optimizer step, negative sampling and
-  prompt building included).
+Writes ``reports/bench_llm.json`` with, per model under ``models`` (``--models llmsrec,tallrec,llara,collm,
+a-llmrec``; default ``llmsrec``):
+* ``train_useful_tok_s``: real (non-pad) prompt tokens per second through training steps (user and
+  candidate-item prompts, forward + backward into the soft tokens and LoRA adapters, optimizer step, negative
+  sampling and prompt building included).
 * ``eval_useful_tok_s``: real tokens per second of the evaluation passes (item cache + user vectors).
 * ``padding_share``: padded share of all tokens the LLM computed in the measured training + evaluation passes.
-* ``epoch_seconds``: one ml-100k epoch (training steps + its ~11 validation checks over all validation users
-  and items), *estimated* from the measured steps and evaluation throughput (``epoch_estimated`` says so).
-* ``ceiling_fwd_tok_s`` / ``ceiling_fwdbwd_tok_s``: plain ``model(**batch)`` forward / forward + backward
-  (``labels`` loss, weights trainable) of the same LLM on random 16 x 256 batches, in the same run.
+* ``epoch_seconds``: one epoch (training steps + its ~11 validation checks over all validation users and
+  items), *estimated* from the measured steps and evaluation throughput (``epoch_estimated`` says so).
+* ``matching_train_ceiling``: which ceiling its training compares with: LoRA models compute weight gradients,
+  frozen-LLM models only activation gradients.
+and, once for the LLM, in the same run: ``ceiling_fwd_tok_s`` (plain forward), ``ceiling_fwdbwd_tok_s``
+(forward + backward, ``labels`` loss, every weight trainable) and ``ceiling_fwdbwd_frozen_tok_s`` (forward +
+backward into the input embeddings, weights frozen), on random 16 x 256 batches; ``machine`` holds
+``benchinfo.machine_info`` (CPU flags, native bf16, load average before and after).
 
 Usage: ``python scripts/bench_llm.py`` (SmolLM2-135M, ml-100k prepared with ``seqbench data prepare recbole
 --source ../shared/data/ml-100k --name ml-100k``); smoke: ``python scripts/bench_llm.py --llm tiny-random
---dataset synthetic --train-steps 2 --eval-users 8 --eval-items 16 --ceiling-reps 1 --out /tmp/b.json``.
-The teacher's quality does not change throughput, so it trains for ``--teacher-epochs`` (default 5) unless a
-cached one exists.
+--dataset synthetic --models llmsrec,tallrec --train-steps 2 --eval-users 8 --eval-items 16 --ceiling-reps 1
+--out /tmp/b.json``. The teacher's quality does not change throughput, so it trains for ``--teacher-epochs``
+(default 5) unless a cached one exists (A-LLMRec's stage 1 likewise).
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqbench.benchinfo import finish, machine_info
 from seqbench.context import RunContext
 from seqbench.data.store import data_home, load_dataset
 from seqbench.llm import load_llm
-from seqbench.models.llmsrec import TEACHER_MAXLEN, LLMSRec, LLMSRecConfig, training_examples
+from seqbench.models import create_model
+from seqbench.models.llm_base import LLMRecommender
+from seqbench.models.llm_data import TEACHER_MAXLEN, training_examples
 
 
 def dataset(name: str, home: str | None):
@@ -51,9 +59,9 @@ def dataset(name: str, home: str | None):
 
 
 class Counter:
-    """Wraps ``LLMSRec._forward`` to count real and padded tokens."""
+    """Wraps the model's ``_forward`` (the shared LLM core's single LLM pass) to count real and padded tokens."""
 
-    def __init__(self, model: LLMSRec):
+    def __init__(self, model: LLMRecommender):
         self.real = self.padded = 0
         inner = model._forward
 
@@ -70,62 +78,55 @@ class Counter:
         return out
 
 
-def ceiling(name: str, dtype: str, reps: int, batch: int = 16, length: int = 256) -> tuple[float, float]:
-    """Bare-model forward and forward+backward tokens/s on random ids (weights trainable, like plain training)."""
+def ceiling(name: str, dtype: str, reps: int, batch: int = 16, length: int = 256) -> dict[str, float]:
+    """Bare-model tokens/s on random ids: forward; forward + backward with every weight trainable (plain
+    training: weight gradients, the matching ceiling for LoRA models); forward + backward into the input
+    embeddings with frozen weights (activation gradients only, the matching ceiling for frozen-LLM models)."""
     model, _ = load_llm(name, dtype=dtype, device="cpu")
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.train()
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (batch, length), generator=gen)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    n = batch * length * reps
     with torch.no_grad():
         model(input_ids=ids[:2, :16], attention_mask=inputs["attention_mask"][:2, :16])  # warm-up
         t = time.perf_counter()
         for _ in range(reps):
             model(**inputs)
-        fwd = batch * length * reps / (time.perf_counter() - t)
+        fwd = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(reps):  # frozen weights (load_llm freezes them), gradient into the embeddings only
+        x = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        model(inputs_embeds=x, attention_mask=inputs["attention_mask"]).logits.float().mean().backward()
+    fwdbwd_inputs = n / (time.perf_counter() - t)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
     t = time.perf_counter()
     for _ in range(reps):
         model.zero_grad(set_to_none=True)
         model(**inputs, labels=ids).loss.backward()
-    fwdbwd = batch * length * reps / (time.perf_counter() - t)
-    return fwd, fwdbwd
+    fwdbwd = n / (time.perf_counter() - t)
+    return {"ceiling_fwd_tok_s": fwd, "ceiling_fwdbwd_tok_s": fwdbwd, "ceiling_fwdbwd_frozen_tok_s": fwdbwd_inputs}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--llm", default="smollm2-135m")
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--data-home", default=None)
-    ap.add_argument("--train-steps", type=int, default=12, help="measured training steps (after 1 warm-up)")
-    ap.add_argument("--eval-users", type=int, default=256)
-    ap.add_argument("--eval-items", type=int, default=512)
-    ap.add_argument("--teacher-epochs", type=int, default=5)
-    ap.add_argument("--ceiling-reps", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", default="reports/bench_llm.json")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    data = dataset(args.dataset, args.data_home)
-    cfg = LLMSRecConfig(llm=args.llm, dtype=args.dtype, device="cpu", teacher_epochs=args.teacher_epochs)
-    model = LLMSRec(data.n_items, cfg)
+def bench_model(name: str, data, args) -> dict:
+    """Training steps (the fit loop's code path) and evaluation passes of one LLM recommender, timed."""
+    settings = {"llm": args.llm, "dtype": args.dtype, "device": "cpu", "teacher_epochs": args.teacher_epochs}
+    if name == "a-llmrec":
+        settings["stage1_epochs"] = args.teacher_epochs
+    model = create_model(name, data.n_items, settings)
+    cfg = model.config
     train = data.histories("train")
     t0 = time.perf_counter()
-    model._setup_llm(torch.device("cpu"))
-    model._setup_prompts(data.titles)
-    model._fit_teacher(data, train, RunContext(seed=0))
-    model._build_heads(0)
+    model.setup(data, train, RunContext(seed=0))
     setup_s = time.perf_counter() - t0
     counter = Counter(model)
 
     # -- training steps (same code path as fit) --
     hist, targets = training_examples(train, cfg.autoregressive)
     hist = hist.tail(TEACHER_MAXLEN)
-    o_all = model._teacher_user(hist)
+    o_all = model._teacher_user(hist) if model.teacher is not None else None
     rng = np.random.default_rng(0)
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
     order = rng.permutation(len(targets))
@@ -133,7 +134,9 @@ def main() -> None:
     for s in range(args.train_steps + 1):
         rows = order[(s * cfg.batch_size) % len(order):][:cfg.batch_size]
         t = time.perf_counter()
-        loss, _ = model.batch_loss(hist.take(rows), targets[rows], o_all[torch.from_numpy(rows)], rng)
+        model.set_training(True)
+        o_u = o_all[torch.from_numpy(rows)] if o_all is not None else None
+        loss, _ = model.batch_loss(hist.take(rows), targets[rows], o_u, rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -156,7 +159,7 @@ def main() -> None:
     eval_real, eval_padded = counter.take()
     eval_tok_s = eval_real / eval_s
 
-    # -- one ml-100k epoch, estimated --
+    # -- one epoch, estimated --
     steps_per_epoch = -(-len(targets) // cfg.batch_size)
     every = max(1, int(steps_per_epoch * cfg.val_every_frac))
     checks = steps_per_epoch // every + (steps_per_epoch % every != 0)
@@ -164,31 +167,54 @@ def main() -> None:
                     + float(sum(len(x) for x in model.builder.items(np.unique(data.candidates["valid"])))))
     epoch_train_s = steps_per_epoch * step_s
     epoch_valid_s = checks * valid_tokens / eval_tok_s
-
-    fwd, fwdbwd = ceiling(args.llm, args.dtype, args.ceiling_reps)
-    out = {
+    lora = model.peft is not None
+    return {
         "train_useful_tok_s": train_real / train_s,
         "eval_useful_tok_s": eval_tok_s,
         "padding_share": 1 - (train_real + eval_real) / max(train_padded + eval_padded, 1),
         "epoch_seconds": epoch_train_s + epoch_valid_s,
-        "ceiling_fwd_tok_s": fwd,
-        "ceiling_fwdbwd_tok_s": fwdbwd,
         "epoch_estimated": True,
+        "matching_train_ceiling": "ceiling_fwdbwd_tok_s" if lora else "ceiling_fwdbwd_frozen_tok_s",
         "epoch_note": (f"estimated: {steps_per_epoch} steps x {step_s:.2f} s measured over {args.train_steps} "
                        f"steps + {checks} validation checks x {valid_tokens:.0f} tokens at the measured eval "
                        f"throughput"),
         "details": {
-            "llm": args.llm, "dtype": str(model.llm_dtype), "dataset": data.name, "threads": args.threads,
-            "train_steps": args.train_steps, "batch_size": cfg.batch_size, "step_seconds": step_s,
+            "dtype": str(model.llm_dtype), "lora": lora, "train_steps": args.train_steps,
+            "batch_size": cfg.batch_size, "step_seconds": step_s,
             "train_padding_share": 1 - train_real / max(train_padded, 1),
             "eval_padding_share": 1 - eval_real / max(eval_padded, 1),
             "eval_users": n_users, "eval_items": len(items), "epoch_train_seconds": epoch_train_s,
             "epoch_valid_seconds": epoch_valid_s, "steps_per_epoch": steps_per_epoch,
             "validation_checks_per_epoch": checks, "setup_seconds": setup_s,
-            "ceiling_batch": [16, 256], "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(),
         },
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="llmsrec", help="comma-separated LLM recommenders, e.g. "
+                    "llmsrec,tallrec,llara,collm,a-llmrec")
+    ap.add_argument("--llm", default="smollm2-135m")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--data-home", default=None)
+    ap.add_argument("--train-steps", type=int, default=12, help="measured training steps (after 1 warm-up)")
+    ap.add_argument("--eval-users", type=int, default=256)
+    ap.add_argument("--eval-items", type=int, default=512)
+    ap.add_argument("--teacher-epochs", type=int, default=5)
+    ap.add_argument("--ceiling-reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default="reports/bench_llm.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine_info()
+
+    data = dataset(args.dataset, args.data_home)
+    models = {m.strip(): bench_model(m.strip(), data, args) for m in args.models.split(",") if m.strip()}
+    out = {"models": models, **ceiling(args.llm, args.dtype, args.ceiling_reps),
+           "details": {"llm": args.llm, "dataset": data.name, "threads": args.threads, "ceiling_batch": [16, 256],
+                       "machine": platform.processor() or platform.machine()},
+           "machine": finish(info)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

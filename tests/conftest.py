@@ -59,3 +59,13 @@ def assert_loss_drops(net, steps: int) -> None:
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny-LLM tests run on one thread: their matrices are too small to gain from intra-op threads, and on a
+    busy 2-core machine two threads per process made them several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -31,6 +31,8 @@ DAY = 86_400_000
 T1 = 1614816000000  # 2021-03-04 00:00:00 UTC
 T2 = 1620345599000  # 2021-05-06 23:59:59 UTC (a local-time rendering west of UTC would still say 05-06)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def tiny_llm():

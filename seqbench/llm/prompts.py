@@ -41,6 +41,24 @@ HISTORY_LINE = 'Item No.{k}, Time: {date}, "{title}"[HistoryEmb]'
 HISTORY_SEP = ","
 ITEM_PROMPT = ('The item title and item embedding are as follows: "{title}"[HistoryEmb], then generate item '
                "representation token:[ItemOut]")
+# TALLRec's text-only strings (docs/MODELS.md §5.1): no [HistoryEmb] anywhere.
+TEXT_HISTORY_LINE = 'Item No.{k}, Time: {date}, "{title}"'
+TEXT_ITEM_PROMPT = 'The item title is as follows: "{title}", then generate item representation token:[ItemOut]'
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The strings one LLM recommender's prompts are made of; ``{k}``, ``{date}``, ``{title}`` are filled in."""
+
+    user_prefix: str
+    user_suffix: str
+    history_line: str
+    item: str
+
+
+LLMSREC_PROMPT = PromptTemplate(USER_PREFIX, USER_SUFFIX, HISTORY_LINE, ITEM_PROMPT)  # LLM-SRec, LLaRA
+USER_REP_PROMPT = PromptTemplate(USER_PREFIX_REP, USER_SUFFIX_REP, HISTORY_LINE, ITEM_PROMPT)  # CoLLM, A-LLMRec
+TEXT_PROMPT = PromptTemplate(USER_PREFIX, USER_SUFFIX, TEXT_HISTORY_LINE, TEXT_ITEM_PROMPT)  # TALLRec
 
 
 def format_dates(ms: np.ndarray) -> np.ndarray:
@@ -56,16 +74,18 @@ def clean_title(title: str) -> str:
     return title if title.strip() else "Empty title"
 
 
-def user_prompt_text(titles: Sequence[str], times_ms: Sequence[int], user_rep: bool = False) -> str:
+def user_prompt_text(titles: Sequence[str], times_ms: Sequence[int], user_rep: bool = False,
+                     template: PromptTemplate | None = None) -> str:
     """The whole user prompt for one history (already cut to the shown window), oldest first."""
+    t = template or (USER_REP_PROMPT if user_rep else LLMSREC_PROMPT)
     dates = format_dates(np.asarray(times_ms, dtype=np.int64)) if len(times_ms) else []
-    lines = HISTORY_SEP.join(HISTORY_LINE.format(k=k + 1, date=d, title=clean_title(t))
-                             for k, (t, d) in enumerate(zip(titles, dates, strict=True)))
-    return (USER_PREFIX_REP if user_rep else USER_PREFIX) + lines + (USER_SUFFIX_REP if user_rep else USER_SUFFIX)
+    lines = HISTORY_SEP.join(t.history_line.format(k=k + 1, date=d, title=clean_title(x))
+                             for k, (x, d) in enumerate(zip(titles, dates, strict=True)))
+    return t.user_prefix + lines + t.user_suffix
 
 
-def item_prompt_text(title: str) -> str:
-    return ITEM_PROMPT.format(title=clean_title(title))
+def item_prompt_text(title: str, template: PromptTemplate | None = None) -> str:
+    return (template or LLMSREC_PROMPT).item.format(title=clean_title(title))
 
 
 def last_k(hist: Histories, k: np.ndarray) -> Histories:
@@ -94,12 +114,13 @@ class PromptBuilder:
     """Token ids for user and item prompts, with every distinct text piece tokenised once."""
 
     def __init__(self, tokenizer, titles: Sequence[str], ids: TokenIds, window: int = PROMPT_WINDOW,
-                 user_rep: bool = False, max_tokens: int = MAX_PROMPT_TOKENS, cache_limit: int = 2_000_000):
+                 user_rep: bool = False, max_tokens: int = MAX_PROMPT_TOKENS, cache_limit: int = 2_000_000,
+                 template: PromptTemplate | None = None):
         self.tok = tokenizer
         self.titles = [clean_title(t) for t in titles]
         self.ids = ids
         self.window = window
-        self.user_rep = user_rep
+        self.template = template or (USER_REP_PROMPT if user_rep else LLMSREC_PROMPT)
         self.max_tokens = max_tokens
         self.cache_limit = cache_limit
         self._pieces: dict[tuple[str, bool], np.ndarray] = {}
@@ -171,10 +192,10 @@ class PromptBuilder:
 
     def _texts(self, shown: Histories) -> list[str]:
         dates = format_dates(shown.times)
-        titles = self.titles
-        lines = [HISTORY_LINE.format(k=k, date=d, title=titles[i])
+        titles, t = self.titles, self.template
+        lines = [t.history_line.format(k=k, date=d, title=titles[i])
                  for k, d, i in zip(_position_in_row(shown.offsets) + 1, dates, shown.items.tolist(), strict=True)]
-        pre, suf = (USER_PREFIX_REP, USER_SUFFIX_REP) if self.user_rep else (USER_PREFIX, USER_SUFFIX)
+        pre, suf = t.user_prefix, t.user_suffix
         off = shown.offsets
         return [pre + HISTORY_SEP.join(lines[off[b]:off[b + 1]]) + suf for b in range(len(shown))]
 
@@ -202,7 +223,7 @@ class PromptBuilder:
         items = np.asarray(items, dtype=np.int64)
         todo = [int(i) for i in np.unique(items) if int(i) not in self._items]
         if todo:
-            for i, x in zip(todo, self._assemble([ITEM_PROMPT.format(title=self.titles[i]) for i in todo]),
+            for i, x in zip(todo, self._assemble([self.template.item.format(title=self.titles[i]) for i in todo]),
                             strict=True):
                 self._items[i] = x
         return [self._items[int(i)] for i in items]

@@ -1,0 +1,151 @@
+"""A-LLMRec (Kim et al., KDD'24) in the retrieval adaptation (docs/MODELS.md §5.4).
+
+Stage 1 aligns the frozen SASRec item table with text embeddings of item titles: item encoder
+enc_I = sigmoid(Linear(64, 128)) with decoder dec_I = Linear(128, 64), text encoder enc_T = sigmoid(Linear(d_text,
+128)) with decoder dec_T, trained on each user's last train position (O_u from SASRec, positive = last train
+item, one uniform negative) with
+    BCE(mean_d(O_u * dec_I(enc_I(E_pos)))) -> 1 and the same for the negative -> 0
+    + MSE(enc_I(E), enc_T(t)) + 0.5 MSE(dec_I(enc_I(E)), E) + 0.2 MSE(dec_T(enc_T(t)), t)
+for both items (Adam 1e-4, betas (0.9, 0.98), batch 64, 10 epochs, no validation: the official recipe).
+Stage 2 keeps the LLM and stage 1 frozen: CoLLM's prompt, [HistoryEmb] = f_I(z_i) with z_i = enc_I(E_i) and
+f_I = Linear(128, d_llm) -> LN -> GELU -> Linear, [UserRep] = f_U(O_u); trained f_I, f_U, f_user, f_item, e_U,
+e_I with L_Retrieval.
+
+Choices: the text is the item title (the dataset's text field) embedded once by a frozen all-MiniLM-L6-v2
+(384-d) instead of a fine-tuned SBERT nq-distilbert (768-d): fine-tuning would add a text-encoder
+forward/backward to every stage-1 step for a part whose only output is enc_I. Stage 1 is cached on disk per
+(dataset, seed, teacher, train histories, text encoder, stage-1 settings), like the teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.context import RunContext
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
+from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate, clean_title
+from seqbench.llm.text_encoder import MINILM, encode_texts, load_text_encoder
+
+from .llm_base import LLMRecommender
+from .llm_config import LLMRecConfig
+from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
+from .teacher import cache_path, histories_digest, save_atomic
+
+
+@dataclass
+class ALLMRecConfig(LLMRecConfig):
+    text_encoder: str = MINILM  # all-minilm-l6-v2 (installed wheel), tiny-random, or a HF id / folder
+    d_latent: int = 128  # z_i
+    stage1_epochs: int = 10
+    stage1_batch_size: int = 64  # paper App. D (the repository uses 32)
+    stage1_lr: float = 1e-4
+    stage1_cache: bool = True
+
+
+class Stage1(nn.Module):
+    """A-LLMRec's two autoencoders ("two_layer_mlp": Linear -> sigmoid is the code, Linear back)."""
+
+    def __init__(self, d_cf: int, d_text: int, d_latent: int):
+        super().__init__()
+        self.enc_I, self.dec_I = nn.Linear(d_cf, d_latent), nn.Linear(d_latent, d_cf)
+        self.enc_T, self.dec_T = nn.Linear(d_text, d_latent), nn.Linear(d_latent, d_text)
+
+    def z(self, e: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.enc_I(e))
+
+    def loss(self, o_u: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, t_pos: torch.Tensor,
+             t_neg: torch.Tensor) -> torch.Tensor:
+        total = o_u.new_zeros(())
+        for e, t, label in ((e_pos, t_pos, 1.0), (e_neg, t_neg, 0.0)):
+            z_i, z_t = self.z(e), torch.sigmoid(self.enc_T(t))
+            r_i, r_t = self.dec_I(z_i), self.dec_T(z_t)
+            logit = (o_u * r_i).mean(-1)  # a mean over dimensions, not a dot product (the code)
+            total = total + F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, label))
+            total = total + F.mse_loss(z_i, z_t) + 0.5 * F.mse_loss(r_i, e) + 0.2 * F.mse_loss(r_t, t.detach())
+        return total
+
+
+def train_stage1(stage1: Stage1, e_table: torch.Tensor, text: torch.Tensor, hist: Histories, targets: np.ndarray,
+                 o_u: torch.Tensor, n_items: int, cfg: ALLMRecConfig, seed: int, ctx: RunContext) -> None:
+    """Official stage-1 recipe; one uniform negative per example outside its history, never the target."""
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(stage1.parameters(), lr=cfg.stage1_lr, betas=(0.9, 0.98))
+    avoid = hist.padded(TEACHER_MAXLEN)
+    stage1.train()
+    for epoch in range(1, cfg.stage1_epochs + 1):
+        order, total = rng.permutation(len(targets)), 0.0
+        for b in range(0, len(order), cfg.stage1_batch_size):
+            rows = order[b:b + cfg.stage1_batch_size]
+            pos = torch.from_numpy(targets[rows]).to(e_table.device)
+            neg = torch.from_numpy(sample_negatives(avoid[rows], targets[rows], n_items, 1, rng)[:, 0]).to(pos.device)
+            o = o_u[torch.from_numpy(rows).to(pos.device)]
+            loss = stage1.loss(o, e_table[pos], e_table[neg], text[pos], text[neg])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(rows)
+        ctx.metric("stage1_loss", total / len(order), epoch)
+    stage1.eval()
+
+
+class ALLMRec(LLMRecommender):
+    name: ClassVar[str] = "a-llmrec"
+    config_cls: ClassVar[type[ALLMRecConfig]] = ALLMRecConfig
+    item_act: ClassVar[type[nn.Module]] = nn.GELU
+    stage1: Stage1 | None = None
+
+    def template(self) -> PromptTemplate:
+        return USER_REP_PROMPT
+
+    def prepare(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
+        """Stage 1 (trained, or loaded from the cache), then the frozen z table feeds f_I in stage 2."""
+        cfg = self.config
+        key = {"data": data.content_hash, "seed": ctx.seed, "train": histories_digest(train),
+               "teacher": dataclasses.asdict(self.teacher.config), "text_encoder": cfg.text_encoder,
+               "stage1": [cfg.d_latent, cfg.stage1_epochs, cfg.stage1_batch_size, cfg.stage1_lr]}
+        path = cache_path("stage1", "allmrec", data, key)
+        if cfg.stage1_cache and (path / "stage1.pt").is_file():
+            self._load_stage1(path)
+            return
+        encoder, tok = load_text_encoder(cfg.text_encoder, str(self.device))
+        text = encode_texts(encoder, tok, [clean_title(t) for t in self.titles]).to(self.device)
+        e_table = self.teacher.net.item.weight.detach()
+        hist, targets = training_examples(train, autoregressive=False)
+        hist = hist.tail(TEACHER_MAXLEN)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            stage1 = Stage1(int(e_table.shape[1]), int(text.shape[1]), cfg.d_latent).to(self.device)
+            train_stage1(stage1, e_table, text, hist, targets, self._teacher_user(hist), self.n_items, cfg,
+                         ctx.seed, ctx)
+        self._use_stage1(stage1)
+        if cfg.stage1_cache:
+            save_atomic(path, self.save_extra)
+
+    def _use_stage1(self, stage1: Stage1) -> None:
+        for p in stage1.parameters():
+            p.requires_grad_(False)
+        self.stage1 = stage1.eval()
+        with torch.no_grad():
+            self.E = stage1.z(self.teacher.net.item.weight.detach())  # frozen (n_items + 1, d_latent)
+
+    def _load_stage1(self, path: Path) -> None:
+        state = torch.load(path / "stage1.pt", map_location=self.device, weights_only=True)
+        d_latent, d_cf = state["enc_I.weight"].shape
+        stage1 = Stage1(int(d_cf), int(state["enc_T.weight"].shape[1]), int(d_latent)).to(self.device)
+        stage1.load_state_dict(state)
+        self._use_stage1(stage1)
+
+    def save_extra(self, path: Path) -> None:
+        torch.save(self.stage1.state_dict(), Path(path) / "stage1.pt")
+
+    def load_extra(self, path: Path) -> None:
+        self._load_stage1(Path(path))

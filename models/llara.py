@@ -1,0 +1,30 @@
+"""LLaRA (Liao et al., SIGIR'24) in the retrieval adaptation (docs/MODELS.md §5.2).
+
+Hybrid item tokens: LLM-SRec's prompts, each title followed by [HistoryEmb] = f_I(E_i), E_i the frozen SASRec
+item row (the shared teacher). Trained: LoRA on the LLM (LLaRA's official r 8, alpha 32, dropout 0.1 on every
+linear layer of a Llama block), f_I, f_user, f_item, e_U, e_I; loss L_Retrieval only. It equals LLM-SRec's
+ablation (a) of Table 8 plus LoRA. LLaRA's curriculum (text-only prompts early on) is not used: the hybrid prompt
+always (§5.2 [REC]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .llm_base import LLMRecommender
+from .llm_config import LoRARecConfig
+
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LLaRAConfig(LoRARecConfig):
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: tuple[str, ...] = LLAMA_LINEAR
+
+
+class LLaRA(LLMRecommender):
+    name: ClassVar[str] = "llara"
+    config_cls: ClassVar[type[LLaRAConfig]] = LLaRAConfig

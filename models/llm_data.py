@@ -1,0 +1,58 @@
+"""Training examples and negatives for every LLM recommender (docs/MODELS.md §1, §2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seqbench.data.histories import Histories
+from seqbench.errors import SeqbenchError
+
+TEACHER_MAXLEN = 128  # pitfall (c): the teacher's window equals SASRec's position table
+
+
+def drop_last(hist: Histories) -> Histories:
+    """Every row without its last item (training input, §1)."""
+    keep = np.maximum(hist.lengths - 1, 0)
+    new_off = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    src = np.repeat(hist.offsets[:-1], keep) + (np.arange(new_off[-1]) - np.repeat(new_off[:-1], keep))
+    return Histories(hist.users, hist.items[src], hist.times[src], new_off)
+
+
+def training_examples(train: Histories, autoregressive: bool, maxlen: int = TEACHER_MAXLEN):
+    """(histories, targets): one example per user (history = train minus its last item, target = that item)
+    or, autoregressive (App. E.3), one per position t >= 1 (history = the <= maxlen items before t)."""
+    lens = train.lengths
+    if not autoregressive:
+        ok = np.flatnonzero(lens >= 2)
+        sub = train.take(ok)
+        return drop_last(sub), sub.items[sub.offsets[1:] - 1]
+    n_ex = np.maximum(lens - 1, 0)
+    row = np.repeat(np.arange(len(lens)), n_ex)
+    t = np.arange(n_ex.sum()) - np.repeat(np.concatenate([[0], np.cumsum(n_ex)[:-1]]), n_ex) + 1
+    start = train.offsets[row]
+    hl = np.minimum(t, maxlen)
+    new_off = np.concatenate([[0], np.cumsum(hl)]).astype(np.int64)
+    src = np.repeat(start + t - hl, hl) + (np.arange(new_off[-1]) - np.repeat(new_off[:-1], hl))
+    hist = Histories(train.users[row], train.items[src], train.times[src], new_off)
+    return hist, train.items[start + t]
+
+
+def sample_negatives(avoid: np.ndarray, targets: np.ndarray, n_items: int, k: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(B, k) distinct uniform negatives per row, outside ``avoid`` (B, L; 0 = padding) and never the target
+    (§2); vectorised rejection rounds, an exact per-row draw for the rare rows that keep clashing."""
+    b = len(targets)
+    neg = rng.integers(1, n_items + 1, size=(b, k))
+    for _ in range(30):
+        bad = (neg[:, :, None] == avoid[:, None, :]).any(-1) | (neg == targets[:, None])
+        for j in range(1, k):
+            bad[:, j] |= (neg[:, j:j + 1] == neg[:, :j]).any(1)
+        if not bad.any():
+            return neg
+        neg = np.where(bad, rng.integers(1, n_items + 1, size=(b, k)), neg)
+    for r in np.flatnonzero(bad.any(1)):
+        pool = np.setdiff1d(np.arange(1, n_items + 1), np.concatenate([avoid[r], targets[r:r + 1]]))
+        if len(pool) == 0:
+            raise SeqbenchError(f"no negative item available for a training example of user row {r}")
+        neg[r] = rng.choice(pool, size=k, replace=len(pool) < k)
+    return neg

@@ -1,0 +1,159 @@
+"""The training schedule of every LLM recommender (docs/MODELS.md §2 "Shared recipe", §6 "Training recipe"),
+resumable through ``RunContext.checkpoint``.
+
+Choices where the LLM-SRec code and paper disagree (§10.8), all options of :class:`LLMRecConfig`:
+* patience 5 validation checks (the code; the paper says 10): with ~11 checks per epoch, 10 would rarely stop
+  within the 10-epoch cap.
+* lr decay 0.95 per validation check, epoch-end check included (``lr_decay="check"``, the code's behaviour,
+  which produced the paper's numbers); ``"epoch"`` and ``"none"`` are options.
+* validation metric HR@10 (the code) on the *persisted* validation candidates (never re-sampled, §7), on all
+  users or a seeded subset (``max_valid_users``); an epoch-end check is skipped when the last step already
+  ran one (the code's stale-value pitfall cannot arise). Ties count as improvements (``>=``, the code).
+  The best checkpoint is restored at the end; the test set is never looked at during training.
+
+Resuming: the state (trained tensors, optimizer, scheduler, NumPy and torch RNGs, position in the epoch, the
+epoch's order, best-so-far and curve) is saved at every validation check and whenever ``every_s`` seconds
+passed since the last save; a resumed fit continues bit-identically (tests check the final weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from seqbench.context import RunContext
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.histories import Histories
+from seqbench.errors import SeqbenchError
+
+from .base import FitReport
+from .llm_data import TEACHER_MAXLEN, training_examples
+
+if TYPE_CHECKING:
+    from .llm_base import LLMRecommender
+
+
+def validation_set(data: SeqDataset, max_users: int | None, seed: int) -> tuple[Histories, np.ndarray]:
+    """Validation histories and persisted candidates, or a seeded subset of ``max_users`` users."""
+    hist, cands = data.histories("valid"), data.candidates["valid"]
+    if max_users is not None and max_users < len(hist):
+        rows = np.sort(np.random.default_rng(seed).choice(len(hist), max_users, replace=False))
+        hist, cands = hist.take(rows), cands[rows]
+    return hist, cands
+
+
+def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
+    """Adam over the trainable parts, retrieval batches of ``batch_size`` examples, validation every
+    ``val_every_frac`` of an epoch and at epoch end, early stopping, best state restored."""
+    cfg, name = model.config, model.name
+    start = time.perf_counter()
+    ex_hist, ex_target = training_examples(train, cfg.autoregressive)
+    ex_hist = ex_hist.tail(TEACHER_MAXLEN)
+    if len(ex_target) == 0:
+        raise SeqbenchError(f"{name}: no user has two or more train items to build a training example")
+    o_all = model._teacher_user(ex_hist) if model.teacher is not None else None  # frozen: once per example
+    v_hist, v_cands = validation_set(data, cfg.max_valid_users, ctx.seed)
+
+    opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: cfg.lr_decay_factor ** k)
+    rng = np.random.default_rng(ctx.seed)
+    n = len(ex_target)
+    steps = -(-n // cfg.batch_size)
+    every = max(1, int(steps * cfg.val_every_frac))
+    # s: the loop's whole position; ``next`` = (epoch, step) of the next optimizer step
+    s: dict[str, Any] = {"epoch": 1, "next": 0, "order": None, "total": 0.0, "check": 0, "best": -1.0,
+                         "best_ndcg": 0.0, "best_epoch": 0, "bad": 0, "t_best": 0.0, "best_state": None,
+                         "curve": [], "stop": False, "elapsed": 0.0}
+    ckpt = ctx.checkpoint
+    saved = ckpt.load() if ckpt is not None else None
+    if saved is not None:
+        s = copy.deepcopy(saved["loop"])
+        model.load_trainable_state(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        start -= s["elapsed"]
+    last_save = time.monotonic()
+
+    def save() -> None:
+        nonlocal last_save
+        if ckpt is None:
+            return
+        s["elapsed"] = time.perf_counter() - start
+        ckpt.save({"loop": copy.deepcopy(s), "model": model.trainable_state(), "opt": opt.state_dict(),
+                   "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+        last_save = time.monotonic()
+
+    task = ctx.progress.add_task(f"train {name}", total=cfg.max_epochs * steps) if ctx.progress else None
+    while s["epoch"] <= cfg.max_epochs and not s["stop"]:
+        epoch = s["epoch"]
+        if s["order"] is None:  # a tensor, so the state loads with torch.load(weights_only=True)
+            s["order"], s["next"], s["total"] = torch.from_numpy(rng.permutation(n)), 0, 0.0
+        order = s["order"].numpy()
+        while s["next"] < steps:
+            i = s["next"]
+            rows = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            model.set_training(True)
+            o_u = o_all[torch.from_numpy(rows).to(model.device)] if o_all is not None else None
+            loss, parts = model.batch_loss(ex_hist.take(rows), ex_target[rows], o_u, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model._version += 1
+            s["total"] += float(loss.detach())
+            s["next"] = i + 1
+            gstep = (epoch - 1) * steps + i + 1
+            ctx.metric("train_loss", float(loss.detach()), gstep)
+            for part, value in parts.items():  # retrieval CE vs chance ln(1 + n_negatives) shows learning
+                ctx.metric(f"train_{part}", value, gstep)
+            if task is not None:
+                desc = f"train {name} ep {epoch} loss {s['total'] / (i + 1):.4f}"
+                if s["best"] >= 0:
+                    desc += f" best valid {cfg.valid_metric} {s['best']:.4f}"
+                ctx.progress.update(task, completed=gstep, description=desc)
+            if (i + 1) % every == 0 or i == steps - 1:
+                _check(model, s, v_hist, v_cands, ctx, gstep, epoch, i + 1, start)
+                if cfg.lr_decay == "check":
+                    sched.step()
+                s["stop"] = s["bad"] >= cfg.patience
+                save()
+                if s["stop"]:
+                    break
+            elif ckpt is not None and ckpt.every_s > 0 and time.monotonic() - last_save >= ckpt.every_s:
+                save()
+        if s["stop"]:
+            break
+        if cfg.lr_decay == "epoch":
+            sched.step()
+        s["epoch"], s["order"] = epoch + 1, None
+    epochs_run = min(s["epoch"], cfg.max_epochs)
+    if task is not None:
+        ctx.progress.update(task, completed=cfg.max_epochs * steps)
+    if s["best_state"] is not None:
+        model.load_trainable_state(s["best_state"])
+    model.set_training(False)
+    if ckpt is not None:
+        ckpt.clear()
+    return FitReport(best_epoch=s["best_epoch"], best_valid=s["best_ndcg"], epochs_run=epochs_run,
+                     seconds=time.perf_counter() - start, seconds_to_best=s["t_best"], curve=s["curve"])
+
+
+def _check(model: LLMRecommender, s: dict[str, Any], v_hist: Histories, v_cands: np.ndarray, ctx: RunContext,
+           gstep: int, epoch: int, count: int, start: float) -> None:
+    """One validation check: log, keep the best state (ties count as improvements, the code's ``>=``)."""
+    cfg = model.config
+    s["check"] += 1
+    m = model.validate(v_hist, v_cands)
+    for key in dict.fromkeys((cfg.valid_metric, "ndcg@10")):
+        ctx.metric(f"valid_{key}", m[key], gstep)
+    s["curve"].append((s["check"], s["total"] / count, m["ndcg@10"]))
+    if m[cfg.valid_metric] >= s["best"]:
+        s.update(best=m[cfg.valid_metric], best_ndcg=m["ndcg@10"], best_epoch=epoch, bad=0,
+                 best_state=model.trainable_state(), t_best=time.perf_counter() - start)
+    else:
+        s["bad"] += 1

@@ -1,0 +1,44 @@
+"""The title-generation matching rule (seqbench/eval/generation.py) on hand-made outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqbench.eval.generation import INVALID, match_candidate, normalise, score_generation
+
+TITLES = ["Heat (1995)", "Heat 2", "Toy Story", "Toy Story 2", "L'Oréal Paris Lipstick", "Up", "Cars"]
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ('"Heat (1995)"', 0),  # quoted, exact
+    ("I recommend HEAT 1995.", 0),  # case and punctuation do not matter
+    ("Heat 2", 1),  # "Heat" alone is not a title here; "Heat 2" names only candidate 1
+    ("Toy Story 2", 3),  # contains "Toy Story", the longer title was meant
+    ("l oreal paris lipstick!", INVALID),  # accents are kept (NFKC does not strip them) ...
+    ("L'Oréal Paris Lipstick", 4),  # ... and the apostrophe is a separator like any punctuation
+    ("Toy Story and Cars", INVALID),  # two candidates named
+    ("nothing relevant", INVALID),
+    ("", INVALID),
+    ("Upcoming release", INVALID),  # "Up" only on word boundaries
+    ("Up", 5),
+])
+def test_match_candidate(output, expected):
+    assert match_candidate(output, TITLES) == expected
+
+
+def test_identical_titles_cannot_be_told_apart_and_empty_titles_never_match():
+    assert match_candidate("Cars", ["Cars", "cars!", "Up"]) == INVALID
+    assert match_candidate("anything", ["", "Up"]) == INVALID
+    assert normalise("  Heat — (1995)  ") == "heat 1995"
+
+
+def test_score_generation_counts_hits_and_invalid_share():
+    outputs = ["Heat 2", "Toy Story and Cars", "Cars", "Up"]
+    cands = [TITLES] * 4
+    res = score_generation(outputs, cands, [1, 2, 5, 5])
+    np.testing.assert_array_equal(res["hr@1"], [1, 0, 0, 1])
+    np.testing.assert_array_equal(res["invalid"], [0, 1, 0, 0])
+    assert res["hr@1_mean"] == 0.5 and res["invalid_share"] == 0.25
+    with pytest.raises(ValueError):
+        score_generation(outputs, cands, [1])
