@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, FRACTION, NON_NEGATIVE, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
@@ -49,6 +50,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.llm.backbone import cache_root, decoder_of, load_llm, resolve_device
 from seqbench.llm.prompts import PROMPT_WINDOW, PromptBuilder, UserPrompts, collate, inject, plan_groups, read_at
+from seqbench.progress import TrainProgress
 
 from .base import FitReport
 
@@ -57,35 +59,41 @@ TEACHER_MAXLEN = 128  # pitfall (c): the teacher's window equals SASRec's positi
 
 @dataclass
 class LLMSRecConfig:
-    llm: str = "smollm2-135m"  # name, HF id or local folder (seqbench.llm.load_llm)
-    dtype: str = "auto"  # auto | bf16 | fp16 | fp32, for the frozen LLM
-    device: str = "auto"  # auto = the run's device; cpu | cuda | hpu
-    batch_size: int = 20  # §6 (16 for Electronics)
-    max_epochs: int = 10
-    lr: float = 1e-4
-    beta2: float = 0.98
-    val_every_frac: float = 0.1  # validation every floor(steps_per_epoch * frac) steps and at epoch end
-    patience: int = 5  # validation checks without improvement (code 5, paper 10)
-    lr_decay: str = "check"  # check (x0.95 per validation check, the code) | epoch | none
-    lr_decay_factor: float = 0.95
-    valid_metric: str = "hr@10"  # selection metric (the code's); ndcg@10 also accepted
-    max_valid_users: int | None = None  # seeded subset of validation users (None = all)
-    distill: bool | str = True  # True = MSE (§6), False = off, "contrastive" = InfoNCE (App. E.2)
-    uniform: bool = True
-    user_rep_in_prompt: bool = False  # App. E.1: CoLLM-style prompt with [UserRep] = f_U(O_u)
-    autoregressive: bool = False  # App. E.3: every position of the train sequence is a target
-    n_negatives: int = 3  # §2: 1 positive + 3 negatives
-    window: int = PROMPT_WINDOW  # items shown in the prompt
-    d_proj: int = 128  # d' (App. D)
-    teacher_epochs: int = 200  # SASRec max epochs (official: fixed 200)
-    teacher_patience: int = 10  # SASRec early stopping on validation NDCG@10 (seqbench's SASRec default)
-    teacher_loss: str = "bce"  # the official SASRec pre-training loss (§3.1); seqbench's sasrec defaults to ce
-    teacher_cache: bool = True
-    item_batch_size: int = 128  # item prompts per forward in evaluation (§6: 128)
-    user_batch_size: int = 32  # user prompts per forward in evaluation
-    max_batch_tokens: int = 16384  # padded tokens per forward in evaluation
-    group_overhead: int = 48  # cost of one extra forward, in tokens, for length grouping
-
+    llm: str = setting("smollm2-135m", "frozen LLM: a seqbench name, a Hugging Face id or a local folder")
+    dtype: str = setting("auto", "frozen LLM precision (auto: bf16 on a CPU with native bf16, else fp32)",
+                         choices=("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"))
+    device: str = setting("auto", "auto = the run's device; cpu | cuda | hpu")
+    batch_size: int = setting(20, "users per optimizer step (§6; 16 for Electronics)", AT_LEAST_1)
+    max_epochs: int = setting(10, "most epochs over the training users", AT_LEAST_1)
+    lr: float = setting(1e-4, "Adam learning rate of the trainable MLPs", RATE)
+    beta2: float = setting(0.98, "Adam beta2", RATE)
+    val_every_frac: float = setting(0.1, "validation every floor(steps_per_epoch * frac) steps and at epoch end",
+                                    FRACTION)
+    patience: int = setting(5, "validation checks without improvement before stopping (code 5, paper 10)",
+                            AT_LEAST_1)
+    lr_decay: str = setting("check", "check: x factor per validation check (the code); epoch; none",
+                            choices=("check", "epoch", "none"))
+    lr_decay_factor: float = setting(0.95, "learning-rate multiplier per decay", FRACTION)
+    valid_metric: str = setting("hr@10", "model-selection metric on the validation candidates (the code's)",
+                                choices=("hr@10", "ndcg@10", "hr@20", "ndcg@20"))
+    max_valid_users: int | None = setting(None, "validate on a seeded subset of this many users (None = all)",
+                                          AT_LEAST_1)
+    distill: bool | str = setting(True, "true = MSE distillation (§6), false = off, contrastive = InfoNCE (App. E.2)")
+    uniform: bool = setting(True, "uniformity loss on the user representations")
+    user_rep_in_prompt: bool = setting(False, "App. E.1: CoLLM-style prompt with [UserRep] = f_U(O_u)")
+    autoregressive: bool = setting(False, "App. E.3: every position of the train sequence is a target")
+    n_negatives: int = setting(3, "negatives per training user (§2: 1 positive + 3 negatives)", AT_LEAST_1)
+    window: int = setting(PROMPT_WINDOW, "most recent items shown in the prompt", AT_LEAST_1)
+    d_proj: int = setting(128, "projection size d' (App. D)", AT_LEAST_1)
+    teacher_epochs: int = setting(200, "SASRec teacher: most epochs (official: fixed 200)", AT_LEAST_1)
+    teacher_patience: int = setting(10, "SASRec teacher: early stopping on validation NDCG@10", AT_LEAST_1)
+    teacher_loss: str = setting("bce", "SASRec teacher loss (official bce; seqbench's sasrec defaults to ce)",
+                                choices=("ce", "bce"))
+    teacher_cache: bool = setting(True, "reuse a teacher trained on the same data, seed, config and histories")
+    item_batch_size: int = setting(128, "item prompts per forward in evaluation (§6: 128)", AT_LEAST_1)
+    user_batch_size: int = setting(32, "user prompts per forward in evaluation", AT_LEAST_1)
+    max_batch_tokens: int = setting(16384, "padded tokens per forward in evaluation", AT_LEAST_1)
+    group_overhead: int = setting(48, "cost of one extra forward, in tokens, for length grouping", NON_NEGATIVE)
 
 def _mlp(d_in: int, d_hidden: int, d_out: int, act: nn.Module) -> nn.Sequential:
     """Linear -> LayerNorm -> act -> Linear with Xavier-normal weights and default biases (§2, §6)."""
@@ -479,7 +487,9 @@ class LLMSRec:
         best, best_state, best_epoch, bad, t_best = -1.0, None, 0, 0, 0.0
         best_ndcg = 0.0
         curve: list[tuple[int, float, float | None]] = []
-        task = (ctx.progress.add_task("train llmsrec", total=cfg.max_epochs * steps) if ctx.progress else None)
+        bar = TrainProgress(ctx.progress, "llmsrec", cfg.max_epochs * steps, "step", cfg.patience, every,
+                            f"valid {cfg.valid_metric}")
+        best_step = 0
         check, epoch, stop = 0, 0, False
         for epoch in range(1, cfg.max_epochs + 1):
             order = rng.permutation(n)
@@ -499,10 +509,7 @@ class LLMSRec:
                 ctx.metric("train_loss", float(loss.detach()), gstep)
                 for part, value in parts.items():  # retrieval CE vs chance ln(1 + n_negatives) shows learning
                     ctx.metric(f"train_{part}", value, gstep)
-                if task is not None:
-                    ctx.progress.update(task, advance=1, description=(
-                        f"train llmsrec ep {epoch} loss {total / count:.4f} best valid {cfg.valid_metric} "
-                        f"{best:.4f}" if best >= 0 else f"train llmsrec ep {epoch} loss {total / count:.4f}"))
+                bar.update(gstep, total / count, best, best_step, cfg.patience - bad)
                 last = s == steps - 1
                 if (s + 1) % every == 0 or last:
                     check += 1
@@ -512,7 +519,7 @@ class LLMSRec:
                         ctx.metric(f"valid_{key}", m[key], gstep)
                     curve.append((check, total / count, m["ndcg@10"]))
                     if value >= best:  # ties count as improvements (the code)
-                        best, best_ndcg, best_epoch, bad = value, m["ndcg@10"], epoch, 0
+                        best, best_ndcg, best_epoch, bad, best_step = value, m["ndcg@10"], epoch, 0, gstep
                         best_state = copy.deepcopy(self.heads.state_dict())
                         t_best = time.perf_counter() - start
                     else:
@@ -526,8 +533,7 @@ class LLMSRec:
                 sched.step()
             if stop:
                 break
-        if task is not None:
-            ctx.progress.update(task, completed=cfg.max_epochs * steps)
+        bar.close((epoch - 1) * steps + count, "early stop: no improvement" if stop else "max_epochs reached")
         if best_state is not None:
             self.heads.load_state_dict(best_state)
             self._version += 1

@@ -23,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, setting
+
 from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
 from .layers import Dropout
 
 
 @dataclass
 class NextItNetConfig(CFConfig):
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one per residual block; --set dilations=1;2;4
-    kernel: int = 3
+    dilations: tuple[int, ...] = setting((1, 2, 4, 8, 1, 2, 4, 8), "one dilation per residual block "
+                                         "(--set dilations=1;2;4)", AT_LEAST_1)
+    kernel: int = setting(3, "convolution kernel width", AT_LEAST_1)
     dropout: float = 0.0  # the official model has no dropout; kept as a knob (applied to embeddings)
     patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, as GRU4Rec (§3.4)
 

@@ -115,8 +115,9 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
          res: ProbeResult, out: dict, steps: list[tuple[str, float, int]]) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
-    tags = {"dataset_hash": data.content_hash, "code_version": code_version(),
-            "family": get_spec(spec.model).family}
+    tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
+            "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
+            "seed": str(seed), "task": "retrieval", "conditions": ",".join(res.compare)}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
