@@ -95,6 +95,13 @@ class Tracker:
         self.run_id: str | None = None
         self.artifact_uri: str | None = None
 
+    def describe(self) -> dict[str, str | None]:
+        """Where runs go: the store, the experiment and its artifact root (what `seqbench run` prints)."""
+        exp = self.mlflow.get_experiment_by_name(self.experiment)
+        return {"tracking_uri": self.uri, "experiment": self.experiment,
+                "experiment_id": exp.experiment_id if exp else None,
+                "artifact_location": exp.artifact_location if exp else None}
+
     @contextmanager
     def run(self, name: str, params: dict, tags: dict):
         with self.mlflow.start_run(run_name=name) as active:
