@@ -5,7 +5,7 @@ reads order loses most of its accuracy when the history is shuffled, so the firs
 effect. ``quickstart-control`` is the same generator at order 0: items within a history are exchangeable,
 so shuffling must not matter; a significant effect there would mean the harness is broken.
 
-Both are small (300 users, 200 items), so one epoch is a few optimizer steps. They carry ``run_defaults``
+Both are small (500 users, 200 items), so one epoch is a few optimizer steps. They carry ``run_defaults``
 in their meta.json: settings a model gets on this dataset unless a config file or ``--set`` says otherwise
 (here: at most 30 epochs, patience 3 checks), which keeps a run near 15 s of training on 2 CPU cores. The
 models themselves are unchanged; on any other dataset their own defaults apply.
@@ -26,7 +26,7 @@ class Embedded:
     name: str
     order: float
     about: str
-    users: int = 300
+    users: int = 500
     items: int = 200
     seed: int = 0
     run_defaults: dict = field(default_factory=lambda: {"max_epochs": 30, "patience": 3})
