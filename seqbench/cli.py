@@ -329,7 +329,7 @@ def ui(
     """Serve the MLflow UI on the tracking store; Ctrl-C (or SIGTERM) stops the server and all its workers."""
     from seqbench.ui import serve
 
-    raise typer.Exit(serve(tracking_uri, host, port, lambda line: out.print(line, highlight=False)))
+    raise typer.Exit(serve(tracking_uri, host, port, lambda line: out.print(line, highlight=False, soft_wrap=True)))
 
 
 def main() -> None:  # pragma: no cover - console entry point
