@@ -19,7 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from seqbench.config import load_config_file
+from seqbench.config import load_config_file, resolve
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
@@ -163,6 +163,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
     layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"))
+    resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)
     runs: list[dict] = []
