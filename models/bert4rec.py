@@ -1,4 +1,4 @@
-"""BERT4Rec (Sun et al., CIKM'19) as in docs/MODELS.md §3.3: the official architecture and Cloze masking,
+"""BERT4Rec (Sun et al., CIKM'19) as in spec MODELS.md §3.3: the official architecture and Cloze masking,
 trained by the shared loop with early stopping on validation NDCG@10 (§7).
 
 Architecture (official config): item + learned position embeddings -> LN -> dropout; 2 post-LN encoder

@@ -1,4 +1,4 @@
-"""NextItNet (Yuan et al., WSDM'19) in the [REC] setting of docs/MODELS.md §3.4.
+"""NextItNet (Yuan et al., WSDM'19) in the [REC] setting of spec MODELS.md §3.4.
 
 Item embedding (64 channels) -> residual blocks, each: causal dilated conv (kernel 3, dilation d) -> LN
 -> ReLU -> causal dilated conv (dilation 2d) -> LN -> ReLU, plus the block input; block dilations
