@@ -94,6 +94,7 @@ def test_compare_accepts_unique_prefixes(store):
     r = runner.invoke(app, ["compare", ref[:8], other[:10], "--tracking-uri", tracking_uri])
     assert r.exit_code == 0, r.output
     assert "sasrec/shuffle-infer/seed0" in r.output or "sasrec/reverse/seed0" in r.output
+    assert "Downloading artifacts" not in r.output  # MLflow's tqdm bars stay out of the table
     client = mlflow.MlflowClient(tracking_uri)
     assert resolve_run_id(ref[:6].upper(), client) == ref
     with pytest.raises(SeqbenchError, match="too short"):
