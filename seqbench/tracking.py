@@ -93,7 +93,6 @@ class Tracker:
         ensure_experiment(experiment, self.uri)
         mlflow.set_experiment(experiment)
         self.run_id: str | None = None
-        self.artifact_uri: str | None = None
 
     def describe(self) -> dict[str, str | None]:
         """Where runs go: the store, the experiment and its artifact root (what `seqbench run` prints)."""
@@ -106,7 +105,6 @@ class Tracker:
     def run(self, name: str, params: dict, tags: dict):
         with self.mlflow.start_run(run_name=name) as active:
             self.run_id = active.info.run_id
-            self.artifact_uri = active.info.artifact_uri
             flat = {k: (json.dumps(v) if isinstance(v, list | tuple) else v) for k, v in _flatten(params).items()}
             self.mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
             self.mlflow.set_tags(tags)
