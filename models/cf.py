@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
@@ -25,17 +26,19 @@ from .base import FitReport
 
 @dataclass
 class CFConfig:
-    d: int = 64
-    maxlen: int = 128
-    dropout: float = 0.1
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 10  # validation checks without improvement
-    eval_every: int = 2  # epochs between validation checks
-    weight_decay: float = 0.0
-    beta2: float = 0.98
-    eval_batch_size: int = 512
+    d: int = setting(64, "embedding / hidden size", AT_LEAST_1)
+    maxlen: int = setting(128, "history window: the most recent items the model reads", AT_LEAST_1)
+    dropout: float = setting(0.1, "dropout on embeddings and hidden layers", DROPOUT)
+    lr: float = setting(1e-3, "Adam learning rate", RATE)
+    batch_size: int = setting(128, "users per training batch", AT_LEAST_1)
+    max_epochs: int = setting(200, "most epochs (passes over all users); early stopping usually ends sooner",
+                              AT_LEAST_1)
+    patience: int = setting(10, "validation checks without improvement before stopping", AT_LEAST_1)
+    eval_every: int = setting(2, "epochs between validation checks (NDCG@10 on the validation candidates)",
+                              AT_LEAST_1)
+    weight_decay: float = setting(0.0, "Adam weight decay", NON_NEGATIVE)
+    beta2: float = setting(0.98, "Adam beta2", RATE)
+    eval_batch_size: int = setting(512, "users per scoring batch (memory, not results)", AT_LEAST_1)
 
 
 class CFNet(nn.Module):

@@ -1,4 +1,4 @@
-"""GRU4Rec in the [REC] setting of docs/MODELS.md §3.2 (not the official session-parallel recipe).
+"""GRU4Rec in the [REC] setting of spec MODELS.md §3.2 (not the official session-parallel recipe).
 
 Each user's train sequence is one session. Item embedding 64 -> 1-layer tanh GRU (hidden 64) ->
 dot product with the *same* item table ("constrained embedding", as the official code ties them).

@@ -1,46 +1,55 @@
-"""Settings shared by every LLM recommender (docs/MODELS.md §2 "Shared recipe") and the LoRA ones (§5)."""
+"""Settings shared by every LLM recommender (spec MODELS.md §2 "Shared recipe") and the LoRA ones (§5)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqbench.config import AT_LEAST_1, DROPOUT, FRACTION, NON_NEGATIVE, RATE, setting
 from seqbench.llm.prompts import PROMPT_WINDOW
 
 
 @dataclass
 class LLMRecConfig:
-    llm: str = "smollm2-135m"  # name, HF id or local folder (seqbench.llm.load_llm)
-    dtype: str = "auto"  # auto | bf16 | fp16 | fp32, for the LLM
-    device: str = "auto"  # auto = the run's device; cpu | cuda | hpu
-    batch_size: int = 20  # §6 (16 for Electronics)
-    max_epochs: int = 10
-    lr: float = 1e-4
-    beta2: float = 0.98
-    val_every_frac: float = 0.1  # validation every floor(steps_per_epoch * frac) steps and at epoch end
-    patience: int = 5  # validation checks without improvement (code 5, paper 10)
-    lr_decay: str = "check"  # check (x0.95 per validation check, the code) | epoch | none
-    lr_decay_factor: float = 0.95
-    valid_metric: str = "hr@10"  # selection metric (the code's); ndcg@10 also accepted
-    max_valid_users: int | None = None  # seeded subset of validation users (None = all)
-    autoregressive: bool = False  # App. E.3: every position of the train sequence is a target
-    n_negatives: int = 3  # §2: 1 positive + 3 negatives
-    window: int = PROMPT_WINDOW  # items shown in the prompt
-    d_proj: int = 128  # d' (App. D)
-    teacher_epochs: int = 200  # SASRec max epochs (official: fixed 200)
-    teacher_patience: int = 10  # SASRec early stopping on validation NDCG@10 (seqbench's SASRec default)
-    teacher_loss: str = "bce"  # the official SASRec pre-training loss (§3.1); seqbench's sasrec defaults to ce
-    teacher_cache: bool = True
-    item_batch_size: int = 128  # item prompts per forward in evaluation (§6: 128)
-    user_batch_size: int = 32  # user prompts per forward in evaluation
-    max_batch_tokens: int = 16384  # padded tokens per forward in evaluation
-    group_overhead: int = 48  # cost of one extra forward, in tokens, for length grouping
+    llm: str = setting("smollm2-135m", "LLM: a seqbench name, a Hugging Face id or a local folder")
+    dtype: str = setting("auto", "LLM precision (auto: bf16 on a CPU with native bf16, else fp32)",
+                         choices=("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"))
+    device: str = setting("auto", "auto = the run's device; cpu | cuda | hpu")
+    batch_size: int = setting(20, "users per optimizer step (§6; 16 for Electronics)", AT_LEAST_1)
+    max_epochs: int = setting(10, "most epochs over the training users", AT_LEAST_1)
+    lr: float = setting(1e-4, "Adam learning rate of everything that trains", RATE)
+    beta2: float = setting(0.98, "Adam beta2", RATE)
+    val_every_frac: float = setting(0.1, "validation every floor(steps_per_epoch * frac) steps and at epoch end",
+                                    FRACTION)
+    patience: int = setting(5, "validation checks without improvement before stopping (code 5, paper 10)",
+                            AT_LEAST_1)
+    lr_decay: str = setting("check", "check: x factor per validation check (the code); epoch; none",
+                            choices=("check", "epoch", "none"))
+    lr_decay_factor: float = setting(0.95, "learning-rate multiplier per decay", FRACTION)
+    valid_metric: str = setting("hr@10", "model-selection metric on the validation candidates (the code's)",
+                                choices=("hr@10", "ndcg@10", "hr@20", "ndcg@20"))
+    max_valid_users: int | None = setting(None, "validate on a seeded subset of this many users (None = all)",
+                                          AT_LEAST_1)
+    autoregressive: bool = setting(False, "App. E.3: every position of the train sequence is a target")
+    n_negatives: int = setting(3, "negatives per training user (§2: 1 positive + 3 negatives)", AT_LEAST_1)
+    window: int = setting(PROMPT_WINDOW, "most recent items shown in the prompt", AT_LEAST_1)
+    d_proj: int = setting(128, "projection size d' (App. D)", AT_LEAST_1)
+    teacher_epochs: int = setting(200, "SASRec teacher: most epochs (official: fixed 200)", AT_LEAST_1)
+    teacher_patience: int = setting(10, "SASRec teacher: early stopping on validation NDCG@10", AT_LEAST_1)
+    teacher_loss: str = setting("bce", "SASRec teacher loss (official bce; seqbench's sasrec defaults to ce)",
+                                choices=("ce", "bce"))
+    teacher_cache: bool = setting(True, "reuse a teacher trained on the same data, seed, config and histories")
+    item_batch_size: int = setting(128, "item prompts per forward in evaluation (§6: 128)", AT_LEAST_1)
+    user_batch_size: int = setting(32, "user prompts per forward in evaluation", AT_LEAST_1)
+    max_batch_tokens: int = setting(16384, "padded tokens per forward in evaluation", AT_LEAST_1)
+    group_overhead: int = setting(48, "cost of one extra forward, in tokens, for length grouping", NON_NEGATIVE)
 
 
 @dataclass
 class LoRARecConfig(LLMRecConfig):
     """LoRA on the LLM through peft; defaults are TALLRec's/CoLLM's official ones (§5.1, §5.3)."""
 
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # module names; --set lora_targets=q_proj;v_proj
+    lora_r: int = setting(8, "LoRA rank (TALLRec/CoLLM official 8)", AT_LEAST_1)
+    lora_alpha: int = setting(16, "LoRA alpha; the update is scaled by alpha / r", AT_LEAST_1)
+    lora_dropout: float = setting(0.05, "dropout on the LoRA input", DROPOUT)
+    lora_targets: tuple[str, ...] = setting(("q_proj", "v_proj"),
+                                            "LLM module names that get adapters, ';'-separated")

@@ -29,6 +29,7 @@ from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
+from seqbench.progress import TrainProgress
 
 from .base import FitReport
 from .llm_data import TEACHER_MAXLEN, training_examples
@@ -66,7 +67,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     every = max(1, int(steps * cfg.val_every_frac))
     # s: the loop's whole position; ``next`` = (epoch, step) of the next optimizer step
     s: dict[str, Any] = {"epoch": 1, "next": 0, "order": None, "total": 0.0, "check": 0, "best": -1.0,
-                         "best_ndcg": 0.0, "best_epoch": 0, "bad": 0, "t_best": 0.0, "best_state": None,
+                         "best_ndcg": 0.0, "best_epoch": 0, "best_step": 0, "bad": 0, "t_best": 0.0, "best_state": None,
                          "curve": [], "stop": False, "elapsed": 0.0}
     ckpt = ctx.checkpoint
     saved = ckpt.load() if ckpt is not None else None
@@ -89,7 +90,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
                    "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
         last_save = time.monotonic()
 
-    task = ctx.progress.add_task(f"train {name}", total=cfg.max_epochs * steps) if ctx.progress else None
+    bar = TrainProgress(ctx.progress, name, cfg.max_epochs * steps, "step", cfg.patience, every,
+                        f"valid {cfg.valid_metric}")
     while s["epoch"] <= cfg.max_epochs and not s["stop"]:
         epoch = s["epoch"]
         if s["order"] is None:  # a tensor, so the state loads with torch.load(weights_only=True)
@@ -111,11 +113,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
             ctx.metric("train_loss", float(loss.detach()), gstep)
             for part, value in parts.items():  # retrieval CE vs chance ln(1 + n_negatives) shows learning
                 ctx.metric(f"train_{part}", value, gstep)
-            if task is not None:
-                desc = f"train {name} ep {epoch} loss {s['total'] / (i + 1):.4f}"
-                if s["best"] >= 0:
-                    desc += f" best valid {cfg.valid_metric} {s['best']:.4f}"
-                ctx.progress.update(task, completed=gstep, description=desc)
+            bar.update(gstep, s["total"] / (i + 1), s["best"], s["best_step"], cfg.patience - s["bad"])
             if (i + 1) % every == 0 or i == steps - 1:
                 _check(model, s, v_hist, v_cands, ctx, gstep, epoch, i + 1, start)
                 if cfg.lr_decay == "check":
@@ -132,8 +130,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
             sched.step()
         s["epoch"], s["order"] = epoch + 1, None
     epochs_run = min(s["epoch"], cfg.max_epochs)
-    if task is not None:
-        ctx.progress.update(task, completed=cfg.max_epochs * steps)
+    bar.close((s["epoch"] - 1) * steps + s["next"] if s["stop"] else min(s["epoch"] - 1, cfg.max_epochs) * steps,
+              "early stop: no improvement" if s["stop"] else "max_epochs reached")
     if s["best_state"] is not None:
         model.load_trainable_state(s["best_state"])
     model.set_training(False)
@@ -153,7 +151,7 @@ def _check(model: LLMRecommender, s: dict[str, Any], v_hist: Histories, v_cands:
         ctx.metric(f"valid_{key}", m[key], gstep)
     s["curve"].append((s["check"], s["total"] / count, m["ndcg@10"]))
     if m[cfg.valid_metric] >= s["best"]:
-        s.update(best=m[cfg.valid_metric], best_ndcg=m["ndcg@10"], best_epoch=epoch, bad=0,
+        s.update(best=m[cfg.valid_metric], best_ndcg=m["ndcg@10"], best_epoch=epoch, best_step=gstep, bad=0,
                  best_state=model.trainable_state(), t_best=time.perf_counter() - start)
     else:
         s["bad"] += 1

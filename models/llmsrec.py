@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import setting
 from seqbench.errors import SeqbenchError
 from seqbench.llm.prompts import LLMSREC_PROMPT, USER_REP_PROMPT, PromptTemplate
 
@@ -37,9 +38,9 @@ __all__ = ["TEACHER_MAXLEN", "LLMSRec", "LLMSRecConfig", "drop_last", "sample_ne
 
 @dataclass
 class LLMSRecConfig(LLMRecConfig):
-    distill: bool | str = True  # True = MSE (§6), False = off, "contrastive" = InfoNCE (App. E.2)
-    uniform: bool = True
-    user_rep_in_prompt: bool = False  # App. E.1: CoLLM-style prompt with [UserRep] = f_U(O_u)
+    distill: bool | str = setting(True, "true = MSE distillation (§6), false = off, contrastive = InfoNCE (App. E.2)")
+    uniform: bool = setting(True, "uniformity loss on the user representations")
+    user_rep_in_prompt: bool = setting(False, "App. E.1: CoLLM-style prompt with [UserRep] = f_U(O_u)")
 
 
 class LLMSRec(LLMRecommender):

@@ -1,4 +1,4 @@
-"""NextItNet (Yuan et al., WSDM'19) in the [REC] setting of docs/MODELS.md §3.4.
+"""NextItNet (Yuan et al., WSDM'19) in the [REC] setting of spec MODELS.md §3.4.
 
 Item embedding (64 channels) -> residual blocks, each: causal dilated conv (kernel 3, dilation d) -> LN
 -> ReLU -> causal dilated conv (dilation 2d) -> LN -> ReLU, plus the block input; block dilations
@@ -23,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, setting
+
 from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
 from .layers import Dropout
 
 
 @dataclass
 class NextItNetConfig(CFConfig):
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one per residual block; --set dilations=1;2;4
-    kernel: int = 3
+    dilations: tuple[int, ...] = setting((1, 2, 4, 8, 1, 2, 4, 8), "one dilation per residual block "
+                                         "(--set dilations=1;2;4)", AT_LEAST_1)
+    kernel: int = setting(3, "convolution kernel width", AT_LEAST_1)
     dropout: float = 0.0  # the official model has no dropout; kept as a knob (applied to embeddings)
     patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, as GRU4Rec (§3.4)
 

@@ -2,7 +2,7 @@
 
 A model has to beat this to show it learned anything personal. Counts come from the train Histories
 passed to ``fit`` (train split only, so validation/test items cannot leak). Equally popular candidates get
-equal scores; the shared evaluator counts ties pessimistically (docs/MODELS.md §7), which is intended:
+equal scores; the shared evaluator counts ties pessimistically (spec MODELS.md §7), which is intended:
 an unseen target tied with unseen negatives must not look like a lucky hit.
 """
 

@@ -1,4 +1,4 @@
-"""SASRec (Kang & McAuley 2018) as in the LLM-SRec repository (docs/MODELS.md §3.1).
+"""SASRec (Kang & McAuley 2018) as in the LLM-SRec repository (spec MODELS.md §3.1).
 
 Faithful details: sqrt(d)-scaled item embeddings plus learned positions on a left-padded window, pre-LN
 blocks whose attention residual adds the *normalised* query, point-wise FFN with its own residual, final
@@ -16,18 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqbench.config import AT_LEAST_1, DROPOUT, setting
+
 from .cf import CFConfig, CFNet, CFRecommender, sample_negatives, trim_left_padding
 from .layers import Dropout
 
 
 @dataclass
 class SASRecConfig(CFConfig):
-    n_blocks: int = 2
-    n_heads: int = 1
-    attn_dropout: float = 0.1
+    n_blocks: int = setting(2, "self-attention blocks", AT_LEAST_1)
+    n_heads: int = setting(1, "attention heads (must divide d)", AT_LEAST_1)
+    attn_dropout: float = setting(0.1, "dropout on attention weights", DROPOUT)
     # "ce" (full softmax, as RecBole's reference; reaches higher NDCG sooner on ml-100k) or "bce" (the official
     # recipe: 1 uniform negative per position; what LLM-SRec's frozen teacher uses)
-    loss: str = "ce"
+    loss: str = setting("ce", "ce: full softmax over all items; bce: one uniform negative per position (official)",
+                        choices=("ce", "bce"))
 
 
 class _Block(nn.Module):

@@ -1,4 +1,4 @@
-"""Inference-time rearrangements of the test history (docs/MODELS.md §8.2 and beyond): the same trained
+"""Inference-time rearrangements of the test history (spec MODELS.md §8.2 and beyond): the same trained
 model, the same targets and candidates, only the order of the items in the model's window changes."""
 
 from __future__ import annotations

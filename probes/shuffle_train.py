@@ -1,4 +1,4 @@
-"""Shuffled training (docs/MODELS.md §8.1): permute every train sequence once, before training, with a
+"""Shuffled training (spec MODELS.md §8.1): permute every train sequence once, before training, with a
 fixed seed; train a fresh model with the same config and seed; evaluate both models on the original test
 inputs. Validation (early stopping) also uses the original inputs. Models that own a pre-trained CF teacher
 re-train the teacher on the shuffled data too (the sheet's open point §10.3, resolved as "yes")."""

@@ -1,4 +1,4 @@
-"""Transition vs non-transition users (docs/MODELS.md §8.4).
+"""Transition vs non-transition users (spec MODELS.md §8.4).
 
 Count(a->b) = how often b directly follows a, over all users' training sequences (global counts, the
 sheet's [REC]). t-score(u) = sum of Count over the user's consecutive train pairs / (n_u - 1); users with a

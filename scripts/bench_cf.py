@@ -1,4 +1,4 @@
-"""Benchmark the CF-SRec models (docs/MODELS.md §3) and the popularity floor on MovieLens-100k.
+"""Benchmark the CF-SRec models (spec MODELS.md §3) and the popularity floor on MovieLens-100k.
 
 Prepares ``../shared/data/ml-100k`` (relative to the repo root) into a data home, trains every selected
 model with each seed through ``create_model(...).fit`` (early stopping on validation NDCG@10), evaluates

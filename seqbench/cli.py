@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +12,7 @@ from rich.table import Table
 
 from seqbench.errors import SeqbenchError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Does a recommender use the order of a user's history? Train, probe, test, track.")
+app = typer.Typer(add_completion=False, no_args_is_help=True)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, list and describe datasets.")
 app.add_typer(data_app, name="data")
 out = Console()
@@ -23,6 +20,20 @@ err = Console(stderr=True)
 
 DataHome = Annotated[Path | None, typer.Option("--data-home", envvar="SEQBENCH_DATA_HOME",
                                                help="Where prepared datasets live (default: ~/.seqbench/data).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from seqbench import __version__
+
+        out.print(f"seqbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Does a recommender use the order of a user's history? Train, probe, test, track."""
 
 
 def _fail(e: SeqbenchError) -> None:
@@ -48,6 +59,8 @@ def data_prepare(
     item_col: Annotated[str, typer.Option(help="csv: item column.")] = "item_id",
     time_col: Annotated[str, typer.Option(help="csv: timestamp column.")] = "timestamp",
     title_col: Annotated[str, typer.Option(help="csv: title column of the items table.")] = "title",
+    item_key_col: Annotated[str | None, typer.Option(help="csv: item id column of the items table "
+                                                     "(default: the same name as --item-col).")] = None,
     time_unit: Annotated[str, typer.Option(help="csv: s, ms or iso.")] = "s",
     sep: Annotated[str | None, typer.Option(help="csv: field separator (default: by extension).")] = None,
     order: Annotated[float, typer.Option(help="synthetic: share of steps that follow item transitions (0-1).")]
@@ -68,7 +81,7 @@ def data_prepare(
                                neg_seed=neg_seed)
         opts = SourceOptions(strict=strict, meta=meta, user_col=user_col, item_col=item_col, time_col=time_col,
                              title_col=title_col, time_unit=time_unit, sep=sep, order=order, users=users,
-                             items=items, seed=seed)
+                             items=items, seed=seed, item_key_col=item_key_col)
         with err.status(f"preparing {kind} data ..."):
             path, report = prepare_source(kind, source, name or kind, resolve_home(data_home), params, opts,
                                           overwrite)
@@ -126,13 +139,44 @@ def data_stats(name: Annotated[str, typer.Argument(help="Prepared dataset name."
         _print_counts(stats)
 
 
-@app.command("models")
-def list_models() -> None:
-    """List registered models, one per line."""
-    from seqbench.models import MODELS
+@data_app.command("rm")
+def data_rm(name: Annotated[str, typer.Argument(help="Prepared dataset name.")], data_home: DataHome = None) -> None:
+    """Delete a prepared dataset (its folder under the data home)."""
+    from seqbench.data.store import data_home as resolve_home
+    from seqbench.data.store import remove_dataset
 
-    for spec in MODELS.values():
-        out.print(f"{spec.name:<12} {spec.family:<9} {spec.summary}", highlight=False, soft_wrap=True)
+    try:
+        path = remove_dataset(name, resolve_home(data_home))
+    except SeqbenchError as e:
+        _fail(e)
+    out.print(f"removed {path}", highlight=False)
+
+
+@app.command("models")
+def list_models(show: Annotated[str | None, typer.Option(help="Print every setting of this model: default, "
+                                                         "allowed values, meaning.")] = None) -> None:
+    """List registered models, one per line (or one model's settings with --show NAME)."""
+    from seqbench.config import describe
+    from seqbench.models import MODELS, get_spec
+
+    if show is None:
+        for spec in MODELS.values():
+            out.print(f"{spec.name:<12} {spec.family:<9} {spec.summary}", highlight=False, soft_wrap=True)
+        return
+    try:
+        spec = get_spec(show)
+    except SeqbenchError as e:
+        _fail(e)
+    rows = describe(spec.load_class().config_cls)
+    table = Table(title=f"{spec.name} ({spec.family}): {spec.summary}; change with --set key=value")
+    for col in ("setting", "type", "default", "allowed", "meaning"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["type"], r["default"], r["allowed"], r["help"])
+    if rows:
+        out.print(table)
+    else:
+        out.print(f"{spec.name} has no settings.", highlight=False)
 
 
 @app.command("probes")
@@ -200,11 +244,60 @@ def run_cmd(
         out.print(seed_table(result["seed_summary"]))
     if output:
         out.print(f"[dim]wrote {output}[/dim]")
+    _print_tracking(result)
+
+
+def _print_tracking(result: dict) -> None:
+    """Where the runs went: ids to pass to `seqbench compare`, the experiment and the artifact folders."""
+    t = result.get("tracking") or {}
+    out.print(f"MLflow: experiment '{t.get('experiment')}' in {t.get('tracking_uri')}; artifacts under "
+              f"{t.get('artifact_location')}", highlight=False, soft_wrap=True)
+    for r in result["runs"]:
+        out.print(f"  run {r['mlflow_run_id']}  {r['model']}/{r['probe']}/seed{r['seed']}", highlight=False,
+                  soft_wrap=True)
+
+
+@app.command("runs")
+def runs_cmd(
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
+    probe: Annotated[str | None, typer.Option(help="Only runs of this probe.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List runs in the tracking store, newest first: id, dataset, model, probe, seed, NDCG@10 of both
+    conditions and p (Holm-adjusted where several probes ran together)."""
+    from seqbench.runs import list_runs
+
+    try:
+        rows = list_runs(tracking_uri, dataset, model, probe)
+    except SeqbenchError as e:
+        _fail(e)
+    if as_json:
+        out.print_json(json.dumps([r.as_dict() for r in rows]))
+        return
+    if not rows:
+        out.print("no seqbench runs in this tracking store", highlight=False)
+        return
+    table = Table(title=f"{len(rows)} runs (any unique id prefix works in `seqbench compare`)")
+    for col in ("run id", "dataset", "model", "probe", "seed", "NDCG@10 a", "NDCG@10 b", "p", "a / b"):
+        right = col in ("seed", "NDCG@10 a", "NDCG@10 b", "p")
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
+
+    def num(v: float | None, f: str) -> str:
+        return "-" if v is None else format(v, f)
+
+    for r in rows:
+        table.add_row(r.run_id, r.dataset, r.model, r.probe, r.seed, num(r.ndcg[0], ".4f"), num(r.ndcg[1], ".4f"),
+                      num(r.p_value, ".2g"), "/".join(r.conditions))
+    (out if out.is_terminal else Console(width=200)).print(table)  # full ids in logs and pipes
 
 
 @app.command("compare")
 def compare_cmd(
-    run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids: the reference first, then the others.")],
+    run_ids: Annotated[list[str], typer.Argument(help="MLflow run ids or unique prefixes (see `seqbench runs`): "
+                                                 "the reference first, then the others.")],
     metric: Annotated[str, typer.Option(help="Per-user metric to compare.")] = "ndcg@10",
     condition: Annotated[str, typer.Option(help="Condition of each run (original, or a probe's other one).")]
     = "original",
@@ -231,10 +324,12 @@ def compare_cmd(
 def ui(
     tracking_uri: Annotated[str, typer.Option(help="MLflow backend store.")] = "sqlite:///mlflow.db",
     port: Annotated[int, typer.Option(help="Port on localhost.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Open the MLflow UI on the tracking store to compare runs."""
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-                                      "--host", "127.0.0.1", "--port", str(port)]))
+    """Serve the MLflow UI on the tracking store; Ctrl-C (or SIGTERM) stops the server and all its workers."""
+    from seqbench.ui import serve
+
+    raise typer.Exit(serve(tracking_uri, host, port, lambda line: out.print(line, highlight=False, soft_wrap=True)))
 
 
 def main() -> None:  # pragma: no cover - console entry point

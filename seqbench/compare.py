@@ -9,12 +9,14 @@ p-values are Holm-adjusted. Runs on different datasets or candidate sets are ref
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from seqbench.errors import SeqbenchError
+from seqbench.runs import resolve_run_id
 from seqbench.stats.multiple import holm
 from seqbench.stats.paired import paired_test
 
@@ -29,6 +31,22 @@ class RunMetrics:
     per_user: pd.Series  # metric value per user id, for the chosen condition
 
 
+@contextmanager
+def quiet_downloads():
+    """MLflow draws a tqdm "Downloading artifacts" bar per download; it would land between our tables."""
+    import os
+
+    old = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old
+
+
 def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
     """The per-user ``metric`` of ``condition`` in one run, read from its artifact."""
     import mlflow
@@ -37,7 +55,7 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException as e:
         raise SeqbenchError(f"no MLflow run '{run_id}' in this tracking store") from e
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         try:
             path = client.download_artifacts(run_id, PER_USER, tmp)
         except (mlflow.exceptions.MlflowException, OSError) as e:
@@ -64,7 +82,7 @@ def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "
     if len(run_ids) < 2:
         raise SeqbenchError("compare needs a reference run and at least one other run")
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    runs = [load_run(r, metric, condition, client) for r in run_ids]
+    runs = [load_run(resolve_run_id(r, client), metric, condition, client) for r in run_ids]
     ref = runs[0]
     for r in runs[1:]:
         if r.dataset_hash != ref.dataset_hash:
@@ -78,7 +96,9 @@ def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "
     rows = []
     for r, t, p_holm in zip(runs[1:], tests, adjusted, strict=True):
         t.p_holm = None if p_holm is None else float(p_holm)
-        rows.append({"run_id": r.run_id, "label": r.label, "test": t.as_dict()})
+        test = t.as_dict()  # the paired test speaks of original/probed; here they are reference/challenger
+        test["mean_reference"], test["mean_challenger"] = test.pop("mean_original"), test.pop("mean_probed")
+        rows.append({"run_id": r.run_id, "label": r.label, "test": test})
     return {"metric": metric, "condition": condition, "dataset_hash": ref.dataset_hash,
             "reference": {"run_id": ref.run_id, "label": ref.label, "mean": float(ref.per_user.mean())},
             "n_users": len(ref.per_user), "holm": len(tests) > 1, "comparisons": rows}

@@ -1,4 +1,11 @@
-"""Layered configuration: dataclass defaults < config file < ``--set key=value`` (RecBole-style precedence)."""
+"""Layered configuration: dataclass defaults < config file < ``--set key=value`` (RecBole-style precedence).
+
+Model configs declare each setting with :func:`setting`: its default, one line of meaning and, where one
+exists, the allowed range or choices. :func:`resolve` checks every value (defaults, file and ``--set`` alike),
+so a run with ``max_epochs=-3`` fails before any work instead of training nothing and logging a result;
+:func:`describe` is what ``seqbench models --show NAME`` prints. A subclass may re-declare a field with a plain
+default: the help and range of the base class's declaration still apply.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import dataclasses
 import json
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,81 @@ from seqbench.errors import SeqbenchError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric interval; None is unbounded on that side."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        left = "(" if self.lo_open or self.lo is None else "["
+        right = ")" if self.hi_open or self.hi is None else "]"
+        return f"{left}{lo}, {hi}{right}"
+
+
+AT_LEAST_1 = Range(1)  # epochs, sizes, counts, patience
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, lo_open=True)
+RATE = Range(0, 1, lo_open=True, hi_open=True)  # learning rates, betas, probabilities that must act
+DROPOUT = Range(0, 1, hi_open=True)
+FRACTION = Range(0, 1, lo_open=True)  # (0, 1]
+PROBABILITY = Range(0, 1)
+
+
+def setting(default: Any, help: str, range: Range | None = None, choices: tuple | None = None) -> Any:
+    """A config field with its meaning and allowed values (read by :func:`resolve` and :func:`describe`)."""
+    return field(default=default, metadata={"help": help, "range": range, "choices": choices})
+
+
+def _meta(cfg_cls: type, name: str) -> dict:
+    """A field's metadata, inherited from the nearest class in the MRO that declared it with :func:`setting`."""
+    for klass in cfg_cls.__mro__:
+        fields = getattr(klass, "__dataclass_fields__", {})
+        if name in fields and fields[name].metadata:
+            return dict(fields[name].metadata)
+    return {}
+
+
+def check_ranges(cfg: Any) -> None:
+    """Raise naming the key, the value and the allowed range for the first value outside its range."""
+    for f in dataclasses.fields(cfg):
+        meta, value = _meta(type(cfg), f.name), getattr(cfg, f.name)
+        rng, choices = meta.get("range"), meta.get("choices")
+        if choices and value not in choices:
+            raise SeqbenchError(f"config '{f.name}' = {value!r} is not allowed; choose one of "
+                                f"{', '.join(map(str, choices))}")
+        values = value if isinstance(value, tuple | list) else (value,)
+        for v in values:
+            if rng is not None and isinstance(v, int | float) and not isinstance(v, bool) and not rng.contains(v):
+                raise SeqbenchError(f"config '{f.name}' = {v!r} is out of range; allowed: {rng}")
+
+
+def describe(cfg_cls: type) -> list[dict[str, str]]:
+    """One row per setting: name, type, default, allowed values and one line of meaning."""
+    hints = typing.get_type_hints(cfg_cls)
+    rows = []
+    for f in dataclasses.fields(cfg_cls):
+        meta = _meta(cfg_cls, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        allowed = str(meta["range"]) if meta.get("range") else ""
+        if meta.get("choices"):
+            allowed = " | ".join(map(str, meta["choices"]))
+        typ = hints[f.name]
+        rows.append({"name": f.name, "type": getattr(typ, "__name__", str(typ)), "default": str(default),
+                     "allowed": allowed, "help": meta.get("help", "")})
+    return rows
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -98,4 +181,6 @@ def resolve(cfg_cls: type, *layers: dict[str, Any]) -> Any:
                     f"unknown setting '{key}' for {cfg_cls.__name__}; valid: {', '.join(sorted(fields))}"
                 )
             values[key] = _coerce(value, hints[key], key)
-    return cfg_cls(**values)
+    cfg = cfg_cls(**values)
+    check_ranges(cfg)
+    return cfg

@@ -76,7 +76,7 @@ def comparison_table(result: dict) -> Table:
     for row in result["comparisons"]:
         t = row["test"]
         lo, hi = t["ci95"]
-        cells = [row["label"], f"{t['mean_probed']:.4f}", f"{t['relative_change']:+.1%}",
+        cells = [row["label"], f"{t['mean_challenger']:.4f}", f"{t['relative_change']:+.1%}",
                  f"{lo:+.1%} to {hi:+.1%}", f"{t['p_value']:.2g}"]
         if result["holm"]:
             cells.append(f"{t['p_holm']:.2g}")

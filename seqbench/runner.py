@@ -19,11 +19,11 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from seqbench.config import load_config_file
+from seqbench.config import load_config_file, resolve
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
+from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
-from seqbench.data.pipeline import DEFAULT_DATASET, prepare_source
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.probes import ProbeContext, ProbeResult, get_probe
@@ -47,19 +47,27 @@ class RunSpec:
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
-    """Load a prepared dataset; the synthetic default is prepared on first use."""
+    """Load a prepared dataset; the embedded ones (quickstart, quickstart-control) are prepared on first use."""
     name = name or DEFAULT_DATASET
-    if name == DEFAULT_DATASET and name not in list_datasets(home):
+    if name in EMBEDDED and name not in list_datasets(home):
         if console:
-            console.print(f"[dim]preparing the default synthetic dataset in {home / name}[/dim]")
-        prepare_source("synthetic", None, name, home)
-    return load_dataset(name, home)
+            console.print(f"[dim]preparing the embedded dataset '{name}' ({EMBEDDED[name].about}) in "
+                          f"{home / name}[/dim]")
+        prepare_embedded(name, home)
+    data = load_dataset(name, home)
+    if console and data.meta.get("run_defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data.meta["run_defaults"].items())
+        console.print(f"[dim]dataset '{name}' sets {shown} for models that have them (--set overrides)[/dim]")
+    return data
 
 
-def model_layers(model: str, overrides: dict[str, str], config_file: Path | None) -> list[dict[str, Any]]:
-    """Config precedence: model defaults < config file ([model] or [models.<name>] table) < --set."""
+def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
+                 dataset_defaults: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < config file
+    ([model] or [models.<name>] table) < --set."""
     file_cfg = load_config_file(config_file)
-    layers = []
+    known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
+    layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
     if isinstance(file_cfg.get("model"), dict):
         layers.append(file_cfg["model"])
     if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
@@ -115,8 +123,9 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
          res: ProbeResult, out: dict, steps: list[tuple[str, float, int]]) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
-    tags = {"dataset_hash": data.content_hash, "code_version": code_version(),
-            "family": get_spec(spec.model).family}
+    tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
+            "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
+            "seed": str(seed), "task": "retrieval", "conditions": ",".join(res.compare)}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
@@ -153,7 +162,8 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     probes = [get_probe(p) for p in spec.probes]
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
-    layers = model_layers(spec.model, spec.overrides, spec.config_file)
+    layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"))
+    resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)
     runs: list[dict] = []
@@ -198,7 +208,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
                                             [r["metrics"][b]["ndcg@10"] for r in rs],
                                             [r["test"]["relative_change"] for r in rs],
                                             [r["test"]["p_value"] for r in rs]).as_dict()
-    result = {"runs": runs, "holm": len(probes) > 1, "seed_summary": summary}
+    result = {"runs": runs, "holm": len(probes) > 1, "seed_summary": summary, "tracking": tracker.describe()}
     if spec.output:
         write_json_atomic(runs[0] if len(runs) == 1 else result, spec.output)
     return result

@@ -28,6 +28,39 @@ def code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other store)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0]).resolve()
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a sqlite store live beside the database (``<db dir>/mlartifacts``), never in whatever
+    directory the command happened to run from (MLflow's default is ``./mlruns``). None: MLflow decides."""
+    db = sqlite_path(tracking_uri)
+    return (db.parent / "mlartifacts").as_uri() if db is not None else None
+
+
+def ensure_experiment(name: str, tracking_uri: str) -> str:
+    """Create the experiment on first use with the artifact location above; returns its id."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(tracking_uri))
+    except MlflowException:  # another process created it in between
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -55,8 +88,18 @@ class Tracker:
         self.mlflow = mlflow
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
+        self.uri = mlflow.get_tracking_uri()
+        self.experiment = experiment
+        ensure_experiment(experiment, self.uri)
         mlflow.set_experiment(experiment)
         self.run_id: str | None = None
+
+    def describe(self) -> dict[str, str | None]:
+        """Where runs go: the store, the experiment and its artifact root (what `seqbench run` prints)."""
+        exp = self.mlflow.get_experiment_by_name(self.experiment)
+        return {"tracking_uri": self.uri, "experiment": self.experiment,
+                "experiment_id": exp.experiment_id if exp else None,
+                "artifact_location": exp.artifact_location if exp else None}
 
     @contextmanager
     def run(self, name: str, params: dict, tags: dict):

@@ -69,3 +69,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+REPO = Path(__file__).resolve().parents[1]
+_CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", ".egg-info")
+
+
+def _repo_files() -> set[str] | None:
+    """Untracked and ignored paths in the checkout (None outside a git checkout), caches left out."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {line[3:] for line in proc.stdout.splitlines()
+            if line[:2] in ("??", "!!") and not any(c in line for c in _CACHES)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_stays_clean():
+    """The suite must leave no file in the repository (no mlruns/, mlflow.db, data): checked at the end."""
+    before = _repo_files()
+    yield
+    after = _repo_files()
+    if before is not None and after is not None:
+        assert after <= before, f"the test suite left files in the repository: {sorted(after - before)}"

@@ -1,5 +1,5 @@
 """GRU4Rec, BERT4Rec, NextItNet and the popularity floor: shapes, masking, learning, persistence,
-determinism (docs/MODELS.md §3.2-3.4, §7)."""
+determinism (spec MODELS.md §3.2-3.4, §7)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def test_compare_two_models_on_the_same_users(tiny_home, tracking_uri, tmp_path)
     assert res["reference"]["label"] == f"pop/shuffle-infer/seed0 ({pop['mlflow_run_id'][:8]})"
     assert res["reference"]["mean"] == pytest.approx(pop["metrics"]["original"]["ndcg@10"])
     vs_sas, vs_self = res["comparisons"]
-    assert vs_sas["test"]["mean_probed"] == pytest.approx(sas["metrics"]["original"]["ndcg@10"])
+    assert vs_sas["test"]["mean_challenger"] == pytest.approx(sas["metrics"]["original"]["ndcg@10"])
     assert vs_self["test"]["p_value"] == 1.0 and vs_self["test"]["n_nonzero"] == 0  # a run against itself
     assert res["holm"] and vs_sas["test"]["p_holm"] >= vs_sas["test"]["p_value"]
 
@@ -43,7 +43,7 @@ def test_compare_two_models_on_the_same_users(tiny_home, tracking_uri, tmp_path)
     assert "sasrec/shuffle-infer/seed0" in r.output
     saved = json.loads(out.read_text())
     assert saved["metric"] == "hr@10" and saved["holm"] is False and len(saved["comparisons"]) == 1
-    assert saved["comparisons"][0]["test"]["mean_probed"] == pytest.approx(sas["metrics"]["original"]["hr@10"])
+    assert saved["comparisons"][0]["test"]["mean_challenger"] == pytest.approx(sas["metrics"]["original"]["hr@10"])
 
 
 def test_compare_refuses_other_data_and_bad_names(tracking_uri, tmp_path):

@@ -1,4 +1,4 @@
-"""LLM backbone, prompts and LLM-SRec (docs/MODELS.md §2, §6) on the seeded 2-layer ``tiny-random`` LLM."""
+"""LLM backbone, prompts and LLM-SRec (spec MODELS.md §2, §6) on the seeded 2-layer ``tiny-random`` LLM."""
 
 from __future__ import annotations
 

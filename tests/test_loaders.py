@@ -148,7 +148,7 @@ def test_amazon_raw_jsonl(tmp_path: Path) -> None:
     _write(src / "meta_All_Beauty.jsonl", _meta_lines())
     report = _prep("amazon2023", src, tmp_path / "home")
     assert report["lines_read"] == N_ROWS
-    assert "malformed_lines" not in report
+    assert report["malformed_lines"] == 0  # always reported, zero here
     _check(tmp_path / "home", "d")
     ds = load_dataset("d", tmp_path / "home")
     assert ds.meta["source"]["format"] == "reviews jsonl"
@@ -249,6 +249,9 @@ def test_amazon_csv_missing_column_and_bad_timestamp(tmp_path: Path) -> None:
         _prep("amazon2023", tmp_path / "A.csv", tmp_path / "home")
     (tmp_path / "B.csv").write_text("user_id,parent_asin,rating,timestamp\nu1,B1,5.0,1\nu1,B2,5.0,soon\n")
     with pytest.raises(DataError, match=r"B\.csv: non-numeric timestamp 'soon' in line 3"):
+        _prep("amazon2023", tmp_path / "B.csv", tmp_path / "home", strict=True)
+    # not strict: the row is skipped and counted, and the error about the emptied data still says so
+    with pytest.raises(DataError, match=r"no interactions left.*1 malformed line skipped \(e\.g\. B\.csv:3\)"):
         _prep("amazon2023", tmp_path / "B.csv", tmp_path / "home")
 
 
@@ -329,12 +332,26 @@ def test_generic_errors(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("user,item,ts\nu1,i1,100\n\nu1,i2,1e\n")
     with pytest.raises(DataError, match=r"x\.csv: missing column\(s\) 'user_id'.*found \['user', 'item'"):
         _prep("csv", tmp_path / "x.csv", tmp_path / "home")
+    cols = {"user_col": "user", "item_col": "item", "time_col": "ts"}
     with pytest.raises(DataError, match=r"non-numeric 'ts' '1e' in line 4"):
-        _prep("csv", tmp_path / "x.csv", tmp_path / "home", user_col="user", item_col="item", time_col="ts")
+        _prep("csv", tmp_path / "x.csv", tmp_path / "home", strict=True, **cols)
     with pytest.raises(DataError, match=r"'ts' 'yesterday' in line 3 is not an ISO"):
         (tmp_path / "y.csv").write_text("user,item,ts\nu1,i1,2020-01-01\nu1,i2,yesterday\n")
-        _prep("csv", tmp_path / "y.csv", tmp_path / "home", user_col="user", item_col="item", time_col="ts",
-              time_unit="iso")
+        _prep("csv", tmp_path / "y.csv", tmp_path / "home", time_unit="iso", strict=True, **cols)
+
+
+def test_csv_unreadable_values_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Not strict: a row with a non-numeric time or an empty id is a malformed line like a wrong field count."""
+    rows = [f"u{u},i{(u * 7 + k) % 150 + 1},{1000 + k}" for u in range(20) for k in range(6)]
+    bad = ["u1,i2,notanumber", ",i3,1005", "u2,i4", "u3,,1007"]
+    (tmp_path / "m.csv").write_text("\n".join(["user_id,item_id,timestamp", *rows[:10], *bad, *rows[10:]]) + "\n")
+    report = _prep("csv", tmp_path / "m.csv", tmp_path / "home")
+    assert report["malformed_lines"] == 4 and report["rows_read"] == len(rows)
+    assert sorted(report["malformed_examples"]) == ["m.csv:12", "m.csv:13", "m.csv:14", "m.csv:15"]
+    assert report["interactions"] == len(rows)
+    (tmp_path / "s.csv").write_text("\n".join(["user_id,item_id,timestamp", *rows[:10], bad[0], *rows[10:]]))
+    with pytest.raises(DataError, match=r"s\.csv: non-numeric 'timestamp' 'notanumber' in line 12"):
+        _prep("csv", tmp_path / "s.csv", tmp_path / "home2", strict=True)
 
 
 # --- atomicity ---

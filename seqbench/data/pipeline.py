@@ -9,8 +9,6 @@ from seqbench.data.sources import get_loader
 from seqbench.data.sources.options import SourceOptions
 from seqbench.data.store import write_dataset
 
-DEFAULT_DATASET = "synthetic"
-
 
 def prepare_source(
     kind: str,
@@ -20,11 +18,12 @@ def prepare_source(
     params: PrepareParams | None = None,
     opts: SourceOptions | None = None,
     overwrite: bool = False,
+    extra_meta: dict | None = None,
 ) -> tuple[Path, dict]:
     """Load, preprocess, sample candidates and write ``home/name``; returns the path and the report."""
     params = params or PrepareParams()
     opts = opts or SourceOptions()
     raw = get_loader(kind)(source, opts)
     prep = prepare(raw, params, strict=opts.strict)
-    path = write_dataset(prep, params, name, home, raw.source, overwrite=overwrite)
+    path = write_dataset(prep, params, name, home, raw.source, overwrite=overwrite, extra_meta=extra_meta)
     return path, prep.report

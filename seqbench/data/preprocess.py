@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seqbench.data.raw import RawData
+from seqbench.data.raw import RawData, skipped_note
 from seqbench.errors import DataError
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -152,9 +152,10 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     """Deduplicate, sort by time (stable), sample users, k-core filter, split leave-last-out."""
     tab = raw.interactions
     report = dict(raw.report)
+    report.setdefault("malformed_lines", 0)  # always in the summary, even when nothing was skipped
     n_rows = tab.num_rows
     if n_rows == 0:
-        raise DataError(f"no interactions found in {raw.source.get('path', 'the source')}")
+        raise DataError(f"no interactions found in {raw.source.get('path', 'the source')}{skipped_note(report)}")
     if tab.column("timestamp").null_count:
         raise DataError("some interactions have no timestamp")  # loaders should have said which line
     with ThreadPoolExecutor(max_workers=2) as pool:  # pyarrow's hashing releases the GIL: both at once
@@ -197,7 +198,7 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     if len(idx) == 0:
         raise DataError(
             f"no interactions left after {params.kcore} {params.k}-core filtering "
-            f"({n_rows} rows read); lower --k or check the source"
+            f"({n_rows} rows read{skipped_note(report, ', ')}); lower --k or check the source"
         )
 
     # Users numbered by first appearance in the file; rows sorted by (new user id, time), ties in file

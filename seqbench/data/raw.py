@@ -29,3 +29,13 @@ class RawData:
         missing = expected - set(self.interactions.column_names)
         if missing:  # a loader bug, not user input: loaders raise DataError for user input first
             raise ValueError(f"loader returned interactions without columns {sorted(missing)}")
+
+
+def skipped_note(report: dict, lead: str = "; ") -> str:
+    """``lead`` + how many malformed lines a loader skipped (with examples), or "" when none: errors about
+    empty or filtered-away data must still say what was skipped on the way."""
+    n = report.get("malformed_lines", 0)
+    if not n:
+        return ""
+    examples = ", ".join(report.get("malformed_examples", []))
+    return f"{lead}{n:,} malformed line{'s' if n != 1 else ''} skipped" + (f" (e.g. {examples})" if examples else "")

@@ -47,6 +47,22 @@ def dataset_path(name: str, home: Path) -> Path:
     return path
 
 
+def _folder_mode() -> int:
+    """The mode ``mkdir`` would give a new folder under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def remove_dataset(name: str, home: Path) -> Path:
+    """Delete a prepared dataset; it is first renamed out of sight, so it never stays half-deleted."""
+    path = dataset_path(name, home)
+    trash = home / f".{name}.rm.{os.getpid()}"
+    path.rename(trash)
+    shutil.rmtree(trash)
+    return path
+
+
 def content_hash(arrays: list[np.ndarray]) -> str:
     """sha256 over the arrays that define the protocol (interactions, split, candidates)."""
     h = hashlib.sha256()
@@ -58,7 +74,8 @@ def content_hash(arrays: list[np.ndarray]) -> str:
 
 
 def write_dataset(
-    prep: Prepared, params: PrepareParams, name: str, home: Path, source: dict, overwrite: bool = False
+    prep: Prepared, params: PrepareParams, name: str, home: Path, source: dict, overwrite: bool = False,
+    extra_meta: dict | None = None,
 ) -> Path:
     """Sample candidates, write every table into a temp folder, then rename it into place."""
     target = home / name
@@ -70,6 +87,7 @@ def write_dataset(
     home_existed = home.exists()
     home.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
+    tmp.chmod(_folder_mode())  # mkdtemp makes it 0700; a dataset folder is shared like any other folder
     n_users = len(prep.user_ids)
     try:
         # The plain tables do not depend on the candidates: a thread writes them (pyarrow releases the
@@ -105,6 +123,7 @@ def write_dataset(
             "timestamp_unit": "ms",
             "candidates": {k: int(v.shape[1]) for k, v in cands.items()},
             "content_hash": digest,
+            **(extra_meta or {}),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_jsonable))
         if target.exists():

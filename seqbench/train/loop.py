@@ -11,6 +11,7 @@ import torch
 
 from seqbench.context import RunContext
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
+from seqbench.progress import TrainProgress
 
 
 @dataclass
@@ -45,7 +46,7 @@ def train_loop(
     best, best_epoch, best_state, bad, t_best = -1.0, 0, None, 0, 0.0
     curve: list[tuple[int, float, float | None]] = []
     start = time.perf_counter()
-    task = ctx.progress.add_task(f"train {label}", total=cfg.max_epochs) if ctx.progress else None
+    bar = TrainProgress(ctx.progress, label, cfg.max_epochs, "epoch", cfg.patience, cfg.eval_every)
     epoch = 0
     for epoch in range(1, cfg.max_epochs + 1):
         net.train()
@@ -74,14 +75,10 @@ def train_loop(
             else:
                 bad += 1
         curve.append((epoch, train_loss, ndcg))
-        if task is not None:
-            shown = f"{best:.4f}" if best >= 0 else "-"
-            ctx.progress.update(task, advance=1, description=f"train {label} loss {train_loss:.4f} "
-                                f"best valid ndcg@10 {shown}")
+        bar.update(epoch, train_loss, best, best_epoch, cfg.patience - bad)
         if bad >= cfg.patience:
             break
-    if task is not None:
-        ctx.progress.update(task, completed=cfg.max_epochs)
+    bar.close(epoch, "early stop: no improvement" if bad >= cfg.patience else "max_epochs reached")
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()

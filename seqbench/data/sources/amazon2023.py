@@ -28,7 +28,14 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from seqbench.data.raw import RawData
-from seqbench.data.sources.common import check_exists, note_malformed, read_delimited, require_ids, to_ms
+from seqbench.data.sources.common import (
+    check_exists,
+    note_malformed,
+    read_delimited,
+    require_ids,
+    to_ms,
+    unusable_rows,
+)
 from seqbench.data.sources.options import SourceOptions
 from seqbench.errors import DataError
 
@@ -348,7 +355,10 @@ def _read_csv(path: Path, opts: SourceOptions, report: dict) -> pa.Table:
     data = read_delimited(path, ",", list(CSV_NEEDED), CSV_NEEDED, opts.strict, report)
     if data.table.num_rows == 0:
         raise DataError(f"{path}: no rows after the header")
-    require_ids(data, {"user_id": "user_id", "parent_asin": "parent_asin"})
+    ids = {"user_id": "user_id", "parent_asin": "parent_asin"}
+    if not opts.strict:  # skip and count rows with empty ids or unreadable times, as malformed lines
+        data = data.drop_rows(*unusable_rows(data, ids, "timestamp", "ms"), report)
+    require_ids(data, ids)
     ts = to_ms(data.table.column("timestamp"), "ms", path, "timestamp", where=data.where)
     return pa.table({"user": data.table.column("user_id"), "item": data.table.column("parent_asin"),
                      "timestamp": ts})

@@ -114,7 +114,7 @@ class Delimited:
     path: Path
     header: bool
     encoding: str
-    skipped_lines: list[int]  # 1-based lines dropped for a wrong field count
+    skipped_lines: list[int]  # 1-based lines dropped (wrong field count, unusable values)
 
     def line_of(self, row: int) -> int:
         """1-based file line of data row ``row`` (0-based); only called on the error path.
@@ -134,6 +134,61 @@ class Delimited:
 
     def where(self, row: int) -> str:
         return f"line {self.line_of(row)}"
+
+    def lines_of(self, rows: np.ndarray) -> list[int]:
+        """1-based file lines of several data rows (ascending) in one scan of the file."""
+        wanted = iter(sorted(int(r) for r in rows))
+        target = next(wanted, None)
+        skipped, seen, out = set(self.skipped_lines), -1, []
+        with open(self.path, encoding=self.encoding, errors="replace", newline="") as f:
+            for n, text in enumerate(f, 1):
+                if target is None:
+                    break
+                if (n == 1 and self.header) or n in skipped or not text.strip("\r\n"):
+                    continue
+                seen += 1
+                if seen == target:
+                    out.append(n)
+                    target = next(wanted, None)
+        return out
+
+    def drop_rows(self, bad: np.ndarray, reasons: list[str], report: dict) -> Delimited:
+        """Skip data rows flagged in ``bad`` and count each as a malformed line (the non-strict path)."""
+        rows = np.flatnonzero(bad)
+        if not len(rows):
+            return self
+        lines = self.lines_of(rows)
+        for line, reason in zip(lines, (reasons[int(r)] for r in rows), strict=False):
+            note_malformed(report, self.path, line, reason, strict=False)
+        table = self.table.filter(pa.array(~bad))
+        return Delimited(table=table, path=self.path, header=self.header, encoding=self.encoding,
+                         skipped_lines=sorted(set(self.skipped_lines) | set(lines)))
+
+
+def unusable_rows(
+    data: Delimited, ids: dict[str, str], time_col: str | None, unit: str
+) -> tuple[np.ndarray, list[str]]:
+    """Rows whose ids are empty or whose time cannot be read in ``unit`` (a mask and one reason per row),
+    so non-strict loaders skip and count them like lines with a wrong field count."""
+    n = data.table.num_rows
+    bad = np.zeros(n, dtype=bool)
+    reasons = [""] * n
+    for col, what in ids.items():
+        arr = data.table.column(col)
+        empty = pc.or_(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)).to_numpy(zero_copy_only=False)
+        for k in np.flatnonzero(empty & ~bad):
+            reasons[k] = f"empty {what}"
+        bad |= empty
+    if time_col is not None and unit in ("s", "ms", "iso"):
+        text = data.table.column(time_col).to_pandas()
+        if unit == "iso":
+            unreadable = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce").isna().to_numpy()
+        else:
+            unreadable = np.isnan(pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64))
+        for k in np.flatnonzero(unreadable & ~bad):
+            reasons[k] = f"unreadable {time_col} {text.iloc[k]!r} (time unit {unit})"
+        bad |= unreadable
+    return bad, reasons
 
 
 def header_names(path: Path, delimiter: str, encoding: str = "utf-8", quote: bool = True) -> list[str]:

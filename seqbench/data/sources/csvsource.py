@@ -14,13 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from seqbench.data.raw import RawData
+from seqbench.data.raw import RawData, skipped_note
 from seqbench.data.sources.common import (
     check_exists,
     read_delimited,
     require_columns,
     require_ids,
     to_ms,
+    unusable_rows,
 )
 from seqbench.data.sources.options import SourceOptions
 from seqbench.errors import DataError
@@ -74,10 +75,14 @@ def _interactions(path: Path, opts: SourceOptions, report: dict) -> pa.Table:
                 k = int(pc.index(pc.is_null(tab.column(col)), True).as_py())
                 raise DataError(f"{path}: empty {what} in {where(k)}")
     else:
-        require_ids(got, {u: f"user id ('{u}')", i: f"item id ('{i}')"})
+        ids = {u: f"user id ('{u}')", i: f"item id ('{i}')"}
+        if not opts.strict:  # skip and count rows with empty ids or unreadable times, as malformed lines
+            got = got.drop_rows(*unusable_rows(got, ids, t, opts.time_unit), report)
+            where = got.where
+        require_ids(got, ids)
         tab = got.table
     if tab.num_rows == 0:
-        raise DataError(f"{path}: no interactions in this file")
+        raise DataError(f"{path}: no interactions in this file{skipped_note(report)}")
     ts = to_ms(tab.column(t), opts.time_unit, path, f"'{t}'", where=where)
     return pa.table({"user": _as_string(tab.column(u)), "item": _as_string(tab.column(i)), "timestamp": ts})
 
