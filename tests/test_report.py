@@ -133,11 +133,15 @@ def test_missing_and_repeated_runs(store):
     client, exp = _experiment(store, "repeats")
     old = log_fake_run(client, exp, paired(0, 0.9))
     new = log_fake_run(client, exp, paired(1, 0.9))
-    client.create_run(exp)  # unfinished, not a seqbench run
+    client.create_run(exp)  # not a seqbench run
+    running = client.create_run(exp).info.run_id  # a seqbench run still in progress
+    for k, v in (("dataset", "d"), ("model", "sasrec"), ("probe", "cosine"), ("seed", "0")):
+        client.log_param(running, k, v)
     with RunSource(store[0], "repeats") as source:
         records, notes = source.collect()
         assert [r.run_id for r in records] == [new]
-        assert any(old in n and "superseded" in n for n in notes) and any("RUNNING" in n for n in notes)
+        assert any(old in n and "superseded" in n for n in notes) and any("not a seqbench run" in n for n in notes)
+        assert any(running in n and "RUNNING" in n for n in notes)
         assert tables.group_tables(records) == [] and figures.training_figures(records, source) == []
         overall = tables.overall_tables(records, source)[0]
         assert _row(overall, "sasrec")["NDCG@10 vs sasrec"] == "reference"

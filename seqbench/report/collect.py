@@ -100,29 +100,40 @@ class RunSource:
                                 f"experiments there: {', '.join(names) or '(none)'}")
         notes: list[str] = []
         records: list[RunRecord] = []
-        for run in self.client.search_runs([exp.experiment_id], max_results=50000, order_by=["start_time ASC"]):
-            rec = self._record(run, notes)
-            if rec is None:
-                continue
-            if datasets and rec.dataset not in datasets or models and rec.model not in models:
-                continue
-            records.append(rec)
+        for run in self._runs(exp.experiment_id):
+            rec = self._record(run, notes, datasets, models)
+            if rec is not None:
+                records.append(rec)
         records = split_or_refuse(records, split_hashes)
         records = drop_repeats(records, notes)
         label_variants(records)
         return records, notes
 
-    def _record(self, run, notes: list[str]) -> RunRecord | None:
+    def _runs(self, experiment_id: str):
+        """All runs of the experiment, oldest first, page by page."""
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], max_results=1000, order_by=["start_time ASC"],
+                                           page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def _record(self, run, notes: list[str], datasets: list[str] | None,
+                models: list[str] | None) -> RunRecord | None:
         info, params, tags = run.info, run.data.params, run.data.tags
-        if info.status != "FINISHED":
-            notes.append(f"run {info.run_id} skipped: status {info.status}")
-            return None
 
         def key(name: str) -> str | None:
             return params.get(name, tags.get(name))
 
         if key("model") is None or key("probe") is None or key("dataset") is None:
             notes.append(f"run {info.run_id} skipped: no dataset/model/probe param or tag (not a seqbench run)")
+            return None
+        if datasets and key("dataset") not in datasets or models and key("model") not in models:
+            return None
+        if info.status != "FINISHED":
+            notes.append(f"run {info.run_id} skipped: status {info.status}")
             return None
         path = self._artifact(info.run_id, RESULT)
         if path is None:

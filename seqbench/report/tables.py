@@ -77,7 +77,7 @@ def overall_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
                 p = pval(t.test["p_holm"] if t.test["p_holm"] is not None else t.test["p_value"])
             rows.append([v, family_of(records, v), str(n.n) if n else "0", est(n), est(h),
                          n.ci_over if n else MISSING, vs, p, short(n.run_ids) if n else MISSING])
-        bold = {(ndcgs.index(max(ndcgs)), 3), (hrs.index(max(hrs)), 4)} if rows else set()
+        bold = {(col.index(max(col)), j) for col, j in ((ndcgs, 3), (hrs, 4)) if col and max(col) >= 0}
         notes = ["Mean over seeds ± half-width of the 95 % CI (t-interval over seeds; with one seed, a normal "
                  "interval over users). **Bold**: best per column."]
         if ref:
