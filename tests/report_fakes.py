@@ -96,5 +96,6 @@ def full_experiment(client, experiment_id: str) -> dict[str, list[str]]:
               "train_distill": [0.5, 0.4, 0.3, 0.3], "valid_hr_at_10": [0.2, 0.3, 0.35, 0.4]}
     for distill in ("true", "false"):
         log(f"llmsrec-{distill}/shuffle-infer", paired(3, 0.98, 0.8), model="llmsrec", family="LLM4Rec",
-            config={"distill": distill, "lr": "0.0001"}, curves=curves, probe_stats={"window": 10})
+            config={"distill": distill, "lr": "0.0001", "llm": "tiny-random"}, curves=curves,
+            probe_stats={"window": 10})
     return runs

@@ -66,7 +66,7 @@ def test_overall_aggregates_seeds_marks_best_and_tests_against_best_cf(collected
     assert gru["NDCG@10 vs sasrec"] == tables.rel(gru_test.relative_change, gru_test.ci95)
     assert gru["p (Holm)"] == tables.pval(gru_test.p_holm) and gru["CI over"] == "users"
     assert _row(table, "pop")["p (Holm)"] == tables.pval(pop_test.p_holm)
-    assert _row(table, "llmsrec (distill=false)")["p (Holm)"] == tables.pval(llm_test.p_holm)
+    assert _row(table, "llmsrec (distill=false, llm=tiny-random)")["p (Holm)"] == tables.pval(llm_test.p_holm)
 
 
 def test_order_table_holm_marks_and_missing_cells(collected):
@@ -91,7 +91,8 @@ def test_group_and_variant_tables(collected):
     assert float(probes["transition"][3]) == pytest.approx(base_values(5).mean(), abs=1e-4)
     (variants,) = tables.ablation_tables(records, source)
     assert variants.title == "Variants of llmsrec"
-    assert sorted(r[1] for r in variants.rows) == ["llmsrec (distill=false)", "llmsrec (distill=true)"]
+    assert sorted(r[1] for r in variants.rows) == ["llmsrec (distill=false, llm=tiny-random)",
+                                                   "llmsrec (distill=true, llm=tiny-random)"]
     card = tables.dataset_card(records, source, None)
     assert card.rows[0][:6] == ["d", "hash-d", "–", "60", "50", "600"]
     assert len(tables.runs_table(records).rows) == len(records) == 12

@@ -186,19 +186,23 @@ def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
     return list(latest.values())
 
 
+ALWAYS_NAMED = ("llm",)  # an LLM model's backbone is part of what the numbers mean: always in its label
+
+
 def label_variants(records: list[RunRecord]) -> None:
-    """A model run with several configs gets one label per config, naming only the values that differ."""
+    """A model run with several configs gets one label per config, naming only the values that differ (and the
+    LLM of LLM-based models, always)."""
     by_model: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
         by_model[r.model].append(r)
     for model, runs in by_model.items():
         configs = {tuple(sorted(r.config.items())) for r in runs}
-        if len(configs) == 1:
+        keys = sorted({k for c in configs for k, _ in c})
+        differing = [k for k in keys if k in ALWAYS_NAMED or len({dict(c).get(k) for c in configs}) > 1]
+        if not differing:
             for r in runs:
                 r.variant = model
             continue
-        keys = sorted({k for c in configs for k, _ in c})
-        differing = [k for k in keys if len({dict(c).get(k) for c in configs}) > 1]
         for r in runs:
             values = ", ".join(f"{k}={r.config.get(k, '-')}" for k in differing)
             r.variant = f"{model} ({values})"
