@@ -144,6 +144,7 @@ def test_missing_and_repeated_runs(store):
         assert any(old in n and "superseded" in n for n in notes) and any("not a seqbench run" in n for n in notes)
         assert any(running in n and "RUNNING" in n for n in notes)
         assert tables.group_tables(records) == [] and figures.training_figures(records, source) == []
+        assert tables.ablation_tables(records, source) == []  # one configuration: nothing to set side by side
         overall = tables.overall_tables(records, source)[0]
         assert _row(overall, "sasrec")["NDCG@10 vs sasrec"] == "reference"
 

@@ -162,7 +162,10 @@ def group_tables(records: list[RunRecord]) -> list[Table]:
 def ablation_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
     """Models run with several configurations (`--set` variants), side by side (the paper's Table 8)."""
     found = effects(records, "paired")
-    models = sorted({r.model for r in records if r.variant != r.model})
+    labels: dict[str, set[str]] = {}
+    for r in records:
+        labels.setdefault(r.model, set()).add(r.variant)
+    models = sorted(m for m, v in labels.items() if len(v) > 1)
     tables = []
     for m in models:
         rows = []
