@@ -320,6 +320,36 @@ def compare_cmd(
         out.print(f"[dim]wrote {output}[/dim]")
 
 
+@app.command("report")
+def report_cmd(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment to read.")] = "seqbench",
+    dataset: Annotated[list[str] | None, typer.Option(help="Only this dataset (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html or both.")] = "both",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.md / report.html (and figures/).")]
+    = Path("report"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    split_hashes: Annotated[bool, typer.Option(help="Report runs of one dataset name with different dataset "
+                                                    "hashes as separate datasets instead of refusing.")] = False,
+    data_home: DataHome = None,
+) -> None:
+    """The paper's tables and figures from MLflow runs: Markdown and/or one self-contained HTML page."""
+    from seqbench.data.store import data_home as resolve_home
+    from seqbench.report import write_report
+
+    try:
+        written = write_report(tracking_uri, out_dir, experiment, dataset, model, fmt, split_hashes,
+                               resolve_home(data_home))
+    except SeqbenchError as e:
+        _fail(e)
+    for path in written:
+        if path.suffix != ".png":
+            out.print(f"wrote {path}")
+    out.print(f"[dim]{sum(p.suffix == '.png' for p in written)} figures; browse the runs with seqbench ui"
+              f"{' --tracking-uri ' + tracking_uri if tracking_uri else ''}[/dim]")
+
+
 @app.command("ui")
 def ui(
     tracking_uri: Annotated[str, typer.Option(help="MLflow backend store.")] = "sqlite:///mlflow.db",

@@ -18,7 +18,7 @@ import pandas as pd
 from seqbench.errors import SeqbenchError
 from seqbench.runs import resolve_run_id
 from seqbench.stats.multiple import holm
-from seqbench.stats.paired import paired_test
+from seqbench.stats.paired import PairedTest, paired_test
 
 PER_USER = "per_user_metrics.parquet"
 
@@ -74,6 +74,17 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
                       rows.set_index("user")[metric].astype(np.float64).sort_index())
 
 
+def compare_series(reference: pd.Series, others: list[pd.Series], metric: str = "ndcg@10",
+                   seed: int = 0) -> list[PairedTest]:
+    """Paired test of each per-user series (indexed by user) against ``reference``; Holm-adjusted when there
+    are several. Shared by ``seqbench compare`` and ``seqbench report``; callers check the users match."""
+    tests = [paired_test(reference.to_numpy(), o.to_numpy(), metric=metric, seed=seed) for o in others]
+    if len(tests) > 1:
+        for t, p in zip(tests, holm([t.p_value for t in tests]), strict=True):
+            t.p_holm = float(p)
+    return tests
+
+
 def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "original",
                  tracking_uri: str | None = None, seed: int = 0) -> dict:
     """Compare every run against the first (the reference) on the users they share, which must be all."""
@@ -90,12 +101,9 @@ def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "
                                 f"(dataset_hash {ref.dataset_hash[:12]} vs {r.dataset_hash[:12]})")
         if not r.per_user.index.equals(ref.per_user.index):
             raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' evaluated different users")
-    tests = [paired_test(ref.per_user.to_numpy(), r.per_user.to_numpy(), metric=metric, seed=seed)
-             for r in runs[1:]]
-    adjusted = holm([t.p_value for t in tests]) if len(tests) > 1 else [None] * len(tests)
+    tests = compare_series(ref.per_user, [r.per_user for r in runs[1:]], metric, seed)
     rows = []
-    for r, t, p_holm in zip(runs[1:], tests, adjusted, strict=True):
-        t.p_holm = None if p_holm is None else float(p_holm)
+    for r, t in zip(runs[1:], tests, strict=True):
         test = t.as_dict()  # the paired test speaks of original/probed; here they are reference/challenger
         test["mean_reference"], test["mean_challenger"] = test.pop("mean_original"), test.pop("mean_probed")
         rows.append({"run_id": r.run_id, "label": r.label, "test": test})

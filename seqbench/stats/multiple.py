@@ -41,7 +41,8 @@ class SeedAggregate:
         return asdict(self)
 
 
-def _mean_ci(x: np.ndarray) -> tuple[float, tuple[float, float]]:
+def mean_ci(x: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Mean and 95 % t-interval over replicates (seeds); one value or identical values give a zero-width CI."""
     m = float(np.mean(x))
     if len(x) < 2 or np.all(x == x[0]):
         return m, (m, m)
@@ -53,8 +54,8 @@ def aggregate_seeds(original: list[float], probed: list[float], relative: list[f
                     alpha: float = 0.05) -> SeedAggregate:
     """Mean ± t-CI over seeds of each condition and of the relative change; paired t-test over seeds."""
     o, p, r = (np.asarray(x, dtype=np.float64) for x in (original, probed, relative))
-    om, oci = _mean_ci(o)
-    pm, pci = _mean_ci(p)
-    rm, rci = _mean_ci(r)
+    om, oci = mean_ci(o)
+    pm, pci = mean_ci(p)
+    rm, rci = mean_ci(r)
     tp = float(stats.ttest_rel(p, o).pvalue) if len(o) >= 2 and not np.all(o == p) else 1.0
     return SeedAggregate(len(o), om, oci, pm, pci, rm, rci, tp, int(np.sum(np.asarray(pvalues) < alpha)))

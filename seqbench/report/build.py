@@ -1,0 +1,92 @@
+"""`seqbench report`: collect the runs, assemble tables and figures, write report.md and/or report.html."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from seqbench.errors import SeqbenchError
+
+from . import figures, tables
+from .collect import RunRecord, RunSource
+from .document import Document, Section
+from .render import to_html, to_markdown
+
+FORMATS = ("md", "html", "both")
+
+
+def build_document(source: RunSource, records: list[RunRecord], notes: list[str],
+                   data_home: Path | None = None) -> Document:
+    versions = sorted({r.code_version for r in records})
+    hashes = sorted({(r.dataset, r.dataset_hash) for r in records})
+    preamble = [
+        f"Tracking store: `{source.tracking_uri}`, experiment `{source.experiment}`; {len(records)} runs. "
+        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
+        f"Code versions: {', '.join(f'`{v}`' for v in versions)}.",
+        "Dataset hashes: " + ", ".join(f"{d} `{h[:12]}`" for d, h in hashes) + ".",
+        f"Every row names its MLflow runs (id prefixes; full ids in the last section, Runs covered). Browse them with "
+        f"`seqbench ui --tracking-uri {source.tracking_uri}`.",
+    ]
+    sections = [
+        Section("Datasets", tables=[tables.dataset_card(records, source, data_home)]),
+        Section("Overall performance", tables=tables.overall_tables(records, source)),
+        Section("Order sensitivity (shuffle-infer, shuffle-train, cosine)", tables=tables.order_tables(records),
+                figures=figures.order_figures(records, source) + figures.cosine_figures(records)
+                + figures.horizon_figures(records)),
+        Section("Group probes (transition, warm-cold, cross-domain)", tables=tables.group_tables(records),
+                figures=figures.group_figures(records)),
+        Section("Variants (ablations)", tables=tables.ablation_tables(records, source)),
+        Section("Training curves (LLM models)", figures=figures.training_figures(records, source)),
+        Section("Runs covered", text=[f"- {n}" for n in notes], tables=[tables.runs_table(records)]),
+    ]
+    for s in sections:
+        if not s.tables and not s.figures and not s.text:
+            s.text.append("No runs of this kind in the store.")
+    return Document("seqbench report", preamble, sections)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, so a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
+                 models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
+                 data_home: Path | None = None) -> list[Path]:
+    """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``."""
+    if fmt not in FORMATS:
+        raise SeqbenchError(f"unknown format '{fmt}'; valid formats: {', '.join(FORMATS)}")
+    with RunSource(tracking_uri, experiment) as source:
+        records, notes = source.collect(datasets, models, split_hashes)
+        if not records:
+            wanted = "; ".join(f"{k} {', '.join(v)}" for k, v in (("dataset", datasets), ("model", models)) if v)
+            raise SeqbenchError(f"no finished seqbench runs in experiment '{experiment}' at {tracking_uri}"
+                                + (f" for {wanted}" if wanted else ""))
+        doc = build_document(source, records, notes, data_home)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if fmt in ("md", "both"):
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for s in doc.sections:
+            for f in s.figures:
+                _write(fig_dir / f"{f.name}.png", f.png)
+                written.append(fig_dir / f"{f.name}.png")
+        _write(out / "report.md", to_markdown(doc).encode())
+        written.append(out / "report.md")
+    if fmt in ("html", "both"):
+        _write(out / "report.html", to_html(doc).encode())
+        written.append(out / "report.html")
+    return written

@@ -1,0 +1,173 @@
+"""`seqbench report`: tables from fake MLflow runs with known values, refusal of mixed dataset hashes, one
+figure per table type, and the command end to end on real tiny runs."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from seqbench.cli import app
+from seqbench.compare import compare_series
+from seqbench.errors import SeqbenchError
+from seqbench.report import figures, tables
+from seqbench.report.collect import RunSource
+from seqbench.stats.multiple import mean_ci
+from seqbench.tracking import artifact_location
+from tests.report_fakes import base_values, full_experiment, log_fake_run, paired
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite store for the module (creating one costs seconds); tests add their own experiments."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('report') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = full_experiment(client, client.create_experiment("seqbench", artifact_location=artifact_location(uri)))
+    return uri, runs
+
+
+def _experiment(store, name: str):
+    client = mlflow.MlflowClient(tracking_uri=store[0])
+    return client, client.create_experiment(name, artifact_location=artifact_location(store[0]))
+
+
+@pytest.fixture(scope="module")
+def collected(store):
+    uri, runs = store
+    with RunSource(uri) as source:
+        records, notes = source.collect()
+        yield source, records, runs
+
+
+def _row(table, first: str) -> dict[str, str]:
+    row = next(r for r in table.rows if r[0] == first)
+    return dict(zip(table.columns, row, strict=True))
+
+
+def test_overall_aggregates_seeds_marks_best_and_tests_against_best_cf(collected):
+    source, records, runs = collected
+    (table,) = tables.overall_tables(records, source)
+    sas = _row(table, "sasrec")
+    means = [base_values(s).mean() for s in (0, 1)]
+    m, (lo, hi) = mean_ci(np.array(means))
+    assert sas["seeds"] == "2" and sas["CI over"] == "seeds"
+    assert sas["NDCG@10"] == f"{m:.4f} ± {(hi - lo) / 2:.4f}"
+    assert sas["NDCG@10 vs sasrec"] == "reference"
+    assert (table.rows.index(next(r for r in table.rows if r[0] == "sasrec")), 3) in table.bold
+    assert set(sas["runs"].split(", ")) == {r[:8] for r in runs["sasrec/shuffle-infer"]}
+    # the others against sasrec's per-user values averaged over its two seeds, Holm over the four compared
+    ref = pd.Series((base_values(0) + base_values(1)) / 2, index=np.arange(1, 61))
+    others = [pd.Series(base_values(seed, s), index=np.arange(1, 61)) for seed, s in ((0, 0.9), (0, 0.5), (3, 0.8))]
+    gru_test, pop_test, llm_test, _ = compare_series(ref, [*others, others[-1]])
+    gru = _row(table, "gru4rec")
+    assert gru["NDCG@10 vs sasrec"] == tables.rel(gru_test.relative_change, gru_test.ci95)
+    assert gru["p (Holm)"] == tables.pval(gru_test.p_holm) and gru["CI over"] == "users"
+    assert _row(table, "pop")["p (Holm)"] == tables.pval(pop_test.p_holm)
+    assert _row(table, "llmsrec (distill=false, llm=tiny-random)")["p (Holm)"] == tables.pval(llm_test.p_holm)
+
+
+def test_order_table_holm_marks_and_missing_cells(collected):
+    _, records, _ = collected
+    (table,) = tables.order_tables(records)
+    sas, gru, pop = (_row(table, m) for m in ("sasrec", "gru4rec", "pop"))
+    assert sas["shuffle-infer p"] == "0.2"  # the larger of the seeds' Holm p (0.001, 0.2): not every seed significant
+    assert sas["shuffle-train p"] == "0.004*"  # both seeds significant
+    assert sas["shuffle-infer Δ [95 % CI]"].startswith("-30.0%") and sas["window"] == "128"
+    assert sas["cosine mean"] == "0.500"
+    assert gru["shuffle-infer p"] == "0.003*" and gru["shuffle-train Δ [95 % CI]"] == "–"  # never ran: a dash
+    assert pop["window"] == "0" and pop["cosine mean"] == "–"
+    assert "Jaccard@10" in table.columns and sas["Jaccard@10"] == "–"
+
+
+def test_group_and_variant_tables(collected):
+    source, records, _ = collected
+    (groups,) = tables.group_tables(records)
+    probes = {r[1]: r for r in groups.rows}
+    assert set(probes) == {"transition", "warm-cold"}
+    assert probes["warm-cold"][2] == "warm / cold" and probes["warm-cold"][6] == "0.01*"
+    assert float(probes["transition"][3]) == pytest.approx(base_values(5).mean(), abs=1e-4)
+    (variants,) = tables.ablation_tables(records, source)
+    assert variants.title == "Variants of llmsrec"
+    assert sorted(r[1] for r in variants.rows) == ["llmsrec (distill=false, llm=tiny-random)",
+                                                   "llmsrec (distill=true, llm=tiny-random)"]
+    card = tables.dataset_card(records, source, None)
+    assert card.rows[0][:6] == ["d", "hash-d", "–", "60", "50", "600"]
+    assert len(tables.runs_table(records).rows) == len(records) == 12
+
+
+def test_every_table_type_gets_its_figures(collected):
+    source, records, _ = collected
+    made = {
+        "order": figures.order_figures(records, source),
+        "cosine": figures.cosine_figures(records),
+        "groups": figures.group_figures(records),
+        "training": figures.training_figures(records, source),
+        "horizon": figures.horizon_figures(records),
+    }
+    for kind, figs in made.items():
+        assert figs, kind
+        for f in figs:
+            assert f.name.startswith(kind) and f.png[:8] == b"\x89PNG\r\n\x1a\n" and len(f.png) > 5000
+    assert len(made["training"]) == 2  # one per llmsrec variant
+
+
+def test_mixed_dataset_hashes_are_refused_or_split(store, tmp_path):
+    uri = store[0]
+    client, exp = _experiment(store, "mixed")
+    a = log_fake_run(client, exp, paired(0, 0.9), dataset_hash="aaaaaaaa1111")
+    b = log_fake_run(client, exp, paired(0, 0.9), dataset_hash="bbbbbbbb2222", ids_as_tags=True)  # tags only
+    with RunSource(uri, "mixed") as source, pytest.raises(SeqbenchError, match="2 different dataset_hash") as e:
+        source.collect()
+    assert a in str(e.value) or b in str(e.value)
+    assert "--split-hashes" in str(e.value)
+    with RunSource(uri, "mixed") as source:
+        records, _ = source.collect(split_hashes=True)
+    assert sorted(r.dataset for r in records) == ["d@aaaaaaaa", "d@bbbbbbbb"]
+    r = runner.invoke(app, ["report", "--tracking-uri", uri, "--experiment", "mixed", "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 1 and "dataset_hash" in r.output and not (tmp_path / "rep" / "report.md").exists()
+
+
+def test_missing_and_repeated_runs(store):
+    client, exp = _experiment(store, "repeats")
+    old = log_fake_run(client, exp, paired(0, 0.9))
+    new = log_fake_run(client, exp, paired(1, 0.9))
+    client.create_run(exp)  # not a seqbench run
+    running = client.create_run(exp).info.run_id  # a seqbench run still in progress
+    for k, v in (("dataset", "d"), ("model", "sasrec"), ("probe", "cosine"), ("seed", "0")):
+        client.log_param(running, k, v)
+    with RunSource(store[0], "repeats") as source:
+        records, notes = source.collect()
+        assert [r.run_id for r in records] == [new]
+        assert any(old in n and "superseded" in n for n in notes) and any("not a seqbench run" in n for n in notes)
+        assert any(running in n and "RUNNING" in n for n in notes)
+        assert tables.group_tables(records) == [] and figures.training_figures(records, source) == []
+        assert tables.ablation_tables(records, source) == []  # one configuration: nothing to set side by side
+        overall = tables.overall_tables(records, source)[0]
+        assert _row(overall, "sasrec")["NDCG@10 vs sasrec"] == "reference"
+
+
+def test_report_command_on_real_tiny_runs(tiny_home, tracking_uri, tmp_path):
+    fast = "max_epochs=2,eval_every=1,d=16,maxlen=16"
+    for args in (["--model", "pop", "--probe", "shuffle-infer,transition"],
+                 ["--model", "sasrec", "--probe", "shuffle-infer,cosine", "--seeds", "0,1", "--set", fast]):
+        r = runner.invoke(app, ["run", "--dataset", "tiny", "--data-home", str(tiny_home), "--tracking-uri",
+                                tracking_uri, *args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    out = tmp_path / "rep"
+    r = runner.invoke(app, ["report", "--tracking-uri", tracking_uri, "--out", str(out), "--data-home",
+                            str(tiny_home), "--format", "md"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    md = (out / "report.md").read_text()
+    assert not (out / "report.html").exists()
+    assert "| sasrec | CF-SRec | 2 |" in md and "| pop | baseline | 1 |" in md and "| pop | transition |" in md
+    for fig in ("order_tiny", "cosine_tiny", "groups_tiny"):
+        assert f"(figures/{fig}.png)" in md and (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    ids = [r.info.run_id for r in client.search_runs([client.get_experiment_by_name("seqbench").experiment_id])]
+    assert len(ids) == 6 and all(i in md for i in ids)
+    r = runner.invoke(app, ["report", "--tracking-uri", tracking_uri, "--out", str(out), "--format", "pdf"])
+    assert r.exit_code == 1 and "unknown format 'pdf'" in r.output
