@@ -172,6 +172,8 @@ def run_cmd(
                                             "Hugging Face id or a local folder.")] = None,
     dtype: Annotated[str | None, typer.Option(help="LLM-based models: auto, bf16, fp32 or fp16.")] = None,
     data_home: DataHome = None,
+    retrain: Annotated[bool, typer.Option(help="Train even if the model store holds this trained model.")]
+    = False,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
     from seqbench.config import parse_sets
@@ -184,7 +186,7 @@ def run_cmd(
         spec = RunSpec(model=model, probes=[p.strip() for p in probe.split(",") if p.strip()], dataset=dataset,
                        seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
-                       tracking_uri=tracking_uri, device=device, output=output)
+                       tracking_uri=tracking_uri, device=device, output=output, retrain=retrain)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)

@@ -59,3 +59,9 @@ def assert_loss_drops(net, steps: int) -> None:
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_store(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty trained-model store (never the user's ~/.seqbench/cache)."""
+    monkeypatch.setenv("SEQBENCH_MODEL_STORE", str(tmp_path_factory.mktemp("model_store")))
