@@ -229,6 +229,53 @@ def compare_cmd(
         out.print(f"[dim]wrote {output}[/dim]")
 
 
+@app.command("sweep")
+def sweep_cmd(
+    grid: Annotated[Path, typer.Argument(help="Grid file (YAML/TOML/JSON): experiment, datasets, models, probes, "
+                                         "seeds, optional set.<model> and probe_set.")],
+    tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI",
+                                                     help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster address (default: a "
+                                                "local Ray started for this sweep).")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="Most tasks running at once (default: all).")] = None,
+    accelerator: Annotated[str, typer.Option(help="LLM models' Ray resource: cpu, gpu (num_gpus) or hpu "
+                                             "(resources HPU).")] = "cpu",
+    cpus_per_task: Annotated[float, typer.Option(help="Ray CPUs per task (also its torch threads).")] = 1.0,
+    dry_run: Annotated[bool, typer.Option(help="Print the expanded grid and what is already done; run nothing.")]
+    = False,
+    data_home: DataHome = None,
+) -> None:
+    """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,
+    one MLflow parent run with a nested child run per grid point."""
+    from seqbench.sweep import run_sweep
+
+    try:
+        report = run_sweep(grid, tracking_uri=tracking_uri, address=address, max_parallel=max_parallel,
+                           accelerator=accelerator, cpus_per_task=cpus_per_task, home=data_home, dry_run=dry_run,
+                           console=err)
+    except SeqbenchError as e:
+        _fail(e)
+    points = [(plan, p) for plan in report.plans for p in plan.points]
+    if dry_run:
+        table = Table(title=f"{grid}: {len(points)} grid points in {len(report.plans)} tasks")
+        for col in ("dataset", "model", "seed", "probe", "trained model", "result"):
+            table.add_column(col)
+        for plan, p in points:
+            table.add_row(p.dataset, p.model, str(p.seed), p.probe, "stored" if plan.stored else "to train",
+                          "done" if p.done else "to do")
+        out.print(table)
+        return
+    skipped = len(points) - len(report.logged) - sum(len(plan.todo) for plan in report.plans)
+    out.print(f"{len(report.logged)} grid points logged, {skipped} already done, {report.trained} models trained, "
+              f"{len(report.failed)} tasks failed, {report.seconds:.1f} s"
+              + (f"; parent run {report.parent_run_id}" if report.parent_run_id else ""), highlight=False)
+    for line in report.failed:
+        err.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @app.command("ui")
 def ui(
     tracking_uri: Annotated[str, typer.Option(help="MLflow backend store.")] = "sqlite:///mlflow.db",
