@@ -89,7 +89,10 @@ def load_grid(path: Path) -> Grid:
     for m, layer in sets.items():
         if m not in models:
             raise SeqbenchError(f"{path}: 'set.{m}': model '{m}' is not in 'models' ({', '.join(models)})")
-        resolved_config(m, [layer])  # unknown or ill-typed settings fail here, naming the key
+        try:
+            resolved_config(m, [layer])  # unknown or ill-typed settings fail here, naming the key
+        except SeqbenchError as e:
+            raise SeqbenchError(f"{path}: 'set.{m}': {e}") from e
     probe_set = raw.get("probe_set") or {}
     if not isinstance(probe_set, dict):
         raise SeqbenchError(f"{path}: 'probe_set' must be a table of key = value, got {probe_set!r}")
