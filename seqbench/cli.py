@@ -174,6 +174,9 @@ def run_cmd(
     data_home: DataHome = None,
     retrain: Annotated[bool, typer.Option(help="Train even if the model store holds this trained model.")]
     = False,
+    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
+                                                      "apart (CF models checkpoint at every validation check).")]
+    = 10.0,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
     from seqbench.config import parse_sets
@@ -186,7 +189,8 @@ def run_cmd(
         spec = RunSpec(model=model, probes=[p.strip() for p in probe.split(",") if p.strip()], dataset=dataset,
                        seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
-                       tracking_uri=tracking_uri, device=device, output=output, retrain=retrain)
+                       tracking_uri=tracking_uri, device=device, output=output, retrain=retrain,
+                       checkpoint_every_s=checkpoint_minutes * 60)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)
@@ -195,6 +199,9 @@ def run_cmd(
         for line in extra_lines(r):
             out.print(f"  {line}", highlight=False)
         out.print(verdict(r), highlight=False, soft_wrap=True)
+        if r.get("reused"):
+            out.print(f"  [dim]model reused from the store ({r['model_identity']}); fit figures are the original "
+                      "ones (--retrain to train again)[/dim]", highlight=False)
     if result["holm"]:
         out.print(f"p-values are Holm-adjusted over the {len(spec.probes)} probes reported together.",
                   highlight=False)
@@ -244,6 +251,8 @@ def sweep_cmd(
     cpus_per_task: Annotated[float, typer.Option(help="Ray CPUs per task (also its torch threads).")] = 1.0,
     dry_run: Annotated[bool, typer.Option(help="Print the expanded grid and what is already done; run nothing.")]
     = False,
+    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
+                                                      "apart.")] = 10.0,
     data_home: DataHome = None,
 ) -> None:
     """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,
@@ -253,7 +262,7 @@ def sweep_cmd(
     try:
         report = run_sweep(grid, tracking_uri=tracking_uri, address=address, max_parallel=max_parallel,
                            accelerator=accelerator, cpus_per_task=cpus_per_task, home=data_home, dry_run=dry_run,
-                           console=err)
+                           checkpoint_every_s=checkpoint_minutes * 60, console=err)
     except SeqbenchError as e:
         _fail(e)
     points = [(plan, p) for plan in report.plans for p in plan.points]

@@ -48,6 +48,7 @@ class RunSpec:
     device: str = "auto"
     output: Path | None = None
     retrain: bool = False  # train even when the model store holds this trained model
+    checkpoint_every_s: float = 0.0  # LLM loops: also checkpoint at most this far apart (0: only at checks)
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -121,7 +122,8 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
         ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)
         meta = {"model": spec.model, "dataset": d.name, "dataset_hash": d.content_hash, "seed": seed,
                 "config": config, "code_version": code, "train_hash": histories_hash(train)}
-        return store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain), ctx
+        return store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
+                                spec.checkpoint_every_s), ctx
 
     main, ctx = trained(data, data.histories("train"), keep=True)
     results = []

@@ -141,17 +141,18 @@ class ModelStore:
 
     def get_or_fit(self, ident: str, build: Callable[[], Recommender],
                    fit: Callable[[Recommender, RunContext], FitReport], ctx: RunContext,
-                   meta: dict[str, Any] | None = None, retrain: bool = False) -> Stored:
+                   meta: dict[str, Any] | None = None, retrain: bool = False, every_s: float = 0.0) -> Stored:
         """The stored model under ``ident`` if there is one (unless ``retrain``), else ``fit`` it with a
         checkpointer keyed by ``ident`` (a crashed fit resumes), store it and return it.
 
         This is the one entry point for "a trained model of this identity": the runner, the sweep tasks and
         (later) LLM-SRec's teacher use it; ``build`` makes an untrained model, ``fit(model, ctx)`` trains it.
+        ``every_s``: loops that honour it (LLM loops) also checkpoint at most that many seconds apart.
         """
         model = build()
         if not retrain and self.has(ident):
             return Stored(model, self.load(ident, model, ctx.device), True, ident)
-        ckpt = self.checkpointer(ident, getattr(ctx.checkpoint, "every_s", 0.0))
+        ckpt = self.checkpointer(ident, every_s)
         report = fit(model, dataclasses.replace(ctx, checkpoint=ckpt))
         self.save(ident, model, report, meta or {}, replace=retrain)
         ckpt.clear()

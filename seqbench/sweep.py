@@ -252,7 +252,7 @@ class SweepReport:
 def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str | None = None,
               max_parallel: int | None = None, accelerator: str = "cpu", cpus_per_task: float = 1.0,
               home: Path | None = None, dry_run: bool = False, retries: int = 3,
-              console: Console | None = None) -> SweepReport:
+              checkpoint_every_s: float = 0.0, console: Console | None = None) -> SweepReport:
     """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring."""
     start = time.perf_counter()
     console = console or Console(stderr=True)
@@ -298,7 +298,8 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
             while waiting and len(running) < limit:
                 plan = waiting.pop(0)
                 spec = RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
-                               probe_options=grid.probe_set, tracking_uri=tracking_uri, device=accelerator)
+                               probe_options=grid.probe_set, tracking_uri=tracking_uri, device=accelerator,
+                               checkpoint_every_s=checkpoint_every_s)
                 opts = task_resources(plan.model, accelerator, cpus_per_task)
                 live.label(plan.identity, dataset=plan.dataset, model=plan.model, seed=plan.seed)
                 ref = remote.options(max_retries=retries, **opts).remote(spec, plan.layers, plan.seed, str(home),
