@@ -167,3 +167,21 @@ def test_driver_killed_midway_then_rerun_logs_every_point_once(ray_cluster, tiny
     runs = _probe_runs(uri, "kill")
     assert len(runs) == 10 and runs["tags.result_id"].nunique() == 10 and (runs["status"] == "FINISHED").all()
     assert runs["tags.mlflow.parentRunId"].nunique() == 1  # the rerun continued the same parent run
+
+
+def test_dry_run_cli_prints_the_grid_and_runs_nothing(tiny_home, tracking_uri, tmp_path):
+    from typer.testing import CliRunner
+
+    from seqbench.cli import app
+
+    grid = _grid(tmp_path, "experiment: dry\ndatasets: [tiny]\nmodels: [pop]\nprobes: [shuffle-infer, cosine]\n"
+                           "seeds: [0, 1]\n")
+    r = CliRunner().invoke(app, ["sweep", str(grid), "--dry-run", "--tracking-uri", tracking_uri, "--data-home",
+                                 str(tiny_home)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "4 grid points in 2 tasks" in r.output and r.output.count("to do") == 4
+    mlflow.set_tracking_uri(tracking_uri)
+    assert len(mlflow.search_runs(experiment_names=["dry"])) == 0
+    bad = CliRunner().invoke(app, ["sweep", str(_grid(tmp_path, "models: [x]\n", "bad.yaml")), "--dry-run",
+                                   "--tracking-uri", tracking_uri])
+    assert bad.exit_code == 1 and "bad.yaml" in bad.output
