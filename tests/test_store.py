@@ -13,6 +13,13 @@ from seqbench.models import FitReport, create_model
 from seqbench.runner import RunSpec, run
 from seqbench.store import FileCheckpointer, ModelStore, histories_hash, identity
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """MLflow puts a new experiment's artifacts under the working directory: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 FAST = {"max_epochs": "2", "eval_every": "1", "d": "16", "maxlen": "16"}
 BASE = dict(model="sasrec", config={"d": 16}, dataset_hash="abc", train_hash="t", seed=0, code_version="v")
 

@@ -15,6 +15,13 @@ from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.store import ModelStore
 from seqbench.sweep import device_for, expand, load_grid, run_sweep, task_resources, threads_for
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """MLflow puts a new experiment's artifacts under the working directory: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 TINY_SASREC = "{max_epochs: 2, eval_every: 1, d: 8, maxlen: 16}"
 
 
