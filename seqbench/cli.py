@@ -216,6 +216,11 @@ def run_cmd(
                                             "Hugging Face id or a local folder.")] = None,
     dtype: Annotated[str | None, typer.Option(help="LLM-based models: auto, bf16, fp32 or fp16.")] = None,
     data_home: DataHome = None,
+    retrain: Annotated[bool, typer.Option(help="Train even if the model store holds this trained model.")]
+    = False,
+    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
+                                                      "apart (CF models checkpoint at every validation check).")]
+    = 10.0,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
     from seqbench.config import parse_sets
@@ -228,7 +233,8 @@ def run_cmd(
         spec = RunSpec(model=model, probes=[p.strip() for p in probe.split(",") if p.strip()], dataset=dataset,
                        seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
-                       tracking_uri=tracking_uri, device=device, output=output)
+                       tracking_uri=tracking_uri, device=device, output=output, retrain=retrain,
+                       checkpoint_every_s=checkpoint_minutes * 60)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)
@@ -237,6 +243,9 @@ def run_cmd(
         for line in extra_lines(r):
             out.print(f"  {line}", highlight=False)
         out.print(verdict(r), highlight=False, soft_wrap=True)
+        if r.get("reused"):
+            out.print(f"  [dim]model reused from the store ({r['model_identity']}); fit figures are the original "
+                      "ones (--retrain to train again)[/dim]", highlight=False)
     if result["holm"]:
         out.print(f"p-values are Holm-adjusted over the {len(spec.probes)} probes reported together.",
                   highlight=False)
@@ -348,6 +357,55 @@ def report_cmd(
             out.print(f"wrote {path}")
     out.print(f"[dim]{sum(p.suffix == '.png' for p in written)} figures; browse the runs with seqbench ui"
               f"{' --tracking-uri ' + tracking_uri if tracking_uri else ''}[/dim]")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    grid: Annotated[Path, typer.Argument(help="Grid file (YAML/TOML/JSON): experiment, datasets, models, probes, "
+                                         "seeds, optional set.<model> and probe_set.")],
+    tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI",
+                                                     help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster address (default: a "
+                                                "local Ray started for this sweep).")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="Most tasks running at once (default: all).")] = None,
+    accelerator: Annotated[str, typer.Option(help="LLM models' Ray resource: cpu, gpu (num_gpus) or hpu "
+                                             "(resources HPU).")] = "cpu",
+    cpus_per_task: Annotated[float, typer.Option(help="Ray CPUs per task (also its torch threads).")] = 1.0,
+    dry_run: Annotated[bool, typer.Option(help="Print the expanded grid and what is already done; run nothing.")]
+    = False,
+    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
+                                                      "apart.")] = 10.0,
+    data_home: DataHome = None,
+) -> None:
+    """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,
+    one MLflow parent run with a nested child run per grid point."""
+    from seqbench.sweep import run_sweep
+
+    try:
+        report = run_sweep(grid, tracking_uri=tracking_uri, address=address, max_parallel=max_parallel,
+                           accelerator=accelerator, cpus_per_task=cpus_per_task, home=data_home, dry_run=dry_run,
+                           checkpoint_every_s=checkpoint_minutes * 60, console=err)
+    except SeqbenchError as e:
+        _fail(e)
+    points = [(plan, p) for plan in report.plans for p in plan.points]
+    if dry_run:
+        table = Table(title=f"{grid}: {len(points)} grid points in {len(report.plans)} tasks")
+        for col in ("dataset", "model", "seed", "probe", "trained model", "result"):
+            table.add_column(col)
+        for plan, p in points:
+            table.add_row(p.dataset, p.model, str(p.seed), p.probe, "stored" if plan.stored else "to train",
+                          "done" if p.done else "to do")
+        out.print(table)
+        return
+    skipped = len(points) - len(report.logged) - sum(len(plan.todo) for plan in report.plans)
+    out.print(f"{len(report.logged)} grid points logged, {skipped} already done, {report.trained} models trained, "
+              f"{len(report.failed)} tasks failed, {report.seconds:.1f} s"
+              + (f"; parent run {report.parent_run_id}" if report.parent_run_id else ""), highlight=False)
+    for line in report.failed:
+        err.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command("ui")

@@ -16,9 +16,12 @@ from seqbench.errors import SeqbenchError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto -> cuda if available, else cpu; hpu needs Intel Gaudi's habana_frameworks (clear error if not)."""
+    """auto -> cuda if available, else hpu if Intel Gaudi's habana_frameworks imports, else cpu; an explicit
+    hpu needs habana_frameworks (clear error if not)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("hpu" if _gaudi_available() else "cpu")
     if name == "hpu":
         try:
             import habana_frameworks.torch.core  # noqa: F401
@@ -30,6 +33,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise SeqbenchError(f"unknown device '{name}'; use auto, cpu, cuda or hpu")
     return torch.device(name)
+
+
+def _gaudi_available() -> bool:
+    try:
+        import habana_frameworks.torch.core  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def seed_everything(seed: int) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.probes import ProbeContext, ProbeResult, get_probe
 from seqbench.stats.multiple import aggregate_seeds, holm
+from seqbench.store import ModelStore, histories_hash, identity
 from seqbench.tracking import Tracker, code_version
+from seqbench.tracking_live import LiveCurves, reused_tags
 
 
 @dataclass
@@ -44,6 +47,8 @@ class RunSpec:
     tracking_uri: str | None = None
     device: str = "auto"
     output: Path | None = None
+    retrain: bool = False  # train even when the model store holds this trained model
+    checkpoint_every_s: float = 0.0  # LLM loops: also checkpoint at most this far apart (0: only at checks)
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -74,6 +79,73 @@ def model_layers(model: str, overrides: dict[str, str], config_file: Path | None
         layers.append(file_cfg["models"][model])
     layers.append(overrides)
     return layers
+
+
+def resolved_config(model: str, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model's config after all layers, without building the model (an LLM model would load its LLM)."""
+    return dataclasses.asdict(resolve(get_spec(model).load_class().config_cls, *layers))
+
+
+@dataclass
+class SeedPass:
+    """One seed of one model on one dataset: the (stored or fresh) trained model and every probe's result."""
+
+    config: dict[str, Any]
+    fit: FitReport
+    reused: bool
+    identity: str
+    results: list[ProbeResult]
+    steps: list[tuple[str, float, int]]  # what the model reported while training (empty when reused)
+
+
+MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, value, step)
+
+
+def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], seed: int, device: Any,
+              home: Path, store: ModelStore, progress: Progress | None = None,
+              live: MetricSink | None = None) -> SeedPass:
+    """Train (or reuse from ``store``) the model for ``seed`` and run every probe of ``spec`` on it.
+
+    Shared by ``seqbench run`` and the sweep's Ray tasks. A probe that trains another model (shuffle-train)
+    goes through the store too, under that model's own identity (its train histories differ). ``live``
+    receives training metrics as they happen (the live training curve in MLflow).
+    """
+    config = resolved_config(spec.model, layers)
+    code = code_version()
+    steps: list[tuple[str, float, int]] = []
+
+    def trained(d: SeqDataset, train: Histories, keep: bool):
+        ident = identity(spec.model, config, d.content_hash, histories_hash(train), seed, code)
+
+        def metric(name: str, value: float, step: int) -> None:
+            if keep:
+                steps.append((name, value, step))
+            if live is not None:
+                live(ident, name, value, step)
+
+        def build():
+            seed_everything(seed)
+            return create_model(spec.model, d.n_items, *layers)
+
+        ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)
+        meta = {"model": spec.model, "dataset": d.name, "dataset_hash": d.content_hash, "seed": seed,
+                "config": config, "code_version": code, "train_hash": histories_hash(train)}
+        return store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
+                                spec.checkpoint_every_s), ctx
+
+    main, ctx = trained(data, data.histories("train"), keep=True)
+    results = []
+    for probe in (get_probe(p) for p in spec.probes):
+        task = progress.add_task(f"probe {probe.name} (seed {seed})", total=None) if progress else None
+        pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
+                          load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
+        results.append(probe.run(pc))
+        if task is not None:
+            progress.update(task, total=1, completed=1)
+    if len(results) > 1:  # several hypotheses about one model: control the family-wise error
+        for r, p in zip(results, holm([r.test.p_value for r in results]), strict=True):
+            r.test.p_holm = float(p)
+    return SeedPass(config, main.fit, main.reused, main.identity, results, steps)
 
 
 def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport) -> dict:
@@ -120,12 +192,12 @@ def write_json_atomic(obj: Any, path: Path) -> None:
 
 
 def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
-         res: ProbeResult, out: dict, steps: list[tuple[str, float, int]]) -> str:
+         res: ProbeResult, out: dict, steps: list[tuple[str, float, int]], extra_tags: dict | None = None) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
             "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
-            "seed": str(seed), "task": "retrieval", "conditions": ",".join(res.compare)}
+            "seed": str(seed), "task": "retrieval", "conditions": ",".join(res.compare), **(extra_tags or {})}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
@@ -166,38 +238,17 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)
+    store = ModelStore()
     runs: list[dict] = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+                  console=console) as progress, LiveCurves(tracker, data.name, spec.model) as live:
         for seed in spec.seeds:
-            steps: list[tuple[str, float, int]] = []  # the probed model's training metrics, one list per seed
-            ctx = RunContext(seed=seed, device=device, progress=progress,
-                             log_metric=lambda name, value, step, steps=steps: steps.append((name, value, step)))
-            refit_ctx = RunContext(seed=seed, device=device, progress=progress)  # probe retrains: not logged
-
-            def fit_fresh(d: SeqDataset, train: Histories, seed=seed, ctx=refit_ctx):
-                seed_everything(seed)
-                fresh = create_model(spec.model, d.n_items, *layers)
-                fresh.fit(d, train, ctx)
-                return fresh
-
-            seed_everything(seed)
-            model = create_model(spec.model, data.n_items, *layers)
-            config = dataclasses.asdict(model.config)
-            fit = model.fit(data, data.histories("train"), ctx)
-            results = []
-            for probe in probes:
-                task = progress.add_task(f"probe {probe.name} (seed {seed})", total=None)
-                pc = ProbeContext(model=model, data=data, run=ctx, fit=fit_fresh,
-                                  load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
-                results.append(probe.run(pc))
-                progress.update(task, total=1, completed=1)
-            if len(results) > 1:  # several hypotheses about one model: control the family-wise error
-                for r, p in zip(results, holm([r.test.p_value for r in results]), strict=True):
-                    r.test.p_holm = float(p)
-            for res in results:
-                out = result_dict(data, spec.model, seed, res, fit)
-                out["mlflow_run_id"] = _log(tracker, spec, data, config, seed, fit, res, out, steps)
+            sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add)
+            for res in sp.results:
+                out = result_dict(data, spec.model, seed, res, sp.fit)
+                out.update(reused=sp.reused, model_identity=sp.identity)
+                out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
+                                            reused_tags(sp.reused, sp.identity))
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

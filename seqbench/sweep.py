@@ -1,0 +1,367 @@
+"""`seqbench sweep GRID.yaml`: datasets x models x seeds x probes on Ray workers, resumable, tracked once.
+
+* One Ray task per (dataset, model, seed) trains the model (or takes it from the trained-model store) and
+  runs all of that model's probes on it, so training is shared between probes.
+* A result's identity is (trained-model identity, probe, probe options). Before submitting anything the driver
+  reads which results the sweep's experiment already holds (finished child runs tagged ``result_id``); a
+  task whose points are all there is not submitted. Runs a killed driver left unfinished are deleted and
+  redone, so a rerun completes only what is missing and nothing is logged twice.
+* Every MLflow write goes through the driver (tasks return results; live training metrics reach the driver
+  through a Ray queue). One writer means the sqlite store never sees concurrent writers ("database is
+  locked") and a result is logged exactly once; a shared ``mlflow server`` works the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from seqbench.config import load_config_file
+from seqbench.context import resolve_device
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.store import data_home, list_datasets
+from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.models import MODELS, get_spec
+from seqbench.probes import PROBES
+from seqbench.runner import RunSpec, SeedPass, _log, ensure_dataset, resolved_config, result_dict, seed_pass
+from seqbench.store import ModelStore, histories_hash, identity
+from seqbench.tracking import Tracker, code_version
+from seqbench.tracking_live import LiveCurves, reused_tags
+
+GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set"}
+ACCELERATORS = ("cpu", "gpu", "hpu")
+
+
+@dataclass(frozen=True)
+class Grid:
+    experiment: str
+    datasets: list[str]
+    models: list[str]
+    probes: list[str]
+    seeds: list[int]
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model config overrides
+    probe_set: dict[str, str] = field(default_factory=dict)  # options for every probe (as --probe-set)
+
+    @property
+    def sweep_id(self) -> str:
+        """Same grid, same id: a rerun continues the same MLflow parent run."""
+        desc = json.dumps({k: getattr(self, k) for k in ("experiment", "datasets", "models", "probes", "seeds",
+                                                          "sets", "probe_set")}, sort_keys=True, default=str)
+        return hashlib.sha256(desc.encode()).hexdigest()[:16]
+
+
+def _names(raw: dict, key: str, path: Path, kind: type = str) -> list:
+    value = raw.get(key)
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool)
+                                                          for v in value):
+        raise SeqbenchError(f"{path}: '{key}' must be a non-empty list of {kind.__name__}s, got {value!r}")
+    return value
+
+
+def load_grid(path: Path) -> Grid:
+    """Read and check a grid file (YAML, TOML or JSON); every error names the file and the key."""
+    path = Path(path)
+    raw = load_config_file(path)
+    if not isinstance(raw, dict):
+        raise SeqbenchError(f"{path}: a grid file must be a mapping of {', '.join(sorted(GRID_KEYS))}")
+    unknown = sorted(set(raw) - GRID_KEYS)
+    if unknown:
+        raise SeqbenchError(f"{path}: unknown key '{unknown[0]}'; valid keys: {', '.join(sorted(GRID_KEYS))}")
+    models, probes = _names(raw, "models", path), _names(raw, "probes", path)
+    for m in models:
+        if m not in MODELS:
+            raise UnknownNameError("model", m, list(MODELS))
+    for p in probes:
+        if p not in PROBES:
+            raise UnknownNameError("probe", p, list(PROBES))
+    sets = raw.get("set") or {}
+    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
+        raise SeqbenchError(f"{path}: 'set' must map model names to tables of settings, got {sets!r}")
+    for m, layer in sets.items():
+        if m not in models:
+            raise SeqbenchError(f"{path}: 'set.{m}': model '{m}' is not in 'models' ({', '.join(models)})")
+        try:
+            resolved_config(m, [layer])  # unknown or ill-typed settings fail here, naming the key
+        except SeqbenchError as e:
+            raise SeqbenchError(f"{path}: 'set.{m}': {e}") from e
+    probe_set = raw.get("probe_set") or {}
+    if not isinstance(probe_set, dict):
+        raise SeqbenchError(f"{path}: 'probe_set' must be a table of key = value, got {probe_set!r}")
+    experiment = raw.get("experiment", "seqbench")
+    if not isinstance(experiment, str) or not experiment:
+        raise SeqbenchError(f"{path}: 'experiment' must be a non-empty string, got {experiment!r}")
+    return Grid(experiment, _names(raw, "datasets", path), models, probes, _names(raw, "seeds", path, int),
+                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()})
+
+
+def result_identity(model_identity: str, probe: str, probe_options: dict[str, str]) -> str:
+    desc = json.dumps({"model": model_identity, "probe": probe, "options": probe_options}, sort_keys=True)
+    return hashlib.sha256(desc.encode()).hexdigest()[:24]
+
+
+@dataclass
+class Point:
+    dataset: str
+    model: str
+    seed: int
+    probe: str
+    result_id: str
+    done: bool = False
+
+
+@dataclass
+class TaskPlan:
+    """One Ray task: a (dataset, model, seed) and its grid points (one per probe)."""
+
+    dataset: str
+    model: str
+    seed: int
+    layers: list[dict[str, Any]]
+    identity: str
+    stored: bool  # the trained model is already in the store
+    points: list[Point]
+
+    @property
+    def todo(self) -> list[Point]:
+        return [p for p in self.points if not p.done]
+
+
+def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code: str | None = None) -> list[TaskPlan]:
+    """The grid as tasks, each with its trained-model identity and its points' result identities."""
+    code = code or code_version()
+    plans = []
+    for name in grid.datasets:
+        data = datasets[name]
+        train_hash = histories_hash(data.histories("train"))
+        for model in grid.models:
+            layers = [grid.sets.get(model, {})]
+            config = resolved_config(model, layers)
+            for seed in grid.seeds:
+                ident = identity(model, config, data.content_hash, train_hash, seed, code)
+                points = [Point(name, model, seed, p, result_identity(ident, p, grid.probe_set)) for p in grid.probes]
+                plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points))
+    return plans
+
+
+# -- Ray resources ------------------------------------------------------------------------------------------
+def task_resources(model: str, accelerator: str, cpus: float) -> dict[str, Any]:
+    """Ray options of one task: CF models and baselines take CPUs; LLM models also take one accelerator,
+    a GPU (``num_gpus``) or a Gaudi card (Ray's custom ``HPU`` resource)."""
+    if accelerator not in ACCELERATORS:
+        raise SeqbenchError(f"unknown accelerator '{accelerator}'; use {', '.join(ACCELERATORS)}")
+    opts: dict[str, Any] = {"num_cpus": cpus}
+    if get_spec(model).family == "LLM4Rec":
+        if accelerator == "gpu":
+            opts["num_gpus"] = 1
+        elif accelerator == "hpu":
+            opts["resources"] = {"HPU": 1}
+    return opts
+
+
+def device_for(assigned: dict[str, float]) -> str:
+    """The torch device a task uses, from what Ray granted it (not from what the node happens to have)."""
+    if assigned.get("HPU", 0) > 0:
+        return "hpu"
+    if assigned.get("GPU", 0) > 0:
+        return "cuda"
+    return "cpu"
+
+
+def threads_for(assigned: dict[str, float]) -> int:
+    """Torch threads = CPUs granted (at least 1), so parallel tasks do not fight over the same cores."""
+    return max(1, int(assigned.get("CPU", 1)))
+
+
+def _run_task(spec: RunSpec, layers: list[dict[str, Any]], seed: int, home: str, store_root: str,
+              queue: Any, plan_identity: str) -> SeedPass:
+    """Body of a Ray task: device and threads from the grant, then the same seed pass as `seqbench run`."""
+    import ray
+    import torch
+
+    from seqbench.data.store import load_dataset
+
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(threads_for(assigned))
+    device = resolve_device(device_for(assigned))
+    data = load_dataset(spec.dataset, Path(home))
+
+    def live(ident: str, name: str, value: float, step: int) -> None:
+        queue.put((plan_identity, ident, name, value, step))
+
+    return seed_pass(spec, data, layers, seed, device, Path(home), ModelStore(Path(store_root)), None, live)
+
+
+# -- MLflow bookkeeping (driver only) ----------------------------------------------------------------------
+def _parent_run(tracker: Tracker, grid: Grid, grid_path: Path) -> str:
+    """The sweep's parent run: found by ``sweep_id`` (a rerun continues it), else created."""
+    client = tracker.mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(grid.experiment).experiment_id
+    found = client.search_runs([exp], f"tags.sweep_id = '{grid.sweep_id}' and tags.run_kind = 'sweep'")
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(exp, run_name=f"sweep/{grid_path.stem}",
+                            tags={"run_kind": "sweep", "sweep_id": grid.sweep_id, "grid_file": str(grid_path)})
+    client.log_dict(run.info.run_id, {k: v for k, v in grid.__dict__.items()}, "grid.json")
+    return run.info.run_id
+
+
+def finished_results(tracker: Tracker, experiment: str, delete_unfinished: bool = False) -> set[str]:
+    """Result ids with a finished run in ``experiment``; runs a killed driver left open are deleted first
+    (when asked) so their grid points are redone and logged once."""
+    client = tracker.mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return set()
+    done: set[str] = set()
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], "tags.run_kind = 'probe'", max_results=1000, page_token=token)
+        for r in page:
+            rid = r.data.tags.get("result_id")
+            if rid is None:
+                continue
+            if r.info.status == "FINISHED":
+                done.add(rid)
+            elif delete_unfinished:
+                client.delete_run(r.info.run_id)
+        token = page.token
+        if not token:
+            return done
+
+
+@dataclass
+class SweepReport:
+    plans: list[TaskPlan]
+    logged: list[dict] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    trained: int = 0  # tasks whose model was trained (not taken from the store)
+    seconds: float = 0.0
+    parent_run_id: str | None = None
+
+
+def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str | None = None,
+              max_parallel: int | None = None, accelerator: str = "cpu", cpus_per_task: float = 1.0,
+              home: Path | None = None, dry_run: bool = False, retries: int = 3,
+              checkpoint_every_s: float = 0.0, console: Console | None = None) -> SweepReport:
+    """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring."""
+    start = time.perf_counter()
+    console = console or Console(stderr=True)
+    grid = load_grid(grid_path)
+    home = data_home(home)
+    for name in grid.datasets:
+        if name not in list_datasets(home) and name != "synthetic":
+            raise UnknownNameError("dataset", name, list_datasets(home))
+    datasets = {name: ensure_dataset(name, home, console) for name in grid.datasets}
+    store = ModelStore()
+    plans = expand(grid, datasets, store)
+    tracker = Tracker(tracking_uri, experiment=grid.experiment)
+    done = finished_results(tracker, grid.experiment, delete_unfinished=not dry_run)
+    for plan in plans:
+        for p in plan.points:
+            p.done = p.result_id in done
+    report = SweepReport(plans)
+    todo = [p for p in plans if p.todo]
+    if dry_run or not todo:
+        report.seconds = time.perf_counter() - start
+        return report
+    for plan in todo:
+        task_resources(plan.model, accelerator, cpus_per_task)  # bad accelerator fails before Ray starts
+
+    import ray
+    from ray.util.queue import Empty, Queue
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if not address:
+            kwargs["num_cpus"] = os.cpu_count()  # explicit: Ray's own guess can exceed a container's share
+        ray.init(address=address, **kwargs)
+    queue = Queue(actor_options={"num_cpus": 0})
+    remote = ray.remote(_run_task)
+    parent = _parent_run(tracker, grid, Path(grid_path))
+    report.parent_run_id = parent
+    limit = max_parallel or len(todo)
+    waiting, running = list(todo), {}
+    live = LiveCurves(tracker, experiment=grid.experiment, parent_run_id=parent)
+    try:
+        while waiting or running:
+            while waiting and len(running) < limit:
+                plan = waiting.pop(0)
+                spec = RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
+                               probe_options=grid.probe_set, tracking_uri=tracking_uri, device=accelerator,
+                               checkpoint_every_s=checkpoint_every_s)
+                opts = task_resources(plan.model, accelerator, cpus_per_task)
+                live.label(plan.identity, dataset=plan.dataset, model=plan.model, seed=plan.seed)
+                ref = remote.options(max_retries=retries, **opts).remote(spec, plan.layers, plan.seed, str(home),
+                                                                          str(store.root), queue, plan.identity)
+                running[ref] = (plan, spec)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            _drain(queue, live, Empty)
+            for ref in ready:
+                plan, spec = running.pop(ref)
+                try:
+                    sp = ray.get(ref)
+                except Exception as e:  # the task failed after its retries: report it, keep the others going
+                    report.failed.append(f"{plan.dataset}/{plan.model}/seed{plan.seed}: {e}")
+                    _finish_task(live, plan.identity, "FAILED")
+                    continue
+                _drain(queue, live, Empty)
+                _finish_task(live, plan.identity)
+                report.trained += not sp.reused
+                _log_points(tracker, grid, plan, spec, sp, datasets[plan.dataset], parent, report)
+    finally:
+        live.flush()
+        status = "FINISHED" if not report.failed and not (waiting or running) else "FAILED"
+        tracker.mlflow.MlflowClient().set_terminated(parent, status=status)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _drain(queue: Any, live: LiveCurves, empty: type) -> None:
+    """Live training metrics from the tasks into their training runs. A model a probe trains (shuffle-train)
+    has its own identity; its run is labelled like its task's with ``role=probe-retrain``."""
+    while True:
+        try:
+            owner, ident, name, value, step = queue.get_nowait()
+        except empty:
+            return
+        if ident not in live.labels:
+            live.label(ident, **live.labels.get(owner, {}), role="probe-retrain", task_identity=owner)
+        live.add(ident, name, value, step)
+
+
+def _finish_task(live: LiveCurves, plan_identity: str, status: str = "FINISHED") -> None:
+    for ident, labels in list(live.labels.items()):
+        if ident == plan_identity or labels.get("task_identity") == plan_identity:
+            live.finish(ident, status)
+
+
+def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp: SeedPass, data: SeqDataset,
+                parent: str, report: SweepReport) -> None:
+    """One nested child run per grid point not yet logged (a point logged before a crash is skipped)."""
+    if sp.identity != plan.identity:
+        raise SeqbenchError(f"task {plan.dataset}/{plan.model}/seed{plan.seed} trained identity {sp.identity}, "
+                            f"the driver planned {plan.identity} (different code versions on driver and worker?)")
+    by_probe = {p.probe: p for p in plan.points}
+    for res in sp.results:
+        point = by_probe[res.probe]
+        if point.done:
+            continue
+        out = result_dict(data, plan.model, plan.seed, res, sp.fit)
+        out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id)
+        tags = {**reused_tags(sp.reused, sp.identity), "dataset": plan.dataset, "model": plan.model,
+                "family": get_spec(plan.model).family, "probe": res.probe, "seed": str(plan.seed),
+                "result_id": point.result_id, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
+        out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
+        point.done = True
+        report.logged.append(out)

@@ -1,0 +1,22 @@
+"""The GPU check's tiny CPU form: same code path as scripts/gpu_check.sh on a toy Llama, so it cannot rot."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+
+
+def test_gpu_check_tiny_cpu_form_writes_its_report(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "gpu_check.json"
+    mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
+              "--batch-size", "16", "--valid-users", "16", "--peak-tflops", "1", "--output", str(out)])
+    rep = json.loads(out.read_text())
+    assert rep["train"]["useful_tokens"] > 0 and rep["train"]["steps"] == -(-rep["train"]["examples"] // 16)
+    assert rep["eval"]["users"] == rep["dataset"]["users"] and rep["eval"]["useful_tokens_per_s"] > 0
+    assert 0 < rep["mfu"]["train"] < 1 and 0 < rep["mfu"]["eval"] < 1
+    assert rep["epoch_estimate_seconds"]["ml-100k (943 users)"] > 0
+    assert rep["llm"]["random_weights"] and "load_avg_after" in rep["machine"]

@@ -1,0 +1,194 @@
+"""`seqbench sweep`: grid files, expansion, Ray resources, exactly-once logging with 8 concurrent tasks, and a
+driver killed midway then rerun."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.store import ModelStore
+from seqbench.sweep import device_for, expand, load_grid, run_sweep, task_resources, threads_for
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """MLflow puts a new experiment's artifacts under the working directory: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
+TINY_SASREC = "{max_epochs: 2, eval_every: 1, d: 8, maxlen: 16}"
+
+
+def _grid(tmp_path, text, name="grid.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the module (8 logical CPUs so 8 tasks can run at once on any machine)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_grid_yaml_and_toml_expand_the_same(tmp_path, tiny):
+    y = load_grid(_grid(tmp_path, f"experiment: e\ndatasets: [tiny]\nmodels: [pop, sasrec]\n"
+                                  f"probes: [shuffle-infer, cosine, shuffle-train]\nseeds: [0, 1]\n"
+                                  f"set:\n  sasrec: {TINY_SASREC}\nprobe_set: {{window: 5}}\n"))
+    t = load_grid(_grid(tmp_path, 'experiment = "e"\ndatasets = ["tiny"]\nmodels = ["pop", "sasrec"]\n'
+                                  'probes = ["shuffle-infer", "cosine", "shuffle-train"]\nseeds = [0, 1]\n'
+                                  '[set.sasrec]\nmax_epochs = 2\neval_every = 1\nd = 8\nmaxlen = 16\n'
+                                  '[probe_set]\nwindow = 5\n', "grid.toml"))
+    assert y == t and y.sweep_id == t.sweep_id
+    plans = expand(y, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v")
+    assert [(p.model, p.seed) for p in plans] == [("pop", 0), ("pop", 1), ("sasrec", 0), ("sasrec", 1)]
+    points = [pt for p in plans for pt in p.points]
+    assert len(points) == 12 and len({pt.result_id for pt in points}) == 12
+    assert len({p.identity for p in plans}) == 4 and not any(p.stored for p in plans)
+    other = load_grid(_grid(tmp_path, "datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\n"
+                                      "set:\n  sasrec: {max_epochs: 3, eval_every: 1, d: 8, maxlen: 16}\n"))
+    changed = expand(other, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v")[0]
+    assert changed.identity != plans[2].identity  # another config is another trained model
+
+
+@pytest.mark.parametrize("text,message,exc", [
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nmodel: [x]\n", "unknown key 'model'",
+     SeqbenchError),
+    ("datasets: [tiny]\nmodels: [nope]\nprobes: [cosine]\nseeds: [0]\n", "unknown model 'nope'", UnknownNameError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [nope]\nseeds: [0]\n", "unknown probe 'nope'", UnknownNameError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [a]\n", "'seeds' must be", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: {dd: 1}}\n",
+     "unknown setting 'dd'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: {d: 1}}\n",
+     "'set.sasrec'", SeqbenchError),
+])
+def test_bad_grid_files_name_the_problem(tmp_path, text, message, exc):
+    path = _grid(tmp_path, text)
+    with pytest.raises(exc, match=message.replace("[", r"\[")) as e:
+        load_grid(path)
+    if exc is SeqbenchError:
+        assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("model,accelerator,expected", [
+    ("sasrec", "gpu", {"num_cpus": 2}),  # CF models take CPUs whatever the accelerator
+    ("pop", "hpu", {"num_cpus": 2}),
+    ("llmsrec", "cpu", {"num_cpus": 2}),
+    ("llmsrec", "gpu", {"num_cpus": 2, "num_gpus": 1}),
+    ("llmsrec", "hpu", {"num_cpus": 2, "resources": {"HPU": 1}}),
+])
+def test_accelerator_to_ray_resources(model, accelerator, expected):
+    assert task_resources(model, accelerator, 2) == expected
+
+
+def test_unknown_accelerator_is_an_error():
+    with pytest.raises(SeqbenchError, match="unknown accelerator 'tpu'"):
+        task_resources("llmsrec", "tpu", 1)
+
+
+@pytest.mark.parametrize("granted,device,threads", [
+    ({"CPU": 1.0}, "cpu", 1), ({"CPU": 2.0, "GPU": 1.0}, "cuda", 2), ({"CPU": 4.0, "HPU": 1.0}, "hpu", 4),
+    ({}, "cpu", 1), ({"CPU": 0.5}, "cpu", 1),
+])
+def test_ray_grant_to_device_and_threads(granted, device, threads):
+    assert device_for(granted) == device and threads_for(granted) == threads
+
+
+def test_device_auto_picks_hpu_when_gaudi_is_importable(monkeypatch):
+    import types
+
+    from seqbench.context import resolve_device
+
+    fake = types.ModuleType("habana_frameworks")
+    fake.torch = types.ModuleType("habana_frameworks.torch")
+    fake.torch.core = types.ModuleType("habana_frameworks.torch.core")
+    for name, mod in (("habana_frameworks", fake), ("habana_frameworks.torch", fake.torch),
+                      ("habana_frameworks.torch.core", fake.torch.core)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_device("auto").type == "hpu"
+
+
+def _probe_runs(uri, experiment):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], filter_string="tags.run_kind = 'probe'")
+
+
+def test_eight_concurrent_tasks_log_every_run_exactly_once(ray_cluster, tiny_home, tracking_uri, tmp_path):
+    grid = _grid(tmp_path, f"experiment: conc\ndatasets: [tiny]\nmodels: [sasrec]\nprobes: [shuffle-infer, cosine]\n"
+                           f"seeds: [0, 1, 2, 3, 4, 5, 6, 7]\nset:\n  sasrec: {TINY_SASREC}\n")
+    report = run_sweep(grid, tracking_uri=tracking_uri, home=tiny_home, max_parallel=8)
+    assert not report.failed and report.trained == 8 and len(report.logged) == 16
+    runs = _probe_runs(tracking_uri, "conc")
+    assert len(runs) == 16 and runs["tags.result_id"].nunique() == 16
+    assert set(runs["tags.mlflow.parentRunId"]) == {report.parent_run_id}
+    assert {"dataset", "model", "family", "probe", "seed", "task"} <= {c[5:] for c in runs.columns if
+                                                                       c.startswith("tags.")}
+    assert (runs["status"] == "FINISHED").all()
+    train = mlflow.search_runs(experiment_names=["conc"], filter_string="tags.run_kind = 'train'")
+    assert len(train) == 8 and (train["status"] == "FINISHED").all()  # live curves, one per trained model
+    again = run_sweep(grid, tracking_uri=tracking_uri, home=tiny_home, max_parallel=8)
+    assert again.trained == 0 and again.logged == [] and len(_probe_runs(tracking_uri, "conc")) == 16
+
+
+def _finished_probe_runs(db) -> int:
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid where "
+                               "t.key = 'run_kind' and t.value = 'probe' and r.status = 'FINISHED'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_driver_killed_midway_then_rerun_logs_every_point_once(ray_cluster, tiny_home, tmp_path):
+    db = tmp_path / "kill.db"
+    uri = f"sqlite:///{db}"
+    grid = _grid(tmp_path, "experiment: kill\ndatasets: [tiny]\nmodels: [sasrec]\nprobes: [shuffle-infer, cosine]\n"
+                           "seeds: [0, 1, 2, 3, 4]\nset:\n  sasrec: {max_epochs: 6, eval_every: 1, d: 8, maxlen: 16,"
+                           " patience: 100}\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # its own local Ray in its own session, so killing the group is a crash of the driver and its cluster
+    proc = subprocess.Popen([sys.executable, "-m", "seqbench.cli", "sweep", str(grid), "--tracking-uri", uri,
+                             "--data-home", str(tiny_home), "--max-parallel", "1"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while _finished_probe_runs(db) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    logged_before = _finished_probe_runs(db)
+    assert 2 <= logged_before < 10, "the kill must land midway"
+    report = run_sweep(grid, tracking_uri=uri, home=tiny_home)
+    assert not report.failed and len(report.logged) == 10 - logged_before
+    runs = _probe_runs(uri, "kill")
+    assert len(runs) == 10 and runs["tags.result_id"].nunique() == 10 and (runs["status"] == "FINISHED").all()
+    assert runs["tags.mlflow.parentRunId"].nunique() == 1  # the rerun continued the same parent run
+
+
+def test_dry_run_cli_prints_the_grid_and_runs_nothing(tiny_home, tracking_uri, tmp_path):
+    from typer.testing import CliRunner
+
+    from seqbench.cli import app
+
+    grid = _grid(tmp_path, "experiment: dry\ndatasets: [tiny]\nmodels: [pop]\nprobes: [shuffle-infer, cosine]\n"
+                           "seeds: [0, 1]\n")
+    r = CliRunner().invoke(app, ["sweep", str(grid), "--dry-run", "--tracking-uri", tracking_uri, "--data-home",
+                                 str(tiny_home)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "4 grid points in 2 tasks" in r.output and r.output.count("to do") == 4
+    mlflow.set_tracking_uri(tracking_uri)
+    assert len(mlflow.search_runs(experiment_names=["dry"])) == 0
+    bad = CliRunner().invoke(app, ["sweep", str(_grid(tmp_path, "models: [x]\n", "bad.yaml")), "--dry-run",
+                                   "--tracking-uri", tracking_uri])
+    assert bad.exit_code == 1 and "bad.yaml" in bad.output
