@@ -4,9 +4,9 @@ model, the same targets and candidates, only the order of the items in the model
 from __future__ import annotations
 
 from seqbench.data.histories import Histories
+from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
 
 from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
 
 
 class _Rearrangement:

@@ -5,8 +5,9 @@ re-train the teacher on the shuffled data too (the sheet's open point §10.3, re
 
 from __future__ import annotations
 
+from seqbench.data.permutation import PERMUTATION_SEED, permute_all
+
 from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_all
 
 
 class ShuffleTrain:
