@@ -26,7 +26,8 @@ from seqbench.data.histories import Histories
 from seqbench.data.pipeline import DEFAULT_DATASET, prepare_source
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.models import FitReport, create_model, get_spec
-from seqbench.probes import ProbeContext, ProbeResult, get_probe
+from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
+from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.tracking import Tracker, code_version
 
@@ -122,7 +123,7 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
         if not steps:
             steps = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
             steps += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
-        tracker.curve(steps)
+        tracker.curve(steps + res.steps)  # + what the probe reports per step (order-horizon: step = K)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
         t = out["test"]
@@ -151,6 +152,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     get_spec(spec.model)  # fail fast on unknown names, before any work
     probes = [get_probe(p) for p in spec.probes]
+    validate_probe_options(probes, spec.probe_options)  # unknown keys or bad values fail before training
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
     layers = model_layers(spec.model, spec.overrides, spec.config_file)
@@ -181,6 +183,8 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
                 pc = ProbeContext(model=model, data=data, run=ctx, fit=fit_fresh,
                                   load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
                 results.append(probe.run(pc))
+                results[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items()
+                                                      if k in declared(probe)}
                 progress.update(task, total=1, completed=1)
             if len(results) > 1:  # several hypotheses about one model: control the family-wise error
                 for r, p in zip(results, holm([r.test.p_value for r in results]), strict=True):
