@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sets = overrides(args.sets, models)
-    if not (RAW / "ml-100k.inter").exists():
+    prepared = args.data_home is not None and (args.data_home / DATASET / "meta.json").exists()
+    if not prepared and not (RAW / "ml-100k.inter").exists():
         print(f"skipped: MovieLens-100k not found at {RAW} (expected ml-100k.inter there)", file=sys.stderr)
         return 0
 
