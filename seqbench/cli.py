@@ -144,6 +144,8 @@ def list_probes() -> None:
 
     for name, cls in PROBES.items():
         out.print(f"{name:<14} {cls.summary}", highlight=False, soft_wrap=True)
+        for key, text in getattr(cls, "option_help", {}).items():  # what --probe-set accepts for it
+            out.print(f"{'':<14}   --probe-set {key}=…: {text}", highlight=False, soft_wrap=True)
 
 
 def _int_list(text: str) -> list[int]:
