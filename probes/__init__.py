@@ -8,6 +8,8 @@ from .base import Probe, ProbeContext, ProbeResult
 from .cosine import Cosine
 from .cross_domain import CrossDomain
 from .jaccard import Jaccard
+from .options import validate_probe_options
+from .order_horizon import OrderHorizon
 from .shuffle_infer import Recency, Reverse, ShuffleInfer
 from .shuffle_train import ShuffleTrain
 from .transition import Transition
@@ -15,7 +17,8 @@ from .warm_cold import WarmCold
 
 PROBES: dict[str, type] = {
     cls.name: cls
-    for cls in (ShuffleInfer, ShuffleTrain, Cosine, Transition, WarmCold, CrossDomain, Reverse, Recency, Jaccard)
+    for cls in (ShuffleInfer, ShuffleTrain, Cosine, Transition, WarmCold, CrossDomain, Reverse, Recency, Jaccard,
+                OrderHorizon)
 }
 
 
@@ -25,4 +28,4 @@ def get_probe(name: str) -> Probe:
     return PROBES[name]()
 
 
-__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe"]
+__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe", "validate_probe_options"]

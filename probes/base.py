@@ -36,6 +36,7 @@ class ProbeResult:
     compare: tuple[str, str]
     test: PairedTest
     probe_stats: dict = field(default_factory=dict)
+    steps: list[tuple[str, float, int]] = field(default_factory=list)  # (metric, value, step) series to log
 
     @property
     def original(self) -> EvalResult:
@@ -50,6 +51,7 @@ class ProbeResult:
 class Probe(Protocol):
     name: str
     summary: str
+    option_help: dict[str, str]  # the --probe-set keys it reads, with one line of help each
 
     def run(self, pc: ProbeContext) -> ProbeResult: ...
 

@@ -37,6 +37,7 @@ def map_items(source: SeqDataset, target: SeqDataset) -> tuple[np.ndarray, float
 class CrossDomain:
     name = "cross-domain"
     summary = "evaluate on another prepared dataset's test users (--probe-set target=NAME)"
+    option_help = {"target": "the prepared dataset whose test users, histories and candidates are used"}
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         name = pc.options.get("target")

@@ -1,17 +1,39 @@
 """Inference-time rearrangements of the test history (spec MODELS.md §8.2 and beyond): the same trained
-model, the same targets and candidates, only the order of the items in the model's window changes."""
+model, the same targets and candidates, only the order of the most recent items changes.
+
+`--probe-set window=K` rearranges exactly the last K items of every history, whatever the model (default:
+the model's own window). With the same K the permutation keys depend only on the fixed seed and the row
+layout, so every model sees the identical permutation. A K larger than the model's window is capped at the
+window (items the model never reads cannot be reordered for it, and pulling older items into its window
+would change *which* items it sees, not only their order); `probe_stats` records both.
+"""
 
 from __future__ import annotations
 
 from seqbench.data.histories import Histories
+from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
 
 from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
+from .options import get_option
+
+WINDOW_HELP = "rearrange exactly the last K items of every history (default: the model's own window)"
+
+
+def effective_window(pc: ProbeContext) -> tuple[int, dict]:
+    """The window to rearrange and what to report about it (requested K, the model's own window)."""
+    own = int(pc.model.window)
+    requested = get_option(pc.options, "window")
+    if requested is None:
+        return own, {"window": own, "model_window": own, "window_source": "model"}
+    used = min(requested, own)
+    return used, {"window": used, "model_window": own, "window_requested": requested,
+                  "window_source": "option" if used == requested else "option, capped at the model's window"}
 
 
 class _Rearrangement:
     name = ""
     summary = ""
+    option_help = {"window": WINDOW_HELP}
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
         raise NotImplementedError
@@ -21,11 +43,11 @@ class _Rearrangement:
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         hist = pc.data.histories("test")
-        window = int(pc.model.window)
+        window, stats = effective_window(pc)
         moved = self.rearrange(hist, window)
         original = evaluate_test(pc.model, pc.data, hist)
         probed = evaluate_test(pc.model, pc.data, moved)
-        stats = {"window": window, "share_items_moved": float((moved.items != hist.items).mean())}
+        stats["share_items_moved"] = float((moved.items != hist.items).mean())
         stats.update(self.extra(pc, hist, moved, original, probed))
         return paired_result(self.name, original, probed, pc.run.seed, **stats)
 
@@ -49,6 +71,7 @@ class Reverse(_Rearrangement):
 class Recency(_Rearrangement):
     name = "recency"
     summary = "only the two most recent items swapped (separates recency from order)"
+    option_help: dict[str, str] = {}  # always the last two
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
         return swap_last_two(hist)

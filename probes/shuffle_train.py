@@ -1,23 +1,32 @@
 """Shuffled training (spec MODELS.md §8.1): permute every train sequence once, before training, with a
 fixed seed; train a fresh model with the same config and seed; evaluate both models on the original test
 inputs. Validation (early stopping) also uses the original inputs. Models that own a pre-trained CF teacher
-re-train the teacher on the shuffled data too (the sheet's open point §10.3, resolved as "yes")."""
+re-train the teacher on the shuffled data too (the sheet's open point §10.3, resolved as "yes").
+
+`--probe-set window=K` shuffles only the last K items of every train sequence (default: whole sequences);
+the keys depend on the fixed seed and the row layout only, so every model trains on the same shuffled data."""
 
 from __future__ import annotations
 
+from seqbench.data.permutation import PERMUTATION_SEED, permute_all, permute_tail
+
 from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
-from .permutation import PERMUTATION_SEED, permute_all
+from .options import get_option
 
 
 class ShuffleTrain:
     name = "shuffle-train"
     summary = "a second model trained on once-shuffled train sequences, both evaluated on original inputs"
+    option_help = {"window": "shuffle only the last K items of every train sequence (default: all of them)"}
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         train = pc.data.histories("train")
-        shuffled = permute_all(train, PERMUTATION_SEED)
+        window = get_option(pc.options, "window")
+        shuffled = permute_all(train, PERMUTATION_SEED) if window is None else permute_tail(train, window,
+                                                                                          PERMUTATION_SEED)
         model = pc.fit(pc.data, shuffled)
         original = evaluate_test(pc.model, pc.data)
         probed = evaluate_test(model, pc.data)
         return paired_result(self.name, original, probed, pc.run.seed,
+                             window=window if window is not None else "all",
                              share_train_items_moved=float((shuffled.items != train.items).mean()))

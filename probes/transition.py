@@ -35,6 +35,7 @@ def t_scores(hist: Histories) -> np.ndarray:
 class Transition:
     name = "transition"
     summary = "metrics for the top-50% t-score users (Transition set) vs the rest"
+    option_help: dict[str, str] = {}
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         scores = t_scores(pc.data.histories("train"))

@@ -28,6 +28,7 @@ def warm_cold_items(train_counts: np.ndarray, share: float = SHARE) -> tuple[np.
 class WarmCold:
     name = "warm-cold"
     summary = "metrics on users whose test item is warm (top 35% by train count) vs cold (bottom 35%)"
+    option_help: dict[str, str] = {}
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         warm, cold = warm_cold_items(pc.data.train_item_counts)

@@ -8,6 +8,8 @@ on the shared test candidates (§7) and writes ``reports/bench_cf.json`` atomica
              "epochs_run", "curve": [[epoch, train_loss, valid_ndcg], ...], "config", "per_seed": {...}}}
 
 Scalars are medians over seeds; ``curve`` is the first seed's; ``per_seed`` holds every seed's values.
+The top-level ``"machine"`` entry (not a model) records the CPU model and flags (bf16 or not), torch's thread
+count and the load average before and after (``seqbench.benchinfo``): a loaded machine inflates timings.
 
     python scripts/bench_cf.py                                   # all models, seed 0 (long on CPU)
     python scripts/bench_cf.py --models gru4rec,pop --seeds 0,1,2
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from seqbench.benchinfo import finish, machine_info
 from seqbench.config import parse_sets
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
@@ -106,14 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sets = overrides(args.sets, models)
-    if not (RAW / "ml-100k.inter").exists():
+    prepared = args.data_home is not None and (args.data_home / DATASET / "meta.json").exists()
+    if not prepared and not (RAW / "ml-100k.inter").exists():
         print(f"skipped: MovieLens-100k not found at {RAW} (expected ml-100k.inter there)", file=sys.stderr)
         return 0
 
+    info = machine_info()
     with tempfile.TemporaryDirectory(prefix="bench_cf_") as tmp:
         data = load_data(args.data_home or Path(tmp))
         print(f"{DATASET}: {data.n_users} users, {data.n_items} items", file=sys.stderr)
-        result: dict[str, dict] = {}
+        result: dict[str, dict] = {"machine": info}
         for name in models:
             fields = {f.name for f in dataclasses.fields(get_spec(name).load_class().config_cls)}
             cap = {"max_epochs": args.max_epochs} if args.max_epochs and "max_epochs" in fields else {}
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:10s} test ndcg@10 {r['test_ndcg@10']:.4f} hr@10 {r['test_hr@10']:.4f} "
                   f"best epoch {r['best_epoch']:.0f}/{r['epochs_run']:.0f} "
                   f"{r['seconds_per_epoch']:.2f} s/epoch {r['seconds_to_best']:.0f} s to best", file=sys.stderr)
+            result["machine"] = finish(info)
             write_json_atomic(result, args.out)  # after every model, so a long run leaves partial results
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

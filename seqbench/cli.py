@@ -50,7 +50,9 @@ def data_prepare(
     k: Annotated[int, typer.Option(help="k-core threshold for users and items.")] = 5,
     kcore: Annotated[str, typer.Option(help="'iterative' (until stable) or 'single' (the paper's one pass).")]
     = "iterative",
-    sample_users: Annotated[float, typer.Option(help="Fraction of users kept (seeded) before filtering.")] = 1.0,
+    sample_users: Annotated[float, typer.Option(help="Fraction of users kept (seeded).")] = 1.0,
+    sample_stage: Annotated[str, typer.Option(help="Sample users 'before' k-core filtering, or 'after' it "
+                                              "(whole histories kept, no second k-core).")] = "before",
     sample_seed: Annotated[int, typer.Option(help="Seed of the user sample.")] = 0,
     neg_seed: Annotated[int, typer.Option(help="Seed of the persisted evaluation negatives.")] = 0,
     strict: Annotated[bool, typer.Option(help="Fail on the first malformed line instead of skipping it.")] = False,
@@ -78,7 +80,7 @@ def data_prepare(
 
     try:
         params = PrepareParams(k=k, kcore=kcore, sample_users=sample_users, sample_seed=sample_seed,
-                               neg_seed=neg_seed)
+                               sample_stage=sample_stage, neg_seed=neg_seed)
         opts = SourceOptions(strict=strict, meta=meta, user_col=user_col, item_col=item_col, time_col=time_col,
                              title_col=title_col, time_unit=time_unit, sep=sep, order=order, users=users,
                              items=items, seed=seed, item_key_col=item_key_col)
@@ -186,6 +188,8 @@ def list_probes() -> None:
 
     for name, cls in PROBES.items():
         out.print(f"{name:<14} {cls.summary}", highlight=False, soft_wrap=True)
+        for key, text in getattr(cls, "option_help", {}).items():  # what --probe-set accepts for it
+            out.print(f"{'':<14}   --probe-set {key}=…: {text}", highlight=False, soft_wrap=True)
 
 
 def _int_list(text: str) -> list[int]:

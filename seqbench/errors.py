@@ -21,3 +21,9 @@ class UnknownNameError(SeqbenchError):
 
 class DataError(SeqbenchError):
     """Malformed or unusable input data; the message names the file and line or value."""
+
+
+class OptionError(SeqbenchError):
+    """An unknown or malformed option key/value (e.g. ``--probe-set``); exit code 2 like a usage error."""
+
+    exit_code = 2

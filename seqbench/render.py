@@ -49,7 +49,13 @@ def extra_lines(result: dict) -> list[str]:
     keep = ("cosine_mean", "cosine_median", "cosine_raw_mean", "jaccard_at_10", "gap_ndcg_at_10",
             "t_score_mean", "share_target_items_known", "n_warm_users", "n_cold_users")
     s = result.get("probe_stats", {})
-    return [f"{k} = {s[k]:.4g}" for k in keep if isinstance(s.get(k), int | float)]
+    lines = [f"{k} = {s[k]:.4g}" for k in keep if isinstance(s.get(k), int | float)]
+    if s.get("horizon"):  # order-horizon: the curve, one K per line
+        lines += [f"K = {c['k']:>3}: {c['relative_change']:+.1%} (95% CI {c['ci95'][0]:+.1%} to "
+                  f"{c['ci95'][1]:+.1%}), p = {c['p_value']:.2g}, Holm p = {c['p_holm']:.2g}" for c in s["horizon"]]
+        lines.append(f"smallest K with a significant drop: {s['smallest_significant_k'] or 'none'}; the verdict is "
+                     f"K = {s['best_k']} with its Holm-adjusted p over the grid")
+    return lines
 
 
 def seed_table(summary: dict) -> Table:

@@ -27,7 +27,8 @@ from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.models import FitReport, create_model, get_spec
-from seqbench.probes import ProbeContext, ProbeResult, get_probe
+from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
+from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.store import ModelStore, histories_hash, identity
 from seqbench.tracking import Tracker, code_version
@@ -140,6 +141,7 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
         pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
                           load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
         results.append(probe.run(pc))
+        results[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items() if k in declared(probe)}
         if task is not None:
             progress.update(task, total=1, completed=1)
     if len(results) > 1:  # several hypotheses about one model: control the family-wise error
@@ -203,7 +205,7 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
         if not steps:
             steps = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
             steps += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
-        tracker.curve(steps)
+        tracker.curve(steps + res.steps)  # + what the probe reports per step (order-horizon: step = K)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
         t = out["test"]
@@ -232,6 +234,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     get_spec(spec.model)  # fail fast on unknown names, before any work
     probes = [get_probe(p) for p in spec.probes]
+    validate_probe_options(probes, spec.probe_options)  # unknown keys or bad values fail before training
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
     layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"))

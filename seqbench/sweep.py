@@ -29,7 +29,7 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.store import data_home, list_datasets
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.models import MODELS, get_spec
-from seqbench.probes import PROBES
+from seqbench.probes import PROBES, get_probe, validate_probe_options
 from seqbench.runner import RunSpec, SeedPass, _log, ensure_dataset, resolved_config, result_dict, seed_pass
 from seqbench.store import ModelStore, histories_hash, identity
 from seqbench.tracking import Tracker, code_version
@@ -96,6 +96,10 @@ def load_grid(path: Path) -> Grid:
     probe_set = raw.get("probe_set") or {}
     if not isinstance(probe_set, dict):
         raise SeqbenchError(f"{path}: 'probe_set' must be a table of key = value, got {probe_set!r}")
+    try:  # unknown keys or bad values fail before anything runs, as in `seqbench run`
+        validate_probe_options([get_probe(p) for p in probes], {k: str(v) for k, v in probe_set.items()})
+    except SeqbenchError as e:
+        raise type(e)(f"{path}: 'probe_set': {e}") from e
     experiment = raw.get("experiment", "seqbench")
     if not isinstance(experiment, str) or not experiment:
         raise SeqbenchError(f"{path}: 'experiment' must be a non-empty string, got {experiment!r}")

@@ -53,6 +53,36 @@ def test_unknown_names_exit_2_and_list_valid_ones(tiny_home, tracking_uri, flag,
     assert f"'{value}'" in r.output and valid in r.output
 
 
+def test_unknown_probe_option_exits_2_before_training(tiny_home, tracking_uri, monkeypatch):
+    import seqbench.runner
+
+    monkeypatch.setattr(seqbench.runner, "create_model", lambda *a: pytest.fail("trained despite a bad option"))
+    r = _invoke("run", "--probe", "shuffle-infer,warm-cold", "--dataset", "tiny", "--data-home", tiny_home,
+                "--tracking-uri", tracking_uri, "--probe-set", "windw=10")
+    assert r.exit_code == 2 and "'windw'" in r.output and "shuffle-infer: window" in r.output
+    r = _invoke("run", "--probe", "shuffle-infer", "--dataset", "tiny", "--data-home", tiny_home,
+                "--tracking-uri", tracking_uri, "--probe-set", "window=0")
+    assert r.exit_code == 2 and "window=0" in r.output
+
+
+def test_order_horizon_and_window_are_recorded_in_json_and_mlflow(tiny_home, tracking_uri, tmp_path):
+    out = tmp_path / "res.json"
+    r = _invoke("run", "--model", "sasrec", "--probe", "order-horizon,shuffle-infer", "--dataset", "tiny",
+                "--data-home", tiny_home, "--tracking-uri", tracking_uri, "--set", FAST, "--probe-set", "window=4",
+                "--output", out)
+    assert r.exit_code == 0, r.output
+    horizon, shuffle = json.loads(out.read_text())["runs"]
+    assert shuffle["probe_stats"]["window"] == 4 and shuffle["probe_stats"]["options"] == {"window": "4"}
+    ks = [c["k"] for c in horizon["probe_stats"]["horizon"]]
+    assert ks == horizon["probe_stats"]["grid"] and ks[0] == 2
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    curve = client.get_metric_history(horizon["mlflow_run_id"], "horizon_relative_change")
+    assert sorted(m.step for m in curve) == ks
+    assert mlflow.get_run(shuffle["mlflow_run_id"]).data.params["probe_options.window"] == "4"
+    assert mlflow.get_run(shuffle["mlflow_run_id"]).data.metrics["probe_window"] == 4
+
+
 def test_unknown_setting_is_a_clear_error(tiny_home, tracking_uri):
     r = _invoke("run", "--dataset", "tiny", "--data-home", tiny_home, "--tracking-uri", tracking_uri,
                 "--set", "nonsense=1")

@@ -12,6 +12,7 @@ import torch
 
 from seqbench.context import RunContext
 from seqbench.data.histories import Histories
+from seqbench.data.permutation import PERMUTATION_SEED, permute_tail
 from seqbench.llm import load_llm
 from seqbench.llm.prompts import (
     PromptBuilder,
@@ -25,7 +26,6 @@ from seqbench.llm.prompts import (
     user_prompt_text,
 )
 from seqbench.models.llmsrec import LLMSRec, LLMSRecConfig, sample_negatives, training_examples
-from seqbench.probes.permutation import PERMUTATION_SEED, permute_tail
 
 DAY = 86_400_000
 T1 = 1614816000000  # 2021-03-04 00:00:00 UTC

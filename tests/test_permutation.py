@@ -3,7 +3,7 @@
 import numpy as np
 
 from seqbench.data.histories import Histories
-from seqbench.probes.permutation import permute_all, permute_tail, reverse_tail, swap_last_two
+from seqbench.data.permutation import permute_all, permute_tail, reverse_tail, swap_last_two
 
 
 def _hist(n_rows=200, seed=0):

@@ -72,6 +72,35 @@ def test_user_sampling_is_seeded():
     assert a.user_ids.tolist() == b.user_ids.tolist() != c.user_ids.tolist()
 
 
+def _three_core_rows():
+    """30 users x 4 items; items with residue r (mod 3) belong to the 10 users with u % 3 == r: a 3-core."""
+    return [(f"u{u}", f"i{(u + 3 * j) % 12}", 10 * u + j) for u in range(30) for j in range(4)]
+
+
+def test_sample_after_kcore_keeps_whole_histories():
+    rows = _three_core_rows()
+    before = prepare(_raw(rows), PrepareParams(k=3, sample_users=0.2, sample_stage="before"))
+    assert len(before.user_ids) < 6  # sampled users whose items lost their 3rd user are filtered away
+    p = prepare(_raw(rows), PrepareParams(k=3, sample_users=0.2, sample_stage="after"))
+    assert len(p.user_ids) == 6 and p.report["users_after_kcore"] == 30 and p.report["users_sampled"] == 6
+    full = {}
+    for u, i, _ in rows:
+        full.setdefault(u, []).append(i)
+    for b, raw in enumerate(p.user_ids, start=1):  # every kept user has their whole history, in time order
+        assert p.item_ids[p.item[p.user == b] - 1].tolist() == full[raw]
+    again = prepare(_raw(rows), PrepareParams(k=3, sample_users=0.2, sample_stage="after"))
+    assert again.user_ids.tolist() == p.user_ids.tolist()  # seeded
+
+
+def test_sample_after_still_drops_short_users_and_rejects_bad_stage():
+    rows = [(f"u{u}", f"i{j}", j) for u in range(20) for j in range(2 if u < 10 else 4)]
+    p = prepare(_raw(rows), PrepareParams(k=1, sample_users=0.5, sample_stage="after"))
+    assert p.report["users_sampled"] == 10 and len(p.user_ids) == 10 - p.report["short_users_dropped"]
+    assert p.report["short_users_dropped"] > 0 and all(int(u[1:]) >= 10 for u in p.user_ids)
+    with pytest.raises(DataError, match="sample-stage 'during'"):
+        prepare(_raw(rows), PrepareParams(sample_stage="during"))
+
+
 def test_no_valid_or_test_item_in_training_inputs(tiny):
     """Leakage invariant: every model input stage ends before its target."""
     off = tiny.user_offsets

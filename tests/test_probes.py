@@ -176,3 +176,138 @@ def test_shuffle_infer_and_cosine_run_on_every_cf_model(tiny, name, settings):
         res = get_probe(probe).run(_pc(model, tiny))
         assert 0 <= res.test.p_value <= 1
         assert res.probe_stats["window"] == model.window
+
+
+class WideSpy(Spy):
+    window = 128
+
+
+class _Recorder:
+    """Delegates to a real model and records the histories it is asked to score."""
+
+    def __init__(self, model):
+        self.model, self.window, self.calls = model, model.window, []
+
+    def score(self, hist, cands):
+        self.calls.append(hist)
+        return self.model.score(hist, cands)
+
+
+@pytest.mark.parametrize("name", ["shuffle-infer", "reverse", "cosine", "jaccard"])
+def test_window_option_gives_every_model_the_identical_rearrangement(tiny, name):
+    narrow, wide = Spy(), WideSpy()
+    own = [get_probe(name).run(_pc(m, tiny)) for m in (narrow, wide)]
+    assert [r.probe_stats["window"] for r in own] == [8, 128]
+    fixed = [get_probe(name).run(_pc(m, tiny, options={"window": "3"})) for m in (narrow, wide)]
+    a, b = narrow.calls[-1][0], wide.calls[-1][0]
+    assert (a.items == b.items).all() and (a.items != tiny.histories("test").items).any()
+    test = tiny.histories("test")
+    for r in range(len(test)):  # only the last 3 items may move
+        assert (a.row(r)[:-3] == test.row(r)[:-3]).all()
+    assert all(r.probe_stats["window"] == 3 and r.probe_stats["window_source"] == "option" for r in fixed)
+    assert fixed[0].probe_stats["model_window"] == 8 and fixed[1].probe_stats["model_window"] == 128
+
+
+def test_window_option_is_identical_across_two_trained_models(tiny):
+    """sasrec (maxlen 16) and gru4rec (maxlen 12) with window=5 score exactly the same permuted histories."""
+    recorders = []
+    for name, maxlen in (("sasrec", 16), ("gru4rec", 12)):
+        seed_everything(0)
+        model = create_model(name, tiny.n_items, {**SMALL, "maxlen": maxlen, "max_epochs": 1})
+        model.fit(tiny, tiny.histories("train"), RunContext())
+        rec = _Recorder(model)
+        get_probe("shuffle-infer").run(_pc(rec, tiny, options={"window": "5"}))
+        recorders.append(rec)
+    (o1, p1), (o2, p2) = (r.calls for r in recorders)
+    assert (p1.items == p2.items).all() and (o1.items == o2.items).all() and (p1.items != o1.items).any()
+
+
+def test_window_larger_than_the_model_window_is_capped(tiny):
+    res = get_probe("shuffle-infer").run(_pc(Spy(), tiny, options={"window": "50"}))
+    assert res.probe_stats["window"] == 8 and res.probe_stats["window_requested"] == 50
+    assert "capped" in res.probe_stats["window_source"]
+
+
+def test_shuffle_train_window_moves_only_the_last_k_train_items(tiny):
+    seen = {}
+    spy = Spy()
+
+    def fit(d, train):
+        seen["train"] = train
+        return spy
+
+    res = get_probe("shuffle-train").run(ProbeContext(spy, tiny, RunContext(), fit, lambda n: tiny, {"window": "2"}))
+    orig = tiny.histories("train")
+    assert all((seen["train"].row(b)[:-2] == orig.row(b)[:-2]).all() for b in range(len(orig)))
+    assert (seen["train"].items != orig.items).any() and res.probe_stats["window"] == 2
+
+
+def test_probe_options_are_validated_against_declared_keys():
+    from seqbench.errors import OptionError
+    from seqbench.probes import validate_probe_options
+
+    probes = [get_probe("shuffle-infer"), get_probe("transition")]
+    assert validate_probe_options(probes, {"window": "10"}) == {"window": 10}
+    with pytest.raises(OptionError, match=r"'foo'.*shuffle-infer: window; transition: \(none\)") as e:
+        validate_probe_options(probes, {"foo": "1"})
+    assert e.value.exit_code == 2
+    for bad in ("0", "-3", "ten"):
+        with pytest.raises(OptionError, match=f"window={bad}"):
+            validate_probe_options(probes, {"window": bad})
+    with pytest.raises(OptionError, match="'target'"):
+        validate_probe_options(probes, {"target": "x"})
+    assert validate_probe_options([get_probe("order-horizon")], {"grid": "10/2/5"}) == {"grid": [2, 5, 10]}
+    assert all(isinstance(get_probe(n).option_help, dict) for n in PROBES)
+
+
+def test_horizon_grid_is_capped_at_the_window_and_the_longest_history():
+    from seqbench.probes.order_horizon import horizon_grid
+
+    assert horizon_grid(128) == [2, 3, 5, 10, 20, 50, 128]
+    assert horizon_grid(10) == [2, 3, 5, 10]
+    assert horizon_grid(128, longest=15) == [2, 3, 5, 10, 20]
+    assert horizon_grid(128, [4, 300]) == [4]
+    assert horizon_grid(1) == horizon_grid(0) == []
+
+
+class PositionModel:
+    """Knows each user's target and the item at one history position: scores the target first exactly
+    when that position still holds the original item, else last. It uses order at depth ``depth`` only
+    (``None``: ignores the history; rows shorter than ``depth`` always hit)."""
+
+    window = 20
+
+    def __init__(self, data, depth: int | None):
+        self.depth = depth
+        test = data.histories("test")
+        self.key = {int(u): int(test.row(b)[-depth]) for b, u in enumerate(test.users)
+                    if depth and len(test.row(b)) >= depth}
+
+    def score(self, hist, cands):
+        s = np.full(cands.shape, 0.0)
+        for b, u in enumerate(hist.users):
+            want = self.key.get(int(u))
+            s[b, 0] = 1.0 if want is None or int(hist.row(b)[-self.depth]) == want else -1.0
+        return s
+
+
+@pytest.mark.parametrize("depth,expected", [(None, None), (1, 2), (5, 5)])
+def test_order_horizon_finds_the_depth_a_model_reads(tiny, depth, expected):
+    """An order-free model: no K significant; a model reading the last item: significant from K=2 (the
+    swap); one reading only the 5th most recent item: unaffected by K=2,3, significant from K=5."""
+    res = get_probe("order-horizon").run(_pc(PositionModel(tiny, depth), tiny))
+    st = res.probe_stats
+    longest = int(tiny.histories("test").lengths.max())
+    assert st["grid"] == [k for k in (2, 3, 5, 10) if k < longest] + [next(k for k in (2, 3, 5, 10, 20)
+                                                                          if k >= longest)]
+    assert st["smallest_significant_k"] == expected
+    curve = {c["k"]: c for c in st["horizon"]}
+    assert set(curve) == set(st["grid"])
+    if depth == 5:
+        assert curve[2]["relative_change"] == curve[3]["relative_change"] == 0 and curve[5]["relative_change"] < 0
+    if expected is None:
+        assert res.test.p_value == 1.0 and all(c["p_holm"] == 1.0 for c in st["horizon"])
+    else:
+        assert res.test.p_value == min(c["p_holm"] for c in st["horizon"]) < 0.05
+    ks = sorted({s for _, _, s in res.steps})
+    assert ks == st["grid"] and {n for n, _, _ in res.steps} >= {"horizon_relative_change", "horizon_p_holm"}

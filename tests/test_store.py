@@ -32,7 +32,7 @@ def test_identity_changes_with_every_part(change):
 
 
 def test_histories_hash_sees_order(tiny):
-    from seqbench.probes.permutation import PERMUTATION_SEED, permute_all
+    from seqbench.data.permutation import PERMUTATION_SEED, permute_all
 
     train = tiny.histories("train")
     assert histories_hash(train) == histories_hash(tiny.histories("train"))

@@ -15,14 +15,18 @@ from seqbench.errors import DataError
 
 TRAIN, VALID, TEST = 0, 1, 2
 MIN_USER_LEN = 3  # one train item, one validation item, one test item
+SAMPLE_STAGES = ("before", "after")
 
 
 @dataclass(frozen=True)
 class PrepareParams:
     k: int = 5
     kcore: str = "iterative"  # "iterative" (until stable) or "single" (the paper's one-pass rule)
-    sample_users: float = 1.0  # fraction of users kept before filtering
+    sample_users: float = 1.0  # fraction of users kept
     sample_seed: int = 0
+    # "before": sample raw users, then k-core (a small sample of a k-core dataset collapses under k-core);
+    # "after": sample users of the k-core result and keep their whole histories, without filtering again
+    sample_stage: str = "before"
     neg_seed: int = 0
     n_neg: int = 99
     n_neg_title: int = 19
@@ -72,6 +76,20 @@ def _kcore(u: np.ndarray, i: np.ndarray, k: int, mode: str) -> np.ndarray:
         if new.sum() == keep.sum():
             return new
         keep = new
+
+
+def _sample_users(ucode: np.ndarray, rows: np.ndarray, params: PrepareParams, report: dict) -> np.ndarray:
+    """Seeded sample of the users present in ``rows``, as a mask over user codes.
+
+    Users are drawn from those present (sorted codes), so "after" draws from the k-core survivors and a
+    5 % sample means 5 % of the users actually left."""
+    present = np.unique(ucode[rows])
+    n = max(1, round(len(present) * params.sample_users))
+    rng = np.random.default_rng(params.sample_seed)
+    chosen = np.zeros(int(ucode.max()) + 1, dtype=bool)
+    chosen[rng.choice(present, size=n, replace=False)] = True
+    report["users_sampled"] = int(n)
+    return chosen
 
 
 def _first_appearance_ids(codes: np.ndarray) -> np.ndarray:
@@ -169,19 +187,20 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     keep = ~_duplicate_rows(ucode, icode, ts)
     report["duplicates_dropped"] = int(n_rows - keep.sum())
 
-    if params.sample_users < 1.0:
-        if not 0.0 < params.sample_users <= 1.0:
-            raise DataError(f"--sample-users must be in (0, 1], got {params.sample_users}")
-        n_u = int(ucode.max()) + 1
-        rng = np.random.default_rng(params.sample_seed)
-        chosen = np.zeros(n_u, dtype=bool)
-        chosen[rng.choice(n_u, size=max(1, round(n_u * params.sample_users)), replace=False)] = True
-        keep &= chosen[ucode]
-        report["users_sampled"] = int(chosen.sum())
+    if params.sample_stage not in SAMPLE_STAGES:
+        raise DataError(f"unknown --sample-stage '{params.sample_stage}' (use one of {', '.join(SAMPLE_STAGES)})")
+    if not 0.0 < params.sample_users <= 1.0:
+        raise DataError(f"--sample-users must be in (0, 1], got {params.sample_users}")
+    sampling = params.sample_users < 1.0
+    if sampling and params.sample_stage == "before":
+        keep &= _sample_users(ucode, np.flatnonzero(keep), params, report)[ucode]
 
     idx = np.flatnonzero(keep)
     kmask = _kcore(ucode[idx], icode[idx], params.k, params.kcore)
     idx = idx[kmask]
+    if sampling and params.sample_stage == "after":  # whole histories of the sampled users, no second k-core
+        report["users_after_kcore"] = int(len(np.unique(ucode[idx])))
+        idx = idx[_sample_users(ucode, idx, params, report)[ucode[idx]]]
     # Users with too few interactions for train/valid/test (possible with the single-pass rule).
     counts = np.bincount(ucode[idx], minlength=int(ucode.max()) + 1)
     short = counts[ucode[idx]] < MIN_USER_LEN

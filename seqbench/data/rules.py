@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqbench.data.histories import Histories, segment_ids
+from seqbench.data.permutation import permute_all
 
 MIN_SUPPORT = 5
 MIN_CONFIDENCE = 0.1
@@ -47,8 +48,6 @@ def count_rules(hist: Histories, n: int, min_support: int = MIN_SUPPORT,
 
 def rules_ratio(hist: Histories, seed: int = 0) -> dict:
     """Rule counts for 2- and 3-grams in the data and in its shuffled copy, and their ratios."""
-    from seqbench.probes.permutation import permute_all
-
     shuffled = permute_all(hist, seed)
     out = {}
     for n in (2, 3):
