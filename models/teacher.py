@@ -73,8 +73,10 @@ def sasrec_teacher(data: SeqDataset, train: Histories, ctx: RunContext, layer: d
     if use_cache and (path / "weights.pt").is_file():
         teacher.load(path)
     else:
-        # the teacher's curve is logged as teacher_* so it never mixes with the student's own train_loss
-        teacher_ctx = dataclasses.replace(ctx, log_metric=lambda name, value, step: ctx.metric(
+        # the teacher's curve is logged as teacher_* so it never mixes with the student's own train_loss; the
+        # student's checkpointer is not the teacher's: its file holds the LLM loop's state (a teacher is cached
+        # whole once trained, and retrains in minutes if a run dies before that)
+        teacher_ctx = dataclasses.replace(ctx, checkpoint=None, log_metric=lambda name, value, step: ctx.metric(
             f"teacher_{name}", value, step))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqbench.errors import SeqbenchError
-from seqbench.tracking import EXPERIMENT, metric_key
+from seqbench.tracking import EXPERIMENT, NOT_RESULTS, metric_key
 
 MIN_PREFIX = 4  # shorter prefixes are too likely to be ambiguous to be useful
 
@@ -88,6 +88,8 @@ def list_runs(tracking_uri: str | None = None, dataset: str | None = None, model
     rows = []
     for r in _all_runs(_client(tracking_uri), " and ".join(filters)):
         tags, metrics = r.data.tags, r.data.metrics
+        if tags.get("run_kind") in NOT_RESULTS:  # a sweep's parent run or a live training curve: no result
+            continue
         a, b = _conditions(r)
         rows.append(RunRow(
             run_id=r.info.run_id, dataset=tags.get("dataset", r.data.params.get("dataset", "?")),

@@ -16,6 +16,8 @@ import pandas as pd
 from seqbench import __version__
 
 EXPERIMENT = "seqbench"
+# `run_kind` tag of runs that hold no probe result: a sweep's parent run, a live training curve
+NOT_RESULTS = ("train", "sweep")
 
 
 def code_version() -> str:

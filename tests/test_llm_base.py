@@ -86,3 +86,21 @@ def test_time_based_saves_between_checks(tiny, tmp_path, monkeypatch):
     model.fit(tiny, train, RunContext(seed=0, checkpoint=ckpt))
     steps = -(-len(training_examples(train, autoregressive=False)[1]) // 16)
     assert ckpt.saves == steps and ckpt.cleared  # one save per step: time-based, then the epoch-end check
+
+
+def test_teacher_training_never_writes_the_students_checkpoint(tiny, tmp_path, monkeypatch):
+    """The SASRec teacher trains inside the student's fit; its CF loop must not save into (or resume from) the
+    student's checkpoint, whose file holds the LLM loop's state."""
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path))  # empty cache: the teacher really trains here
+    saved: list[set[str]] = []
+
+    class Recording(MemoryCheckpointer):
+        def save(self, state: dict[str, Any]) -> None:
+            saved.append(set(state))
+            super().save(state)
+
+    model = create_model("llara", tiny.n_items, {"llm": "tiny-random", "dtype": "fp32", "teacher_epochs": 4,
+                                                 "max_epochs": 1, "batch_size": 16, "val_every_frac": 1.0,
+                                                 "max_valid_users": 2})
+    model.fit(tiny, tiny.histories("train").take(np.arange(48)), RunContext(seed=0, checkpoint=Recording()))
+    assert saved and all("loop" in keys for keys in saved)

@@ -167,7 +167,8 @@ def test_report_command_on_real_tiny_runs(tiny_home, tracking_uri, tmp_path):
     for fig in ("order_tiny", "cosine_tiny", "groups_tiny"):
         assert f"(figures/{fig}.png)" in md and (out / "figures" / f"{fig}.png").stat().st_size > 1000
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    ids = [r.info.run_id for r in client.search_runs([client.get_experiment_by_name("seqbench").experiment_id])]
+    ids = [r.info.run_id for r in client.search_runs([client.get_experiment_by_name("seqbench").experiment_id],
+                                                     "tags.run_kind = 'probe'")]  # not the live training curves
     assert len(ids) == 6 and all(i in md for i in ids)
     r = runner.invoke(app, ["report", "--tracking-uri", tracking_uri, "--out", str(out), "--format", "pdf"])
     assert r.exit_code == 1 and "unknown format 'pdf'" in r.output

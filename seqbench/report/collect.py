@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seqbench.errors import SeqbenchError
+from seqbench.tracking import NOT_RESULTS
 
 RESULT = "result.json"
 PER_USER = "per_user_metrics.parquet"
@@ -127,6 +128,8 @@ class RunSource:
         def key(name: str) -> str | None:
             return params.get(name, tags.get(name))
 
+        if tags.get("run_kind") in NOT_RESULTS:  # a sweep's parent run or a live training curve: no result
+            return None
         if key("model") is None or key("probe") is None or key("dataset") is None:
             notes.append(f"run {info.run_id} skipped: no dataset/model/probe param or tag (not a seqbench run)")
             return None
