@@ -39,7 +39,8 @@ from seqbench.llm.text_encoder import MINILM, encode_texts, load_text_encoder
 from .llm_base import LLMRecommender
 from .llm_config import LLMRecConfig
 from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
-from .teacher import cache_path, histories_digest, save_atomic
+from .store import histories_hash
+from .teacher import cache_path, save_atomic
 
 
 @dataclass
@@ -111,7 +112,7 @@ class ALLMRec(LLMRecommender):
     def prepare(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
         """Stage 1 (trained, or loaded from the cache), then the frozen z table feeds f_I in stage 2."""
         cfg = self.config
-        key = {"data": data.content_hash, "seed": ctx.seed, "train": histories_digest(train),
+        key = {"data": data.content_hash, "seed": ctx.seed, "train": histories_hash(train),
                "teacher": dataclasses.asdict(self.teacher.config), "text_encoder": cfg.text_encoder,
                "stage1": [cfg.d_latent, cfg.stage1_epochs, cfg.stage1_batch_size, cfg.stage1_lr]}
         path = cache_path("stage1", "allmrec", data, key)

@@ -1,8 +1,9 @@
-"""The frozen SASRec teacher every CF-aware LLM recommender shares, and the on-disk cache for such pre-trained
-parts (docs/MODELS.md §3.1 "Use as CF-SRec").
+"""The frozen SASRec teacher every CF-aware LLM recommender shares (spec MODELS.md §3.1 "Use as CF-SRec"), and
+the on-disk cache for pre-trained parts that are not recommenders (A-LLMRec's stage 1).
 
-One teacher per (dataset, seed, teacher config, train histories): LLaRA, CoLLM, A-LLMRec and LLM-SRec on the same
-data and seed load the same cached SASRec; ``shuffle-train`` passes shuffled histories and gets its own.
+One teacher per trained-model identity (dataset, seed, teacher config, train histories, code version), kept in
+the trained-model store: LLaRA, CoLLM, A-LLMRec and LLM-SRec on the same data and seed load the same SASRec;
+``shuffle-train`` passes shuffled histories and gets its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from seqbench.context import RunContext
@@ -26,13 +26,6 @@ from seqbench.data.histories import Histories
 from seqbench.llm.backbone import cache_root
 
 from .llm_data import TEACHER_MAXLEN
-
-
-def histories_digest(hist: Histories) -> str:
-    h = hashlib.sha256()
-    for a in (hist.users, hist.items, hist.times, hist.offsets):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 def cache_path(kind: str, tag: str, data: SeqDataset, key: dict[str, Any]) -> Path:
@@ -60,27 +53,28 @@ def teacher_layer(epochs: int, patience: int, loss: str) -> dict[str, Any]:
 
 
 def sasrec_teacher(data: SeqDataset, train: Histories, ctx: RunContext, layer: dict[str, Any], use_cache: bool):
-    """SASRec trained on exactly these train histories (or loaded from the cache), frozen and in eval mode.
-
-    The one place a teacher is made: a trained-model store can replace the cache lookup here.
-    """
+    """SASRec trained on exactly these train histories, or taken from the trained-model store, where it lives
+    under the same kind of identity as any model ``seqbench run`` trains (name, config, dataset, train
+    histories, seed, code version); ``use_cache=False`` retrains it. Its fit gets its own checkpoint (keyed by
+    its identity), never the student's, whose file holds the LLM loop's state."""
     from seqbench.models import create_model
+    from seqbench.version import code_version
 
-    teacher = create_model("sasrec", data.n_items, layer)
-    path = cache_path("teachers", "sasrec", data, {"data": data.content_hash, "seed": ctx.seed,
-                                         "teacher": dataclasses.asdict(teacher.config),
-                                         "train": histories_digest(train)})
-    if use_cache and (path / "weights.pt").is_file():
-        teacher.load(path)
-    else:
-        # the teacher's curve is logged as teacher_* so it never mixes with the student's own train_loss; the
-        # student's checkpointer is not the teacher's: its file holds the LLM loop's state (a teacher is cached
-        # whole once trained, and retrains in minutes if a run dies before that)
-        teacher_ctx = dataclasses.replace(ctx, checkpoint=None, log_metric=lambda name, value, step: ctx.metric(
+    from .store import ModelStore, histories_hash, identity
+
+    teacher = create_model("sasrec", data.n_items, layer)  # built once: a second init would shift the global RNG
+
+    def fit(model, fit_ctx: RunContext):
+        # the teacher's curve is logged as teacher_* so it never mixes with the student's own train_loss
+        teacher_ctx = dataclasses.replace(fit_ctx, log_metric=lambda name, value, step: ctx.metric(
             f"teacher_{name}", value, step))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            teacher.fit(data, train, teacher_ctx)
-        if use_cache:
-            save_atomic(path, teacher.save)
-    return teacher
+            return model.fit(data, train, teacher_ctx)
+
+    config = dataclasses.asdict(teacher.config)
+    ident = identity("sasrec", config, data.content_hash, histories_hash(train), ctx.seed, code_version())
+    meta = {"model": "sasrec", "role": "teacher", "dataset": data.name, "seed": ctx.seed, "config": config}
+    stored = ModelStore().get_or_fit(ident, lambda: teacher, fit, dataclasses.replace(ctx, checkpoint=None), meta,
+                                     retrain=not use_cache)
+    return stored.model

@@ -27,10 +27,10 @@ from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.models import FitReport, create_model, get_spec
+from seqbench.models.store import ModelStore, histories_hash, identity
 from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
-from seqbench.store import ModelStore, histories_hash, identity
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 

@@ -29,9 +29,9 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.store import data_home, list_datasets
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.models import MODELS, get_spec
+from seqbench.models.store import ModelStore, histories_hash, identity
 from seqbench.probes import PROBES, get_probe, validate_probe_options
 from seqbench.runner import RunSpec, SeedPass, _log, ensure_dataset, resolved_config, result_dict, seed_pass
-from seqbench.store import ModelStore, histories_hash, identity
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,21 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqbench import __version__
+from seqbench.version import code_version  # noqa: F401  (re-exported: runs record it)
 
 EXPERIMENT = "seqbench"
 # `run_kind` tag of runs that hold no probe result: a sweep's parent run, a live training curve
 NOT_RESULTS = ("train", "sweep")
-
-
-def code_version() -> str:
-    """The package version plus the git commit when running from a checkout."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

@@ -29,15 +29,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory):
-    """One temporary cache for the module: the SASRec teacher (1 epoch) is trained once and shared."""
-    old = os.environ.get("SEQBENCH_CACHE")
+    """One temporary cache and trained-model store for the module: the SASRec teacher (1 epoch) is trained
+    once and shared, as it is between runs."""
+    names = ("SEQBENCH_CACHE", "SEQBENCH_MODEL_STORE")
+    old = {k: os.environ.get(k) for k in names}
     path = tmp_path_factory.mktemp("cache")
     os.environ["SEQBENCH_CACHE"] = str(path)
+    os.environ["SEQBENCH_MODEL_STORE"] = str(path / "models")
     yield path
-    if old is None:
-        os.environ.pop("SEQBENCH_CACHE", None)
-    else:
-        os.environ["SEQBENCH_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_store():
+    """Overrides the suite's per-test empty store: this module shares one (see ``cache``)."""
 
 
 def build(name: str, tiny, **settings):

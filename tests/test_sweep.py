@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from seqbench.errors import SeqbenchError, UnknownNameError
-from seqbench.store import ModelStore
+from seqbench.models.store import ModelStore
 from seqbench.sweep import device_for, expand, load_grid, run_sweep, task_resources, threads_for
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from seqbench.context import RunContext, seed_everything
 from seqbench.models import create_model
-from seqbench.store import FileCheckpointer
+from seqbench.models.store import FileCheckpointer
 
 CFG = {"max_epochs": "6", "eval_every": "1", "d": "16", "maxlen": "16", "patience": "10"}
 

@@ -10,8 +10,8 @@ from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
 from seqbench.models import FitReport, create_model
+from seqbench.models.store import FileCheckpointer, ModelStore, histories_hash, identity
 from seqbench.runner import RunSpec, run
-from seqbench.store import FileCheckpointer, ModelStore, histories_hash, identity
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,8 @@ import torch
 from seqbench.context import RunContext
 from seqbench.data.histories import Histories
 from seqbench.llm.backbone import cache_root
-from seqbench.models import FitReport, Recommender
+
+from .base import FitReport, Recommender
 
 
 def histories_hash(hist: Histories) -> str:
@@ -146,7 +147,8 @@ class ModelStore:
         checkpointer keyed by ``ident`` (a crashed fit resumes), store it and return it.
 
         This is the one entry point for "a trained model of this identity": the runner, the sweep tasks and
-        (later) LLM-SRec's teacher use it; ``build`` makes an untrained model, ``fit(model, ctx)`` trains it.
+        the LLM models' SASRec teacher (``teacher.sasrec_teacher``) use it; ``build`` makes an untrained model,
+        ``fit(model, ctx)`` trains it.
         ``every_s``: loops that honour it (LLM loops) also checkpoint at most that many seconds apart.
         """
         model = build()
