@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqbench.config import AT_LEAST_1, setting
+from seqbench.config import AT_LEAST_1, DROPOUT, setting
 
 from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
 from .layers import Dropout
@@ -34,7 +34,9 @@ class NextItNetConfig(CFConfig):
     dilations: tuple[int, ...] = setting((1, 2, 4, 8, 1, 2, 4, 8), "one dilation per residual block "
                                          "(--set dilations=1;2;4)", AT_LEAST_1)
     kernel: int = setting(3, "convolution kernel width", AT_LEAST_1)
-    dropout: float = 0.0  # the official model has no dropout; kept as a knob (applied to embeddings)
+    # the official model has no dropout; on ml-100k it over-fits after ~18 epochs, and embedding dropout 0.5
+    # lifted validation NDCG@10 from 0.311 to 0.380 in a small grid (0, 0.2, 0.5; lr 3e-4): chosen on validation
+    dropout: float = setting(0.5, "dropout on the item embeddings (official: none)", DROPOUT)
     patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, as GRU4Rec (§3.4)
 
 
