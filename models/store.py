@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqbench.atomic import write_atomic
 from seqbench.context import RunContext
 from seqbench.data.histories import Histories
 from seqbench.llm.backbone import cache_root
@@ -36,7 +37,7 @@ def histories_hash(hist: Histories) -> str:
     """Content hash of train histories (users, items, times, offsets): shuffled histories hash differently."""
     h = hashlib.sha256()
     for a in (hist.users, hist.items, hist.times, hist.offsets):
-        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(np.ascontiguousarray(a))  # the buffer itself, without a copy
     return h.hexdigest()
 
 
@@ -46,18 +47,6 @@ def identity(model: str, config: dict[str, Any], dataset_hash: str, train_hash: 
     desc = {"model": model, "config": config, "dataset": dataset_hash, "train": train_hash, "seed": int(seed),
             "code": code_version}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FileCheckpointer:
@@ -73,7 +62,7 @@ class FileCheckpointer:
         return torch.load(self.path, map_location="cpu", weights_only=False)
 
     def save(self, state: dict[str, Any]) -> None:
-        _atomic_torch_save(state, self.path)
+        write_atomic(self.path, lambda p: torch.save(state, p))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

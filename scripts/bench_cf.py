@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.config import parse_sets
 from seqbench.context import RunContext, resolve_device, seed_everything
@@ -37,7 +38,6 @@ from seqbench.data.pipeline import prepare_source
 from seqbench.data.store import load_dataset
 from seqbench.eval.evaluator import evaluate
 from seqbench.models import MODELS, create_model, get_spec
-from seqbench.runner import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT.parent / "shared" / "data" / "ml-100k"

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from seqbench.atomic import write_json_atomic
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
 from seqbench.data.stats import dataset_stats
 from seqbench.data.store import load_dataset
 from seqbench.probes.transition import t_scores
-from seqbench.runner import RunSpec, run, write_json_atomic
+from seqbench.runner import RunSpec, run
 
 PROBES = ["shuffle-infer", "shuffle-train", "cosine"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import mlflow
 
+from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
-from seqbench.runner import write_json_atomic
 
 MODELS = ["pop", "sasrec", "gru4rec"]
 PROBES = ["shuffle-infer", "cosine", "shuffle-train"]

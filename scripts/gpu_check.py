@@ -126,6 +126,7 @@ def _check(argv: list[str] | None, work: Path) -> dict:
     ap.add_argument("--output", type=Path, default=Path("reports/gpu_check.json"))
     args = ap.parse_args(argv)
 
+    from seqbench.atomic import write_json_atomic
     from seqbench.context import RunContext, resolve_device, seed_everything
     from seqbench.data.pipeline import prepare_source
     from seqbench.data.preprocess import PrepareParams
@@ -134,7 +135,6 @@ def _check(argv: list[str] | None, work: Path) -> dict:
     from seqbench.llm.backbone import decoder_of, resolve_dtype
     from seqbench.models import create_model
     from seqbench.probes.base import evaluate_test
-    from seqbench.runner import write_json_atomic
 
     info = machine_info()
     device = resolve_device(args.device)

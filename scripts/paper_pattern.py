@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.config import parse_sets
 from seqbench.data.pipeline import prepare_source
@@ -41,7 +42,7 @@ from seqbench.data.sources.options import SourceOptions
 from seqbench.data.store import data_home, list_datasets
 from seqbench.llm.backbone import resolve_dtype
 from seqbench.models import get_spec
-from seqbench.runner import RunSpec, run, write_json_atomic
+from seqbench.runner import RunSpec, run
 from seqbench.stats.multiple import holm
 
 BASELINES = ["tallrec", "llara", "collm", "a-llmrec"]

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
+from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.config import parse_sets
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.store import data_home, load_dataset
 from seqbench.models import create_model, get_spec
 from seqbench.probes import ProbeContext, get_probe
-from seqbench.runner import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED_WINDOW = 10

@@ -319,9 +319,9 @@ def compare_cmd(
     output: Annotated[Path | None, typer.Option(help="Write the comparison as JSON here.")] = None,
 ) -> None:
     """Compare models user by user across runs on the same dataset (paired Wilcoxon, Holm over runs)."""
+    from seqbench.atomic import write_json_atomic
     from seqbench.compare import compare_runs
     from seqbench.render import comparison_table
-    from seqbench.runner import write_json_atomic
 
     try:
         result = compare_runs(run_ids, metric, condition, tracking_uri)

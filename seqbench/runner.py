@@ -8,9 +8,6 @@ several seeds get an aggregate (mean ± CI over seeds, paired t-test over seeds)
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from seqbench.atomic import write_json_atomic
 from seqbench.config import load_config_file, resolve
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
@@ -116,7 +114,8 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
     steps: list[tuple[str, float, int]] = []
 
     def trained(d: SeqDataset, train: Histories, keep: bool):
-        ident = identity(spec.model, config, d.content_hash, histories_hash(train), seed, code)
+        train_hash = histories_hash(train)
+        ident = identity(spec.model, config, d.content_hash, train_hash, seed, code)
 
         def metric(name: str, value: float, step: int) -> None:
             if keep:
@@ -130,7 +129,7 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
 
         ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)
         meta = {"model": spec.model, "dataset": d.name, "dataset_hash": d.content_hash, "seed": seed,
-                "config": config, "code_version": code, "train_hash": histories_hash(train)}
+                "config": config, "code_version": code, "train_hash": train_hash}
         return store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
                                 spec.checkpoint_every_s), ctx
 
@@ -178,19 +177,6 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
                 "seconds": fit.seconds, "seconds_to_best": fit.seconds_to_best},
         "mlflow_run_id": None,
     }
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,

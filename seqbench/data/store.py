@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqbench import __version__
+from seqbench.atomic import umask_mode
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.negatives import CANDIDATE_SETS, sample_candidates
 from seqbench.data.preprocess import Prepared, PrepareParams
@@ -45,13 +46,6 @@ def dataset_path(name: str, home: Path) -> Path:
     if not (path / "meta.json").is_file():
         raise UnknownNameError("dataset", name, list_datasets(home))
     return path
-
-
-def _folder_mode() -> int:
-    """The mode ``mkdir`` would give a new folder under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o777 & ~mask
 
 
 def remove_dataset(name: str, home: Path) -> Path:
@@ -87,7 +81,7 @@ def write_dataset(
     home_existed = home.exists()
     home.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=home))
-    tmp.chmod(_folder_mode())  # mkdtemp makes it 0700; a dataset folder is shared like any other folder
+    tmp.chmod(umask_mode(folder=True))  # mkdtemp makes it 0700; a dataset folder is shared like any other folder
     n_users = len(prep.user_ids)
     try:
         # The plain tables do not depend on the candidates: a thread writes them (pyarrow releases the

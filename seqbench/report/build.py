@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from seqbench.atomic import write_atomic
 from seqbench.errors import SeqbenchError
 
 from . import figures, tables
@@ -47,21 +46,6 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
     return Document("seqbench report", preamble, sections)
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
                  models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
                  data_home: Path | None = None) -> list[Path]:
@@ -82,11 +66,11 @@ def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbenc
         fig_dir.mkdir(exist_ok=True)
         for s in doc.sections:
             for f in s.figures:
-                _write(fig_dir / f"{f.name}.png", f.png)
+                write_atomic(fig_dir / f"{f.name}.png", lambda p, data=f.png: p.write_bytes(data))
                 written.append(fig_dir / f"{f.name}.png")
-        _write(out / "report.md", to_markdown(doc).encode())
+        write_atomic(out / "report.md", lambda p: p.write_text(to_markdown(doc), encoding="utf-8"))
         written.append(out / "report.md")
     if fmt in ("html", "both"):
-        _write(out / "report.html", to_html(doc).encode())
+        write_atomic(out / "report.html", lambda p: p.write_text(to_html(doc), encoding="utf-8"))
         written.append(out / "report.html")
     return written
