@@ -66,6 +66,7 @@ class LLMRecommender:
     name: ClassVar[str] = "llm"
     config_cls: ClassVar[type[LLMRecConfig]] = LLMRecConfig
     needs_teacher: ClassVar[bool] = True  # frozen SASRec: E_i for [HistoryEmb], O_u for [UserRep] / losses
+    tasks: ClassVar[tuple[str, ...]] = ("retrieval", "generation")
     item_act: ClassVar[type[nn.Module]] = nn.LeakyReLU  # f_I's activation
 
     def __init__(self, n_items: int, config: LLMRecConfig | None = None):
@@ -76,6 +77,8 @@ class LLMRecommender:
             raise SeqbenchError(f"{self.name} lr_decay must be check, epoch or none, got '{cfg.lr_decay}'")
         if cfg.valid_metric not in ("hr@10", "ndcg@10", "hr@20", "ndcg@20"):
             raise SeqbenchError(f"{self.name} valid_metric must be hr@10 or ndcg@10, got '{cfg.valid_metric}'")
+        if cfg.task not in self.tasks:
+            raise SeqbenchError(f"{self.name} supports --task {' or '.join(self.tasks)}, not '{cfg.task}'")
         self.window = cfg.window
         self.device = torch.device("cpu")
         self.llm = self.tok = self.peft = None
@@ -109,6 +112,15 @@ class LLMRecommender:
 
     def prepare(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
         """Hook after the teacher is ready and before the heads are built (A-LLMRec's stage 1)."""
+
+    @property
+    def generation(self) -> bool:
+        return self.config.task == "generation"
+
+    @property
+    def selection_metric(self) -> str:
+        """What model selection maximises on validation: HR@1 of the decoded titles in generation."""
+        return "hr@1" if self.generation else self.config.valid_metric
 
     @property
     def history_emb(self) -> bool:
@@ -234,9 +246,12 @@ class LLMRecommender:
         return self._grouped(self.builder.items(items), forward_group, task, max_rows, max_tokens)
 
     # -- evaluation -----------------------------------------------------------------------------------
-    def _require_ready(self) -> None:
+    def _require_ready(self, retrieval: bool = False) -> None:
         if self.heads is None or self.builder is None:
             raise SeqbenchError(f"{self.name} has not been trained or loaded")
+        if retrieval and self.generation:
+            raise SeqbenchError(f"{self.name} was trained for --task generation: it names a title among the listed "
+                                "candidates and has no [UserOut]/[ItemOut] vectors to score or compare")
 
     def set_training(self, on: bool) -> None:
         """Heads and (LoRA models' private) LLM in train or eval mode; the shared frozen LLM stays in eval."""
@@ -275,7 +290,7 @@ class LLMRecommender:
 
     @torch.no_grad()
     def _user_vectors(self, hist: Histories, raw: bool = False) -> torch.Tensor:
-        self._require_ready()
+        self._require_ready(retrieval=True)
         self.set_training(False)
         prompts = self.builder.users(hist)
         o_u = self._teacher_user(hist) if self.user_rep else None
@@ -311,12 +326,29 @@ class LLMRecommender:
         return self._user_vectors(hist, raw=True).float().cpu().numpy()
 
     def validate(self, hist: Histories, cands: np.ndarray) -> dict[str, float]:
+        if self.generation:
+            out = self.evaluate_generation(hist, cands)
+            return {"hr@1": float(np.mean(out["hr@1"])), "invalid": float(np.mean(out["invalid"]))}
         ranks = ranks_from_scores(self.score(hist, cands))
         return {k: float(np.mean(v)) for k, v in metrics_from_ranks(ranks).items()}
 
+    def evaluate_generation(self, hist: Histories, candidates: np.ndarray) -> dict:
+        """Generation task: decode a title per user from the 20 listed candidates (target first in
+        ``candidates``); per-user ``hr@1`` / ``invalid`` plus the outputs (``llm_generation``)."""
+        from .llm_generation import evaluate_generation
+
+        self._require_ready()
+        if not self.generation:
+            raise SeqbenchError(f"{self.name} was trained for retrieval; train it with --task generation")
+        return evaluate_generation(self, hist, candidates)
+
     # -- training -------------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """Heads (in generation only the soft-token projections f_I / f_U: the retrieval heads are unused)
+        and, for LoRA models, the adapters."""
         heads = [p for p in self.heads.parameters() if p.requires_grad]
+        if self.generation:
+            heads = [p for part in (self.heads.f_I, self.heads.f_U) if part is not None for p in part.parameters()]
         return heads + ([p for p in self.llm.parameters() if p.requires_grad] if self.peft is not None else [])
 
     def trainable_state(self) -> dict[str, Any]:
@@ -334,7 +366,12 @@ class LLMRecommender:
 
     def batch_loss(self, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
                    rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        """L_Retrieval over the positive + ``n_negatives`` uniform negatives (§2), plus the model's extras."""
+        """L_Retrieval over the positive + ``n_negatives`` uniform negatives (§2), plus the model's extras; in
+        generation the LM loss on the target title (``llm_generation``)."""
+        if self.generation:
+            from .llm_generation import generation_loss
+
+            return generation_loss(self, hist, targets, o_u, rng)
         cfg, heads = self.config, self.heads
         avoid = hist.padded(TEACHER_MAXLEN)
         negs = sample_negatives(avoid, targets, self.n_items, cfg.n_negatives, rng)

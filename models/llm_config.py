@@ -31,6 +31,10 @@ class LLMRecConfig:
                                           AT_LEAST_1)
     autoregressive: bool = setting(False, "App. E.3: every position of the train sequence is a target")
     n_negatives: int = setting(3, "negatives per training user (§2: 1 positive + 3 negatives)", AT_LEAST_1)
+    task: str = setting("retrieval", "retrieval ([UserOut]/[ItemOut] heads) or generation (candidate titles in the "
+                        "prompt, LM loss on the target title); set with `seqbench run --task`",
+                        choices=("retrieval", "generation"))
+    max_new_tokens: int = setting(64, "generation: most tokens decoded per answer", AT_LEAST_1)
     window: int = setting(PROMPT_WINDOW, "most recent items shown in the prompt", AT_LEAST_1)
     d_proj: int = setting(128, "projection size d' (App. D)", AT_LEAST_1)
     teacher_epochs: int = setting(200, "SASRec teacher: most epochs (official: fixed 200)", AT_LEAST_1)

@@ -38,9 +38,11 @@ if TYPE_CHECKING:
     from .llm_base import LLMRecommender
 
 
-def validation_set(data: SeqDataset, max_users: int | None, seed: int) -> tuple[Histories, np.ndarray]:
-    """Validation histories and persisted candidates, or a seeded subset of ``max_users`` users."""
-    hist, cands = data.histories("valid"), data.candidates["valid"]
+def validation_set(data: SeqDataset, max_users: int | None, seed: int,
+                   candidates: str = "valid") -> tuple[Histories, np.ndarray]:
+    """Validation histories and persisted candidates (``valid``, or ``valid_title`` for generation), or a
+    seeded subset of ``max_users`` users."""
+    hist, cands = data.histories("valid"), data.candidates[candidates]
     if max_users is not None and max_users < len(hist):
         rows = np.sort(np.random.default_rng(seed).choice(len(hist), max_users, replace=False))
         hist, cands = hist.take(rows), cands[rows]
@@ -57,7 +59,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     if len(ex_target) == 0:
         raise SeqbenchError(f"{name}: no user has two or more train items to build a training example")
     o_all = model._teacher_user(ex_hist) if model.teacher is not None else None  # frozen: once per example
-    v_hist, v_cands = validation_set(data, cfg.max_valid_users, ctx.seed)
+    v_hist, v_cands = validation_set(data, cfg.max_valid_users, ctx.seed,
+                                     "valid_title" if model.generation else "valid")
 
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: cfg.lr_decay_factor ** k)
@@ -91,7 +94,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
         last_save = time.monotonic()
 
     bar = TrainProgress(ctx.progress, name, cfg.max_epochs * steps, "step", cfg.patience, every,
-                        f"valid {cfg.valid_metric}")
+                        f"valid {model.selection_metric}")
     while s["epoch"] <= cfg.max_epochs and not s["stop"]:
         epoch = s["epoch"]
         if s["order"] is None:  # a tensor, so the state loads with torch.load(weights_only=True)
@@ -143,15 +146,18 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
 
 def _check(model: LLMRecommender, s: dict[str, Any], v_hist: Histories, v_cands: np.ndarray, ctx: RunContext,
            gstep: int, epoch: int, count: int, start: float) -> None:
-    """One validation check: log, keep the best state (ties count as improvements, the code's ``>=``)."""
-    cfg = model.config
+    """One validation check: log, keep the best state (ties count as improvements, the code's ``>=``).
+    ``best_ndcg`` (FitReport.best_valid) is validation NDCG@10, or HR@1 in the generation task."""
+    key = model.selection_metric
     s["check"] += 1
     m = model.validate(v_hist, v_cands)
-    for key in dict.fromkeys((cfg.valid_metric, "ndcg@10")):
-        ctx.metric(f"valid_{key}", m[key], gstep)
-    s["curve"].append((s["check"], s["total"] / count, m["ndcg@10"]))
-    if m[cfg.valid_metric] >= s["best"]:
-        s.update(best=m[cfg.valid_metric], best_ndcg=m["ndcg@10"], best_epoch=epoch, best_step=gstep, bad=0,
+    report = m.get("ndcg@10", m[key])
+    for name in dict.fromkeys((key, "ndcg@10", "invalid")):
+        if name in m:
+            ctx.metric(f"valid_{name}", m[name], gstep)
+    s["curve"].append((s["check"], s["total"] / count, report))
+    if m[key] >= s["best"]:
+        s.update(best=m[key], best_ndcg=report, best_epoch=epoch, best_step=gstep, bad=0,
                  best_state=model.trainable_state(), t_best=time.perf_counter() - start)
     else:
         s["bad"] += 1

@@ -48,6 +48,9 @@ class LLMSRec(LLMRecommender):
 
     name: ClassVar[str] = "llmsrec"
     config_cls: ClassVar[type[LLMSRecConfig]] = LLMSRecConfig
+    # Retrieval only: its distillation aligns f_user(h_U) at [UserOut] with SASRec's O_u, and a generation
+    # prompt has no [UserOut]; "LLM-SRec in generation" would be LLaRA's generation model without LoRA.
+    tasks: ClassVar[tuple[str, ...]] = ("retrieval",)
 
     def __init__(self, n_items: int, config: LLMSRecConfig | None = None):
         super().__init__(n_items, config)

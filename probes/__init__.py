@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from seqbench.errors import UnknownNameError
 
-from .base import Probe, ProbeContext, ProbeResult
+from .base import Probe, ProbeContext, ProbeResult, probe_tasks
 from .cosine import Cosine
 from .cross_domain import CrossDomain
 from .jaccard import Jaccard
@@ -28,4 +28,4 @@ def get_probe(name: str) -> Probe:
     return PROBES[name]()
 
 
-__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe", "validate_probe_options"]
+__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe", "probe_tasks", "validate_probe_options"]

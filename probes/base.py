@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
-from seqbench.eval.evaluator import EvalResult, evaluate
+from seqbench.eval.evaluator import EvalResult, candidate_set, evaluate
 from seqbench.stats.paired import PairedTest, independent_test, paired_test
 
 
@@ -25,6 +25,11 @@ class ProbeContext:
     fit: Callable[[SeqDataset, Histories], object]
     load_dataset: Callable[[str], SeqDataset]
     options: dict[str, str] = field(default_factory=dict)
+    task: str = "retrieval"  # generation: the 20 title candidates and HR@1 (probes listing it in ``tasks``)
+
+    def evaluate(self, model: object | None = None, hist: Histories | None = None) -> EvalResult:
+        """``model`` (default: the run's) on the test stage in the run's task; original inputs unless ``hist``."""
+        return evaluate_test(self.model if model is None else model, self.data, hist, self.task)
 
 
 @dataclass
@@ -56,24 +61,36 @@ class Probe(Protocol):
     def run(self, pc: ProbeContext) -> ProbeResult: ...
 
 
+def probe_tasks(probe: Probe) -> tuple[str, ...]:
+    """The tasks a probe works in: ``tasks`` when it declares them, else retrieval only."""
+    return tuple(getattr(probe, "tasks", ("retrieval",)))
+
+
 def paired_result(probe: str, original: EvalResult, probed: EvalResult, seed: int, **stats) -> ProbeResult:
-    """The common shape: same users under two conditions, Wilcoxon on per-user NDCG@10."""
-    test = paired_test(original.per_user["ndcg@10"], probed.per_user["ndcg@10"], "ndcg@10", seed=seed)
+    """The common shape: same users under two conditions, Wilcoxon on the per-user primary metric (NDCG@10;
+    HR@1 in the generation task)."""
+    m = original.metric
+    test = paired_test(original.per_user[m], probed.per_user[m], m, seed=seed)
     return ProbeResult(probe, {"original": original, "probed": probed}, ("original", "probed"), test, stats)
 
 
 def group_result(probe: str, groups: dict[str, EvalResult], compare: tuple[str, str], seed: int,
                  **stats) -> ProbeResult:
-    """Different users per group (e.g. warm vs cold): Mann-Whitney U on per-user NDCG@10."""
-    a, b = (groups[k].per_user["ndcg@10"] for k in compare)
-    test = independent_test(a, b, "ndcg@10", seed=seed)
+    """Different users per group (e.g. warm vs cold): Mann-Whitney U on the per-user primary metric."""
+    m = groups[compare[0]].metric
+    a, b = (groups[k].per_user[m] for k in compare)
+    test = independent_test(a, b, m, seed=seed)
     return ProbeResult(probe, groups, compare, test, stats)
 
 
-def evaluate_test(model, data: SeqDataset, hist: Histories | None = None) -> EvalResult:
-    """The model on the test stage (original inputs unless ``hist`` is given) with the persisted candidates."""
-    return evaluate(model, hist if hist is not None else data.histories("test"), data.candidates["test"])
+def evaluate_test(model, data: SeqDataset, hist: Histories | None = None, task: str = "retrieval") -> EvalResult:
+    """The model on the test stage (original inputs unless ``hist`` is given) with the persisted candidates
+    of ``task``."""
+    return evaluate(model, hist if hist is not None else data.histories("test"),
+                    data.candidates[candidate_set("test", task)], task)
 
 
 def subset(result: EvalResult, mask) -> EvalResult:
-    return EvalResult(result.users[mask], result.ranks[mask], {k: v[mask] for k, v in result.per_user.items()})
+    outputs = None if result.outputs is None else [o for o, k in zip(result.outputs, mask, strict=True) if k]
+    return EvalResult(result.users[mask], result.ranks[mask], {k: v[mask] for k, v in result.per_user.items()},
+                      metric=result.metric, outputs=outputs)

@@ -32,6 +32,7 @@ def describe(values: np.ndarray, prefix: str) -> dict:
 class Cosine(ShuffleInfer):
     name = "cosine"
     summary = "cosine between user representations of original and shuffled test histories"
+    tasks = ("retrieval",)  # compares [UserOut]/O_u vectors, which a generation model does not have
 
     def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
         stats = describe(rowwise_cosine(pc.model.user_representation(hist),

@@ -29,6 +29,7 @@ def jaccard_at_k(scores_a: np.ndarray, scores_b: np.ndarray, k: int = K) -> np.n
 class Jaccard(ShuffleInfer):
     name = "jaccard"
     summary = "Jaccard@10 of top-10 candidate lists from original vs shuffled test histories"
+    tasks = ("retrieval",)  # compares top-10 rankings, which a generated answer does not give
 
     def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
         jac = jaccard_at_k(original.scores, probed.scores)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from seqbench.data.histories import Histories
 from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
 
-from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
 WINDOW_HELP = "rearrange exactly the last K items of every history (default: the model's own window)"
@@ -34,6 +34,7 @@ class _Rearrangement:
     name = ""
     summary = ""
     option_help = {"window": WINDOW_HELP}
+    tasks = ("retrieval", "generation")
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
         raise NotImplementedError
@@ -45,8 +46,8 @@ class _Rearrangement:
         hist = pc.data.histories("test")
         window, stats = effective_window(pc)
         moved = self.rearrange(hist, window)
-        original = evaluate_test(pc.model, pc.data, hist)
-        probed = evaluate_test(pc.model, pc.data, moved)
+        original = pc.evaluate(hist=hist)
+        probed = pc.evaluate(hist=moved)
         stats["share_items_moved"] = float((moved.items != hist.items).mean())
         stats.update(self.extra(pc, hist, moved, original, probed))
         return paired_result(self.name, original, probed, pc.run.seed, **stats)

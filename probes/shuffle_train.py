@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from seqbench.data.permutation import PERMUTATION_SEED, permute_all, permute_tail
 
-from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
 
@@ -18,6 +18,7 @@ class ShuffleTrain:
     name = "shuffle-train"
     summary = "a second model trained on once-shuffled train sequences, both evaluated on original inputs"
     option_help = {"window": "shuffle only the last K items of every train sequence (default: all of them)"}
+    tasks = ("retrieval", "generation")
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         train = pc.data.histories("train")
@@ -25,8 +26,8 @@ class ShuffleTrain:
         shuffled = permute_all(train, PERMUTATION_SEED) if window is None else permute_tail(train, window,
                                                                                           PERMUTATION_SEED)
         model = pc.fit(pc.data, shuffled)
-        original = evaluate_test(pc.model, pc.data)
-        probed = evaluate_test(model, pc.data)
+        original = pc.evaluate()
+        probed = pc.evaluate(model)
         return paired_result(self.name, original, probed, pc.run.seed,
                              window=window if window is not None else "all",
                              share_train_items_moved=float((shuffled.items != train.items).mean()))

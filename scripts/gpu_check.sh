@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (<= 8 minutes): LLM-SRec training steps + an evaluation pass on a random-weight Llama-3.2-3B
+# GPU check (<= 8 minutes): LLM-SRec (GPU_CHECK_ARGS="--models llmsrec,tallrec,llara,collm,a-llmrec": all) training steps + an evaluation pass on a random-weight Llama-3.2-3B
 # (architecture from its config, no download) in bf16; writes reports/gpu_check.json (useful tokens/s,
 # users/s and per-epoch estimates, MFU against the card's bf16 peak).
 #   bash scripts/gpu_check.sh            # on a machine with a CUDA GPU, from the repository root

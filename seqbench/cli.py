@@ -225,6 +225,9 @@ def run_cmd(
     checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
                                                       "apart (CF models checkpoint at every validation check).")]
     = 10.0,
+    task: Annotated[str, typer.Option(help="retrieval (rank 1 + 99 candidates, NDCG@10) or generation (LLM4Rec "
+                                      "models name a title among 1 + 19 listed candidates, HR@1; other models "
+                                      "rank the same 20).")] = "retrieval",
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
     from seqbench.config import parse_sets
@@ -238,7 +241,7 @@ def run_cmd(
                        seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
                        tracking_uri=tracking_uri, device=device, output=output, retrain=retrain,
-                       checkpoint_every_s=checkpoint_minutes * 60)
+                       checkpoint_every_s=checkpoint_minutes * 60, task=task)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)

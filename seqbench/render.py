@@ -29,15 +29,17 @@ def verdict(result: dict, alpha: float = ALPHA) -> str:
 
 
 def result_table(result: dict) -> Table:
+    task = "" if result.get("task", "retrieval") == "retrieval" else f", task {result['task']}"
     table = Table(title=f"{result['model']} on {result['dataset']} — probe {result['probe']} "
-                        f"(seed {result['seed']})")
+                        f"(seed {result['seed']}{task})")
     table.add_column("metric")
     conds = list(result["metrics"])
     for c in conds:
         table.add_column(c, justify="right")
     a, b = result["test"]["compare"]
     table.add_column(f"{b} vs {a}", justify="right")
-    for k in METRIC_KEYS:
+    keys = [k for k in METRIC_KEYS if k in result["metrics"][a]] or list(result["metrics"][a])
+    for k in keys:
         va, vb = result["metrics"][a][k], result["metrics"][b][k]
         change = f"{(vb - va) / va:+.1%}" if va else "n/a"
         table.add_row(k, *(f"{result['metrics'][c][k]:.4f}" for c in conds), change)
@@ -59,7 +61,8 @@ def extra_lines(result: dict) -> list[str]:
 
 
 def seed_table(summary: dict) -> Table:
-    table = Table(title="over seeds: NDCG@10 mean (95% t-CI), paired t-test over seeds")
+    table = Table(title="over seeds: primary metric (NDCG@10; HR@1 in generation) mean (95% t-CI), "
+                        "paired t-test over seeds")
     for col in ("probe", "seeds", "original", "probed", "relative change", "t-test p", "significant seeds"):
         table.add_column(col, justify="right" if col != "probe" else "left")
     for probe, s in summary.items():

@@ -24,9 +24,11 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
 from seqbench.data.store import data_home, list_datasets, load_dataset
+from seqbench.errors import OptionError
+from seqbench.eval.evaluator import PRIMARY_METRIC, TASKS
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.models.store import ModelStore, histories_hash, identity
-from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
+from seqbench.probes import ProbeContext, ProbeResult, get_probe, probe_tasks, validate_probe_options
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.tracking import Tracker, code_version
@@ -48,6 +50,7 @@ class RunSpec:
     output: Path | None = None
     retrain: bool = False  # train even when the model store holds this trained model
     checkpoint_every_s: float = 0.0  # LLM loops: also checkpoint at most this far apart (0: only at checks)
+    task: str = "retrieval"  # or generation: 20 title candidates, HR@1 (docs/MODELS.md §7)
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -66,18 +69,42 @@ def ensure_dataset(name: str | None, home: Path, console: Console | None = None)
 
 
 def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
-                 dataset_defaults: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                 dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval") -> list[dict[str, Any]]:
     """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < config file
-    ([model] or [models.<name>] table) < --set."""
+    ([model] or [models.<name>] table) < --set; then the run's task for models that train for it (LLM models)."""
     file_cfg = load_config_file(config_file)
     known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
+    if "task" in overrides:
+        raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
     layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
     if isinstance(file_cfg.get("model"), dict):
         layers.append(file_cfg["model"])
     if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
         layers.append(file_cfg["models"][model])
     layers.append(overrides)
+    if "task" in known and task != "retrieval":  # retrieval is the default: identities stay as they were
+        layers.append({"task": task})
     return layers
+
+
+def check_task(model: str, probes: list, task: str) -> None:
+    """The model and every probe must work in ``task`` (models without a ``tasks`` list rank any candidate set,
+    so they work in both: the CF models' HR@1 over the 20 title candidates is the generation reference)."""
+    if task not in TASKS:
+        raise OptionError(f"unknown task '{task}'; use {' or '.join(TASKS)}")
+    model_tasks = getattr(get_spec(model).load_class(), "tasks", TASKS)
+    if task not in model_tasks:
+        raise OptionError(f"{model} does not support --task {task} (it supports: {', '.join(model_tasks)})")
+    bad = [p.name for p in probes if task not in probe_tasks(p)]
+    if bad:
+        raise OptionError(f"probe(s) {', '.join(bad)} do not work in --task {task}; probes that do: "
+                          + ", ".join(sorted(n for n, cls in _probe_classes().items() if task in probe_tasks(cls))))
+
+
+def _probe_classes() -> dict[str, type]:
+    from seqbench.probes import PROBES
+
+    return PROBES
 
 
 def resolved_config(model: str, layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +165,7 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
     for probe in (get_probe(p) for p in spec.probes):
         task = progress.add_task(f"probe {probe.name} (seed {seed})", total=None) if progress else None
         pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
-                          load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options)
+                          load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options, task=spec.task)
         results.append(probe.run(pc))
         results[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items() if k in declared(probe)}
         if task is not None:
@@ -149,7 +176,8 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
     return SeedPass(config, main.fit, main.reused, main.identity, results, steps)
 
 
-def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport) -> dict:
+def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport,
+                task: str = "retrieval") -> dict:
     """The machine-readable result of one (dataset, model, probe, seed)."""
     test = res.test
     return {
@@ -157,6 +185,7 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
         "model": model,
         "probe": res.probe,
         "seed": seed,
+        "task": task,
         "metrics": {name: cond.summary for name, cond in res.conditions.items()},
         "test": {
             "compare": list(res.compare),
@@ -182,10 +211,11 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
 def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
          res: ProbeResult, out: dict, steps: list[tuple[str, float, int]], extra_tags: dict | None = None) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
+              "task": spec.task,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
             "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
-            "seed": str(seed), "task": "retrieval", "conditions": ",".join(res.compare), **(extra_tags or {})}
+            "seed": str(seed), "task": spec.task, "conditions": ",".join(res.compare), **(extra_tags or {})}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
@@ -205,6 +235,11 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
         frames = [pd.DataFrame({"condition": name, "user": cond.users, **cond.per_user})
                   for name, cond in res.conditions.items()]
         tracker.table_artifact(pd.concat(frames, ignore_index=True), "per_user_metrics.parquet")
+        generated = [pd.DataFrame({"condition": name, "user": cond.users, "output": cond.outputs,
+                                   "hr@1": cond.per_user["hr@1"], "invalid": cond.per_user["invalid"]})
+                     for name, cond in res.conditions.items() if cond.outputs is not None]
+        if generated:  # the decoded titles, to read what the model answered
+            tracker.table_artifact(pd.concat(generated, ignore_index=True), "generations.parquet")
         tracker.json_artifact({"run": {k: str(v) if isinstance(v, Path) else v
                                        for k, v in dataclasses.asdict(spec).items()},
                                "seed": seed, "model_config": config, "dataset_meta": data.meta},
@@ -221,9 +256,10 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     get_spec(spec.model)  # fail fast on unknown names, before any work
     probes = [get_probe(p) for p in spec.probes]
     validate_probe_options(probes, spec.probe_options)  # unknown keys or bad values fail before training
+    check_task(spec.model, probes, spec.task)
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
-    layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"))
+    layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"), spec.task)
     resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)
@@ -234,18 +270,19 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
         for seed in spec.seeds:
             sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add)
             for res in sp.results:
-                out = result_dict(data, spec.model, seed, res, sp.fit)
+                out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
                 out.update(reused=sp.reused, model_identity=sp.identity)
                 out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
                                             reused_tags(sp.reused, sp.identity))
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:
+        metric = PRIMARY_METRIC[spec.task]
         for name in spec.probes:
             rs = [r for r in runs if r["probe"] == name]
             a, b = rs[0]["test"]["compare"]
-            summary[name] = aggregate_seeds([r["metrics"][a]["ndcg@10"] for r in rs],
-                                            [r["metrics"][b]["ndcg@10"] for r in rs],
+            summary[name] = aggregate_seeds([r["metrics"][a][metric] for r in rs],
+                                            [r["metrics"][b][metric] for r in rs],
                                             [r["test"]["relative_change"] for r in rs],
                                             [r["test"]["p_value"] for r in rs]).as_dict()
     result = {"runs": runs, "holm": len(probes) > 1, "seed_summary": summary, "tracking": tracker.describe()}

@@ -13,10 +13,13 @@ def test_gpu_check_tiny_cpu_form_writes_its_report(tmp_path):
     spec.loader.exec_module(mod)
     out = tmp_path / "gpu_check.json"
     mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
-              "--batch-size", "16", "--valid-users", "16", "--peak-tflops", "1", "--output", str(out)])
+              "--batch-size", "16", "--valid-users", "16", "--peak-tflops", "1", "--output", str(out),
+              "--models", "llmsrec,tallrec"])
     rep = json.loads(out.read_text())
-    assert rep["train"]["useful_tokens"] > 0 and rep["train"]["steps"] == -(-rep["train"]["examples"] // 16)
-    assert rep["eval"]["users"] == rep["dataset"]["users"] and rep["eval"]["useful_tokens_per_s"] > 0
-    assert 0 < rep["mfu"]["train"] < 1 and 0 < rep["mfu"]["eval"] < 1
-    assert rep["epoch_estimate_seconds"]["ml-100k (943 users)"] > 0
+    assert list(rep["models"]) == ["llmsrec", "tallrec"]
+    for m in rep["models"].values():
+        assert m["train"]["useful_tokens"] > 0 and m["train"]["steps"] == -(-m["train"]["examples"] // 16)
+        assert m["eval"]["users"] == rep["dataset"]["users"] and m["eval"]["useful_tokens_per_s"] > 0
+        assert 0 < m["mfu"]["train"] < 1 and 0 < m["mfu"]["eval"] < 1
+        assert m["epoch_estimate_seconds"]["ml-100k (943 users)"] > 0
     assert rep["llm"]["random_weights"] and "load_avg_after" in rep["machine"]

@@ -150,6 +150,17 @@ def test_missing_and_repeated_runs(store):
         assert _row(overall, "sasrec")["NDCG@10 vs sasrec"] == "reference"
 
 
+def test_generation_task_runs_stay_out_of_the_retrieval_tables(store):
+    client, exp = _experiment(store, "tasks")
+    kept = log_fake_run(client, exp, paired(0, 0.9))
+    generation = log_fake_run(client, exp, paired(1, 0.5), model="tallrec", family="LLM4Rec")
+    client.set_tag(generation, "task", "generation")
+    with RunSource(store[0], "tasks") as source:
+        records, notes = source.collect()
+    assert [r.run_id for r in records] == [kept]
+    assert any(generation in n and "task generation" in n for n in notes)
+
+
 def test_report_command_on_real_tiny_runs(tiny_home, tracking_uri, tmp_path):
     fast = "max_epochs=2,eval_every=1,d=16,maxlen=16"
     for args in (["--model", "pop", "--probe", "shuffle-infer,transition"],

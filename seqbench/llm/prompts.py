@@ -169,6 +169,16 @@ class PromptBuilder:
             specials.append(self.tok.convert_tokens_to_ids(tok))
             rest, start = rest[at + len(tok):], False
 
+    def piece(self, text: str) -> np.ndarray:
+        """Token ids of ``text`` as it tokenises inside a prompt (after a special token or a pre-token
+        boundary), cached: e.g. a generation answer after the prompt's final colon."""
+        self._encode_pieces([(text, False)])
+        return self._pieces[(text, False)]
+
+    def assemble(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of whole prompt strings (special tokens split out, pieces cached)."""
+        return self._assemble(texts)
+
     def _assemble(self, texts: list[str]) -> list[np.ndarray]:
         split = [self._split(t) for t in texts]
         self._encode_pieces([p for pieces, _ in split for p in pieces if p[0]])
@@ -191,13 +201,16 @@ class PromptBuilder:
         return self._texts(shown)
 
     def _texts(self, shown: Histories) -> list[str]:
+        return [head + self.template.user_suffix for head in self.history_texts(shown)]
+
+    def history_texts(self, shown: Histories) -> list[str]:
+        """The user prompt up to the end of the history lines (no suffix) for already-cut histories."""
         dates = format_dates(shown.times)
         titles, t = self.titles, self.template
         lines = [t.history_line.format(k=k, date=d, title=titles[i])
                  for k, d, i in zip(_position_in_row(shown.offsets) + 1, dates, shown.items.tolist(), strict=True)]
-        pre, suf = t.user_prefix, t.user_suffix
         off = shown.offsets
-        return [pre + HISTORY_SEP.join(lines[off[b]:off[b + 1]]) + suf for b in range(len(shown))]
+        return [t.user_prefix + HISTORY_SEP.join(lines[off[b]:off[b + 1]]) for b in range(len(shown))]
 
     def users(self, hist: Histories) -> UserPrompts:
         """Token ids of every row's prompt. Prompts over ``max_tokens`` drop their oldest lines until they fit

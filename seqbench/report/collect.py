@@ -135,6 +135,10 @@ class RunSource:
             return None
         if datasets and key("dataset") not in datasets or models and key("model") not in models:
             return None
+        if key("task") not in (None, "retrieval"):
+            notes.append(f"run {info.run_id} skipped: task {key('task')} (the report's tables are the retrieval "
+                         "task's; compare title-generation runs with `seqbench compare --metric hr@1`)")
+            return None
         if info.status != "FINISHED":
             notes.append(f"run {info.run_id} skipped: status {info.status}")
             return None

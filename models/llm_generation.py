@@ -1,0 +1,195 @@
+"""The title-generation task for the LLM recommenders (docs/MODELS.md §7, paper Tables 1 and 4, Fig. 1a).
+
+The prompt shows the model's own history lines (its soft tokens included: [HistoryEmb] after each title for
+LLaRA / CoLLM / A-LLMRec, [UserRep] for CoLLM / A-LLMRec) and then 20 candidate titles (target + 19
+non-interacted items), each followed by [HistoryEmb] when the model has that token (LLaRA's candidate
+embeddings). Training is LM cross-entropy on the target title plus the end-of-sequence token (paper App. A.1,
+Eq. 5); evaluation decodes greedily and names the candidate with ``seqbench.eval.generation``'s matching rule.
+
+Choices (the paper gives no prompt for this task):
+* the question follows the candidates: ``Which candidate will this user purchase next? Answer with its title
+  only:`` and the answer is `` {title}`` (the space belongs to the title's first token, as in running text),
+  so a valid output is exactly a listed title;
+* candidate order: sorted by a hash of (user, item, ``LISTING_SEED``), so it is seeded, the same for every
+  model and probe, and independent of which other users are evaluated (validation subsets). Training examples
+  draw 19 fresh negatives and a random order per batch from the loop's generator;
+* decoding stops at the end-of-sequence token or after ``min(max_new_tokens, longest listed title + 4)``
+  tokens of the row (a valid answer is one listed title, so nothing longer can be valid).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqbench.data.histories import Histories
+from seqbench.eval.generation import score_generation
+from seqbench.llm.prompts import HISTORY_SEP, collate, inject, last_k, plan_groups
+
+from .llm_data import TEACHER_MAXLEN, sample_negatives
+
+if TYPE_CHECKING:
+    from .llm_base import LLMRecommender
+
+N_CANDIDATES = 20  # target + 19 (§7)
+LISTING_SEED = 20250713
+CANDIDATES_INTRO = ". The candidate items are: "
+CANDIDATE = '"{title}"'
+CANDIDATE_EMB = '"{title}"[HistoryEmb]'
+QUESTION = ". Which candidate will this user purchase next? Answer with its title only:"
+
+
+def listing_order(users: np.ndarray, candidates: np.ndarray, seed: int = LISTING_SEED) -> np.ndarray:
+    """Column order in which each row's candidates are listed: by a 64-bit hash of (user, item, seed)."""
+    u = np.asarray(users, dtype=np.uint64)[:, None]
+    c = np.asarray(candidates, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # wrap-around is the point of the mix
+        x = u * np.uint64(0x9E3779B97F4A7C15) ^ c * np.uint64(0xBF58476D1CE4E5B9) ^ np.uint64(seed)
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(29)
+    return np.argsort(x, axis=1, kind="stable")
+
+
+class GenerationPrompts:
+    """Token ids of generation prompts for one model (its template, soft tokens and title cache)."""
+
+    def __init__(self, model: LLMRecommender):
+        self.m = model
+        self.b = model.builder
+        self.cand_line = CANDIDATE_EMB if model.history_emb else CANDIDATE
+        self.eos = model.tok.eos_token_id
+
+    def texts(self, hist: Histories, listed: np.ndarray) -> tuple[list[str], Histories]:
+        """(prompt strings, the shown history): the model's history lines (last ``window`` items), then the
+        candidates in ``listed`` order ((B, n) item ids) and the question."""
+        b = self.b
+        shown = last_k(hist, np.minimum(hist.lengths, b.window))
+        texts = [head + CANDIDATES_INTRO
+                 + HISTORY_SEP.join(self.cand_line.format(title=b.titles[i]) for i in listed[row].tolist()) + QUESTION
+                 for row, head in enumerate(b.history_texts(shown))]
+        return texts, shown
+
+    def prompts(self, hist: Histories, listed: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """(token ids per row, the items behind the [HistoryEmb] slots in prompt order, all rows flattened)."""
+        texts, shown = self.texts(hist, listed)
+        ids = self.b.assemble(texts)
+        soft_items = np.zeros(0, dtype=np.int64)
+        if self.m.history_emb and len(listed):
+            off = shown.offsets
+            soft_items = np.concatenate([np.concatenate([shown.items[off[r]:off[r + 1]], listed[r]])
+                                         for r in range(len(listed))]).astype(np.int64)
+        return ids, soft_items
+
+    def answer(self, item: int) -> np.ndarray:
+        """The target title's tokens + end-of-sequence (what the LM loss is on)."""
+        return np.concatenate([self.b.piece(" " + self.b.titles[item]), [self.eos]]).astype(np.int64)
+
+    def budgets(self, listed: np.ndarray) -> np.ndarray:
+        """Tokens each row may decode: its longest listed title + 4, at most ``max_new_tokens``. Per row, so an
+        answer never depends on which other rows share its batch."""
+        uniq, inv = np.unique(listed, return_inverse=True)
+        lens = np.array([len(self.b.piece(" " + self.b.titles[int(i)])) for i in uniq], dtype=np.int64)
+        return np.minimum(lens[inv.reshape(listed.shape)].max(axis=1) + 4, self.m.config.max_new_tokens)
+
+
+def _soft(model: LLMRecommender, ids: torch.Tensor, items_per_row: list[np.ndarray],
+          o_u: torch.Tensor | None) -> list[tuple[int, torch.Tensor]]:
+    heads, soft = model.heads, []
+    if heads.f_I is not None:
+        flat = torch.from_numpy(np.concatenate(items_per_row)).to(model.device)
+        soft.append((model.ids.history_emb, heads.f_I(model.E[flat])))
+    if o_u is not None and heads.f_U is not None:
+        soft.append((model.ids.user_rep, heads.f_U(o_u)))
+    return soft
+
+
+def _embed(model: LLMRecommender, ids: torch.Tensor, soft) -> torch.Tensor:
+    x = model.embed(ids.to(model.device))
+    for tid, vals in soft:
+        x = inject(x, ids.to(model.device), tid, vals.to(model.llm_dtype))
+    return x
+
+
+def _split_items(prompt_ids: list[np.ndarray], flat: np.ndarray, soft_id: int) -> list[np.ndarray]:
+    counts = [int((p == soft_id).sum()) for p in prompt_ids]
+    return np.split(flat, np.cumsum(counts)[:-1]) if counts else []
+
+
+def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """LM cross-entropy on the target title (+ EOS) after a prompt listing it among 19 fresh negatives."""
+    gp = GenerationPrompts(model)
+    negs = sample_negatives(hist.padded(TEACHER_MAXLEN), targets, model.n_items, N_CANDIDATES - 1, rng)
+    cands = np.concatenate([targets[:, None], negs], axis=1)
+    listed = np.take_along_axis(cands, np.argsort(rng.random(cands.shape), axis=1), axis=1)
+    prompt_ids, flat = gp.prompts(hist, listed)
+    answers = [gp.answer(int(t)) for t in targets]
+    rows = [np.concatenate([p, a]) for p, a in zip(prompt_ids, answers, strict=True)]
+    ids, mask = collate(rows, model.ids.pad)
+    items = _split_items(prompt_ids, flat, model.ids.history_emb) if model.heads.f_I is not None else []
+    x = _embed(model, ids, _soft(model, ids, items, o_u if model.user_rep else None))
+    hidden = model.body(inputs_embeds=x, attention_mask=mask.to(model.device), use_cache=False).last_hidden_state
+    # position t-1 predicts token t: gather the states before each answer token, then the LM head on those only
+    pos = np.concatenate([np.arange(len(p) - 1, len(p) + len(a) - 1) for p, a in zip(prompt_ids, answers,
+                                                                                       strict=True)])
+    row = np.repeat(np.arange(len(rows)), [len(a) for a in answers])
+    states = hidden[torch.from_numpy(row).to(model.device), torch.from_numpy(pos).to(model.device)]
+    logits = model.llm.get_output_embeddings()(states).float()
+    gold = torch.from_numpy(np.concatenate(answers)).to(model.device)
+    loss = F.cross_entropy(logits, gold)
+    return loss, {"generation": float(loss.detach())}
+
+
+@torch.no_grad()
+def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, task=None) -> list[str]:
+    """Greedy decoding (transformers' ``generate`` on left-padded prompt embeddings), rows in input order."""
+    gp = GenerationPrompts(model)
+    prompt_ids, flat = gp.prompts(hist, listed)
+    items = _split_items(prompt_ids, flat, model.ids.history_emb) if model.heads.f_I is not None else []
+    o_u = model._teacher_user(hist) if model.user_rep else None
+    budget = gp.budgets(listed)
+    lens = np.fromiter((len(p) for p in prompt_ids), dtype=np.int64, count=len(prompt_ids))
+    out: list[str] = [""] * len(prompt_ids)
+    cfg = model.config
+    for g in plan_groups(lens, cfg.user_batch_size, cfg.max_batch_tokens, cfg.group_overhead):
+        ids, mask = collate_left([prompt_ids[i] for i in g], model.ids.pad)
+        rows_items = [items[i] for i in g] if items else []
+        soft = _soft(model, ids, rows_items, None if o_u is None else o_u[torch.from_numpy(g).to(model.device)])
+        x = _embed(model, ids, soft)
+        new = model.llm.generate(inputs_embeds=x, attention_mask=mask.to(model.device),
+                                 max_new_tokens=int(budget[g].max()), do_sample=False, num_beams=1,
+                                 pad_token_id=model.ids.pad, eos_token_id=gp.eos).cpu()
+        texts = model.tok.batch_decode([row[:budget[i]] for i, row in zip(g, new, strict=True)],
+                                       skip_special_tokens=True)
+        for i, text in zip(g, texts, strict=True):
+            out[i] = text.strip()
+        if task is not None:
+            model.progress.update(task, advance=len(g))
+    return out
+
+
+def evaluate_generation(model: LLMRecommender, hist: Histories, candidates: np.ndarray) -> dict:
+    """Per-user ``hr@1`` / ``invalid`` and the outputs for persisted (target-first) candidate rows."""
+    cands = np.asarray(candidates, dtype=np.int64)
+    listed = np.take_along_axis(cands, listing_order(hist.users, cands), axis=1)
+    target_at = np.argmax(listed == cands[:, :1], axis=1)
+    task = model.progress.add_task(f"{model.name} generate", total=len(hist)) if model.progress else None
+    model.set_training(False)
+    outputs = generate_titles(model, hist, listed, task)
+    if task is not None:
+        model.progress.remove_task(task)
+    titles = [[model.titles[int(i)] for i in row] for row in listed]
+    scored = score_generation(outputs, titles, target_at)
+    return {"hr@1": scored["hr@1"], "invalid": scored["invalid"], "outputs": outputs,
+            "predicted": [row[int(j)] if j >= 0 else 0 for row, j in zip(listed.tolist(), scored["predicted"],
+                                                                            strict=True)]}
+
+
+def collate_left(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and mask (decoding appends on the right, so every row's last token lines up)."""
+    ids, mask = collate([s[::-1] for s in seqs], pad_id)
+    return ids.flip(1), mask.flip(1)
