@@ -15,7 +15,8 @@ from seqbench.data.histories import Histories
 
 @dataclass
 class FitReport:
-    """What training did; ``curve`` holds (epoch, train_loss, valid_ndcg@10 or None) rows."""
+    """What training did; ``curve`` holds (epoch, train_loss, validation value or None) rows, the validation
+    value being ``valid_metric`` (NDCG@10; HR@1 for a model trained for title generation)."""
 
     best_epoch: int
     best_valid: float
@@ -23,6 +24,7 @@ class FitReport:
     seconds: float
     seconds_to_best: float
     curve: list[tuple[int, float, float | None]] = field(default_factory=list)
+    valid_metric: str = "ndcg@10"
 
 
 @runtime_checkable

@@ -141,7 +141,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     if ckpt is not None:
         ckpt.clear()
     return FitReport(best_epoch=s["best_epoch"], best_valid=s["best_ndcg"], epochs_run=epochs_run,
-                     seconds=time.perf_counter() - start, seconds_to_best=s["t_best"], curve=s["curve"])
+                     seconds=time.perf_counter() - start, seconds_to_best=s["t_best"], curve=s["curve"],
+                     valid_metric="hr@1" if model.generation else "ndcg@10")
 
 
 def _check(model: LLMRecommender, s: dict[str, Any], v_hist: Histories, v_cands: np.ndarray, ctx: RunContext,

@@ -13,8 +13,17 @@ with its bootstrap 95 % CI and Wilcoxon p (raw and Holm-adjusted over the models
 fit seconds and the MLflow run id; a per-dataset ``pattern`` block says whether LLM4Rec baselines are
 order-blind and SASRec / LLM-SRec order-sensitive (significant drop at alpha 0.05 after Holm).
 
+Each dataset also gets a ``pop`` run, and every row a paired Wilcoxon test of its original per-user NDCG@10
+against pop's (``seqbench compare``'s statistics, Holm over the rows of the dataset): the "beats pop" check.
+
+The output is rewritten after every row. ``--resume`` keeps the rows already there whose settings match (same
+dataset hash, model settings, code version) and runs only the missing ones, so the hours of LLM runs can be
+split over several sessions (``--models tallrec`` now, ``--models llara`` later; use one ``--tracking-uri``).
+A dataset's Holm adjustment and pattern verdict cover the rows present; ``complete`` says whether every model
+of ``EXPECTED`` is there.
+
 Usage (real data, hours on a CPU; run with the machine otherwise quiet):
-  python scripts/paper_pattern.py --beauty beauty-s005 \\
+  python scripts/paper_pattern.py --beauty beauty-s05 --tracking-uri sqlite:///$HOME/paper_pattern.db --resume \\
     --set batch_size=4,max_epochs=2,val_every_frac=0.5,max_valid_users=100
 Smoke (seconds): python scripts/paper_pattern.py --llm tiny-random --dtype fp32 --syn-users 150 --syn-items 200 \\
   --no-beauty --set teacher_epochs=1,max_epochs=1,batch_size=32,max_valid_users=4,val_every_frac=1.0,\\
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -35,18 +45,21 @@ from rich.console import Console
 
 from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
+from seqbench.compare import compare_runs
 from seqbench.config import parse_sets
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
-from seqbench.data.store import data_home, list_datasets
+from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.llm.backbone import resolve_dtype
 from seqbench.models import get_spec
 from seqbench.runner import RunSpec, run
 from seqbench.stats.multiple import holm
+from seqbench.version import code_version
 
 BASELINES = ["tallrec", "llara", "collm", "a-llmrec"]
 SENSITIVE = ["sasrec", "llmsrec"]
+EXPECTED = ["sasrec", "sasrec (own window)", *BASELINES, "llmsrec"]
 COMMON_WINDOW = 10
 ALPHA = 0.05
 
@@ -59,6 +72,20 @@ def synthetic_control(home: Path, users: int, items: int, order: float) -> str:
     return name
 
 
+def pop_run(dataset: str, home: Path, uri: str, console: Console) -> str:
+    """MLflow run id of pop's shuffle-infer run on ``dataset`` (its original per-user NDCG@10 is the baseline)."""
+    result = run(RunSpec(model="pop", probes=["shuffle-infer"], dataset=dataset, data_home=home, tracking_uri=uri),
+                 console)
+    return result["runs"][0]["mlflow_run_id"]
+
+
+def against_pop(row: dict, pop_id: str, uri: str) -> dict:
+    """Paired Wilcoxon of the row's original per-user NDCG@10 against pop's, same users and data."""
+    t = compare_runs([pop_id, row["mlflow_run_id"]], "ndcg@10", "original", uri)["comparisons"][0]["test"]
+    return {"pop_ndcg@10": t["mean_reference"], "relative_change": t["relative_change"], "ci95": t["ci95"],
+            "p_value": t["p_value"]}
+
+
 def one_model(label: str, model: str, dataset: str, overrides: dict[str, str], window: int | None,
               home: Path, uri: str, console: Console) -> dict:
     options = {"window": str(window)} if window is not None else {}
@@ -67,7 +94,8 @@ def one_model(label: str, model: str, dataset: str, overrides: dict[str, str], w
                          probe_options=options, data_home=home, tracking_uri=uri), console)
     runs = {r["probe"]: r for r in result["runs"]}
     shuffle, cosine = runs["shuffle-infer"], runs["cosine"]
-    return {"label": label, "model": model, "window_asked": window, "window_used": shuffle["probe_stats"]["window"],
+    return {"label": label, "model": model, "settings": overrides, "code_version": code_version(),
+            "window_asked": window, "window_used": shuffle["probe_stats"]["window"],
             "ndcg@10": shuffle["metrics"]["original"]["ndcg@10"],
             "ndcg@10_shuffled": shuffle["metrics"]["probed"]["ndcg@10"],
             "relative_change": shuffle["test"]["relative_change"], "ci95": shuffle["test"]["ci95"],
@@ -99,6 +127,24 @@ def verdict(rows: list[dict]) -> dict:
             "holds": bool(blind) and all(blind.values()) and bool(sens) and all(sens.values())}
 
 
+def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict]) -> dict:
+    """Holm over the rows present (shuffle-infer p, and each row's test against pop), the pattern verdict."""
+    rows = sorted(rows, key=lambda r: EXPECTED.index(r["label"]) if r["label"] in EXPECTED else len(EXPECTED))
+    for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        r["p_holm"] = float(p)
+    with_pop = [r for r in rows if "vs_pop" in r]
+    for r, p in zip(with_pop, holm([r["vs_pop"]["p_value"] for r in with_pop]), strict=True):
+        r["vs_pop"]["p_holm"] = float(p)
+        r["vs_pop"]["beats_pop"] = bool(p < ALPHA and r["vs_pop"]["relative_change"] > 0)
+    present = {r["label"] for r in rows}
+    complete = all(label in present for label in EXPECTED)
+    pattern = verdict(rows)
+    if not complete:  # a verdict on part of the models would overstate what was shown
+        pattern["holds"] = None
+    return {"dataset": name, "dataset_hash": data_hash, "pop_run_id": pop_id, "rows": rows,
+            "complete": complete, "pattern": pattern}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="sasrec,tallrec,llara,collm,a-llmrec,llmsrec")
@@ -106,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="LLM models' settings, k=v,...")
     ap.add_argument("--sasrec-set", action="append", default=[], help="SASRec settings, k=v,...")
-    ap.add_argument("--beauty", default="beauty-s005", help="prepared Beauty sample (skipped with a note if absent)")
+    ap.add_argument("--beauty", default="beauty-s05", help="prepared Beauty sample (skipped with a note if absent)")
     ap.add_argument("--no-beauty", action="store_true")
     ap.add_argument("--syn-users", type=int, default=400)
     ap.add_argument("--syn-items", type=int, default=200)
@@ -114,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-home", type=Path, default=None)
     ap.add_argument("--tracking-uri", default=None, help="default: a temporary sqlite store")
     ap.add_argument("--out", type=Path, default=Path("reports/paper_pattern.json"))
+    ap.add_argument("--resume", action="store_true", help="keep matching rows already in --out, run the rest")
     args = ap.parse_args(argv)
     console = Console(stderr=True, width=160)
     info = machine_info()
@@ -131,31 +178,47 @@ def main(argv: list[str] | None = None) -> int:
             datasets["beauty_sample"] = args.beauty
         else:
             notes.append(f"dataset '{args.beauty}' is not prepared in {home}; Beauty rows skipped")
+    previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
     out: dict = {"machine": info, "llm_settings": llm_over, "sasrec_settings": sasrec_over,
                  "dtype_resolved": str(resolve_dtype(args.dtype, torch.device("cpu"))),
-                 "common_window": COMMON_WINDOW, "alpha": ALPHA, "datasets": {}, "notes": notes}
+                 "common_window": COMMON_WINDOW, "alpha": ALPHA, "tracking_uri": uri,
+                 "datasets": previous.get("datasets", {}), "notes": notes}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for key, name in datasets.items():
-        rows = []
-        for model in models:
+        data_hash = load_dataset(name, home).content_hash
+        old = out["datasets"].get(key, {})
+        rows = {r["label"]: r for r in old.get("rows", [])} if old.get("dataset_hash") == data_hash else {}
+        pop_id = old.get("pop_run_id") if rows else None
+        if pop_id is None:
+            pop_id = pop_run(name, home, uri, console)
+        todo = [(m, w) for m in models for w in ([COMMON_WINDOW, None] if m == "sasrec" else [COMMON_WINDOW])]
+        for model, window in todo:
+            label = model if window is not None else f"{model} (own window)"
             over = sasrec_over if model == "sasrec" else per_model[model]
-            rows.append(one_model(model, model, name, over, COMMON_WINDOW, home, uri, console))
-            if model == "sasrec":
-                rows.append(one_model("sasrec (own window)", model, name, over, None, home, uri, console))
-        for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
-            r["p_holm"] = float(p)
-        out["datasets"][key] = {"dataset": name, "rows": rows, "pattern": verdict(rows)}
-        if any(r["window_used"] != r["window_asked"] for r in rows if r["window_asked"] is not None):
+            kept = rows.get(label)
+            if kept and kept.get("settings") == over and kept.get("code_version") == code_version():
+                console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")
+                continue
+            row = one_model(label, model, name, over, window, home, uri, console)
+            row["vs_pop"] = against_pop(row, pop_id, uri)
+            rows[label] = row
+            out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()))
+            write_json_atomic(out, args.out)  # after every row: a long queue can stop and resume
+        out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()))
+        if any(r["window_used"] != r["window_asked"] for r in rows.values() if r["window_asked"] is not None):
             notes.append(f"{key}: the probe ignored window={COMMON_WINDOW} for some models (runner without the "
                          "probe window option); compare window_used")
     out["machine"] = finish(info)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, args.out)
     for key, d in out["datasets"].items():
         console.print(f"{key} ({d['dataset']}): pattern holds = {d['pattern']['holds']}")
         for r in d["rows"]:
+            pop = r.get("vs_pop", {})
             console.print(f"  {r['label']:<20} ndcg@10 {r['ndcg@10']:.4f}  shuffle {r['relative_change']:+.1%} "
                           f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}] p_holm {r['p_holm']:.2g}  "
-                          f"cos {r['cosine_mean']:.3f}  window {r['window_used']}")
+                          f"cos {r['cosine_mean']:.3f}  window {r['window_used']}  vs pop "
+                          f"{pop.get('relative_change', float('nan')):+.1%} "
+                          f"p_holm {pop.get('p_holm', float('nan')):.2g}")
     console.print(f"wrote {args.out}")
     return 0
 

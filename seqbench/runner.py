@@ -202,7 +202,8 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
             "n_nonzero": test.n_nonzero,
         },
         "probe_stats": res.probe_stats,
-        "fit": {"best_epoch": fit.best_epoch, "best_valid_ndcg@10": fit.best_valid, "epochs_run": fit.epochs_run,
+        "fit": {"best_epoch": fit.best_epoch, f"best_valid_{fit.valid_metric}": fit.best_valid,
+                "epochs_run": fit.epochs_run,
                 "seconds": fit.seconds, "seconds_to_best": fit.seconds_to_best},
         "mlflow_run_id": None,
     }
@@ -220,7 +221,7 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
             steps = [("train_loss", loss, epoch) for epoch, loss, _ in fit.curve]
-            steps += [("valid_ndcg@10", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
+            steps += [(f"valid_{fit.valid_metric}", valid, epoch) for epoch, _, valid in fit.curve if valid is not None]
         tracker.curve(steps + res.steps)  # + what the probe reports per step (order-horizon: step = K)
         for cond, summary in out["metrics"].items():
             tracker.metrics({f"{cond}_{k}": v for k, v in summary.items()})
@@ -228,7 +229,7 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
         tracker.metrics({"relative_change": t["relative_change"], "p_value": t["p_value"],
                          "p_holm": t["p_holm"], "ci95_low": t["ci95"][0], "ci95_high": t["ci95"][1],
                          "effect_size": t["effect_size"], "best_epoch": fit.best_epoch,
-                         "best_valid_ndcg@10": fit.best_valid, "train_seconds": fit.seconds,
+                         f"best_valid_{fit.valid_metric}": fit.best_valid, "train_seconds": fit.seconds,
                          "seconds_to_best": fit.seconds_to_best})
         tracker.metrics({f"probe_{k}": v for k, v in res.probe_stats.items()
                          if isinstance(v, int | float) and not isinstance(v, bool)})

@@ -144,6 +144,7 @@ def test_cli_generation_task_with_shuffle_probes(tiny_home, tracking_uri, tmp_pa
     for x in res:
         assert x["task"] == "generation" and x["test"]["metric"] == "hr@1"
         assert set(x["metrics"]["original"]) == {"hr@1", "invalid"}
+        assert "best_valid_hr@1" in x["fit"]  # model selection on validation HR@1 of the decoded titles
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
