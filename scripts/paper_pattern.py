@@ -17,7 +17,8 @@ Each dataset also gets a ``pop`` run, and every row a paired Wilcoxon test of it
 against pop's (``seqbench compare``'s statistics, Holm over the rows of the dataset): the "beats pop" check.
 
 The output is rewritten after every row. ``--resume`` keeps the rows already there whose settings match (same
-dataset hash, model settings, code version) and runs only the missing ones, so the hours of LLM runs can be
+dataset hash and model settings; each row records its code version, listed per dataset in ``code_versions``)
+and runs only the missing ones, so the hours of LLM runs can be
 split over several sessions (``--models tallrec`` now, ``--models llara`` later; use one ``--tracking-uri``).
 A dataset's Holm adjustment and pattern verdict cover the rows present; ``complete`` says whether every model
 of ``EXPECTED`` is there.
@@ -142,7 +143,8 @@ def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict]) -> dict:
     if not complete:  # a verdict on part of the models would overstate what was shown
         pattern["holds"] = None
     return {"dataset": name, "dataset_hash": data_hash, "pop_run_id": pop_id, "rows": rows,
-            "complete": complete, "pattern": pattern}
+            "complete": complete, "pattern": pattern,
+            "code_versions": sorted({r.get("code_version", "?") for r in rows})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             label = model if window is not None else f"{model} (own window)"
             over = sasrec_over if model == "sasrec" else per_model[model]
             kept = rows.get(label)
-            if kept and kept.get("settings") == over and kept.get("code_version") == code_version():
+            if kept and kept.get("settings") == over:  # each row records its code version (see code_versions)
                 console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")
                 continue
             row = one_model(label, model, name, over, window, home, uri, console)
