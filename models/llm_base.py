@@ -16,6 +16,7 @@ are stored in the compute dtype, equivalent to autocasting them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +51,17 @@ from .llm_heads import RetrievalHeads
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
+
+
+def _histories_key(hist: Histories) -> tuple:
+    """Content fingerprint of a batch of histories (users, items, times, row layout)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (hist.users, hist.items, hist.times, hist.offsets):
+        a = np.ascontiguousarray(a)
+        digest.update(str(a.dtype).encode() + str(a.shape).encode())
+        digest.update(a.tobytes())
+    return (len(hist), digest.hexdigest())
 
 
 def shared_llm(name: str, dtype: str, device: torch.device):
@@ -90,6 +102,7 @@ class LLMRecommender:
         self.progress = None
         self._version = 0  # bumped whenever trainable weights change; keys the item-vector cache
         self._item_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
+        self._user_cache: dict[tuple, torch.Tensor] = {}  # h_U per (history content, weights version)
 
     # -- what a model states --------------------------------------------------------------------------
     def template(self) -> PromptTemplate:
@@ -290,22 +303,40 @@ class LLMRecommender:
 
     @torch.no_grad()
     def _user_vectors(self, hist: Histories, raw: bool = False) -> torch.Tensor:
+        """f_user(h_U) (or h_U with ``raw``) per history row. The LLM pass is the cost, so h_U is kept for the
+        last few distinct histories while the weights stay the same: a probe that scores a history and then
+        asks for its representation (cosine: f_user and raw, original and shuffled) pays one pass per history."""
         self._require_ready(retrieval=True)
+        key = (_histories_key(hist), self._weights_version())
+        h = self._user_cache.get(key)
+        if h is None:
+            h = self._user_states_all(hist)
+            self._user_cache = {k: v for k, v in self._user_cache.items() if k[1] == key[1]}
+            while len(self._user_cache) >= USER_CACHE_SIZE:
+                self._user_cache.pop(next(iter(self._user_cache)))
+            self._user_cache[key] = h
+        if raw:
+            return h
+        self.set_training(False)
+        return torch.cat([self.heads.f_user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
+            torch.zeros(0, self.config.d_proj, device=self.device)
+
+    def _user_states_all(self, hist: Histories) -> torch.Tensor:
+        """h_U for every row of ``hist`` (eval mode, no grad), in chunks that bound the memory held at once."""
         self.set_training(False)
         prompts = self.builder.users(hist)
         o_u = self._teacher_user(hist) if self.user_rep else None
         task = self.progress.add_task(f"{self.name} users", total=len(hist)) if self.progress else None
         out = []
-        step = 4096  # bounds memory of the states kept at once
+        step = 4096
         for b in range(0, len(hist), step):
             rows = np.arange(b, min(b + step, len(hist)))
             sub = UserPrompts([prompts.ids[i] for i in rows], prompts.shown.take(rows))
-            h = self._user_states(sub, None if o_u is None else o_u[b:b + step], self.config.user_batch_size,
-                                  self.config.max_batch_tokens, task)
-            out.append(h if raw else self.heads.f_user(h))
+            out.append(self._user_states(sub, None if o_u is None else o_u[b:b + step], self.config.user_batch_size,
+                                         self.config.max_batch_tokens, task))
         if task is not None:
             self.progress.remove_task(task)
-        return torch.cat(out) if out else torch.zeros(0, self.config.d_proj)
+        return torch.cat(out) if out else torch.zeros(0, int(self.embed.weight.shape[1]), device=self.device)
 
     def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
         """<f_item(h_I), f_user(h_U)> for each candidate (raw dot product, §2), target in column 0."""

@@ -235,3 +235,27 @@ def test_cli_trains_and_probes_a_baseline(tiny_home, tracking_uri, tmp_path, mon
     result = json.loads(out.read_text())
     assert result["model"] == "collm" and result["probe_stats"]["window"] == 10
     assert set(result["metrics"]) == {"original", "probed"}
+
+
+def test_user_states_are_computed_once_per_history_and_weights(tiny, monkeypatch):
+    """cosine scores the original and shuffled histories, then asks for f_user and raw h_U of both: two LLM
+    passes, not six; a weight change invalidates the cache."""
+    from seqbench.probes import ProbeContext, get_probe
+
+    model = set_up("tallrec", tiny)
+    calls = []
+    real = model._user_states_all
+    monkeypatch.setattr(model, "_user_states_all", lambda h: calls.append(len(h)) or real(h))
+    pc = ProbeContext(model=model, data=tiny, run=RunContext(seed=0), fit=lambda *_: None,
+                      load_dataset=lambda n: tiny)
+    res = get_probe("cosine").run(pc)
+    assert len(calls) == 2 and 0 < res.probe_stats["cosine_mean"] <= 1
+    hist = tiny.histories("test")
+    cached = model.user_representation(hist)
+    assert len(calls) == 2
+    model._user_cache.clear()
+    np.testing.assert_allclose(model.user_representation(hist), cached, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        model.heads.e_U.add_(1.0)  # an in-place change of a trained tensor: new weights, new states
+    model.user_representation(hist)
+    assert len(calls) == 4
