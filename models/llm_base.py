@@ -205,11 +205,17 @@ class LLMRecommender:
                  out_id: int) -> torch.Tensor:
         """One LLM pass with soft tokens injected; fp32 (B, d_llm) states at ``out_id``."""
         ids, mask = ids.to(self.device), mask.to(self.device)
+        hidden = self.body(inputs_embeds=self.embed_with_soft(ids, soft), attention_mask=mask,
+                           use_cache=False).last_hidden_state
+        return read_at(hidden, ids, out_id).float()
+
+    def embed_with_soft(self, ids: torch.Tensor, soft: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+        """Input embeddings of ``ids`` with each soft token's positions replaced by its (projected) vectors."""
+        ids = ids.to(self.device)
         x = self.embed(ids)
         for tid, vals in soft:
             x = inject(x, ids, tid, vals.to(self.llm_dtype))
-        hidden = self.body(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
-        return read_at(hidden, ids, out_id).float()
+        return x
 
     def _grouped(self, seqs: list, forward_group, task=None, max_rows: int = 0,
                  max_tokens: int | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from seqbench.data.histories import Histories
 from seqbench.eval.generation import score_generation
-from seqbench.llm.prompts import HISTORY_SEP, collate, inject, last_k, plan_groups
+from seqbench.llm.prompts import HISTORY_SEP, collate, last_k, plan_groups
 
 from .llm_data import TEACHER_MAXLEN, sample_negatives
 
@@ -73,16 +73,21 @@ class GenerationPrompts:
                  for row, head in enumerate(b.history_texts(shown))]
         return texts, shown
 
-    def prompts(self, hist: Histories, listed: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """(token ids per row, the items behind the [HistoryEmb] slots in prompt order, all rows flattened)."""
+    def prompt_rows(self, hist: Histories, listed: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(token ids per row, the items behind each row's [HistoryEmb] slots in prompt order; empty lists for
+        models without the token)."""
         texts, shown = self.texts(hist, listed)
         ids = self.b.assemble(texts)
-        soft_items = np.zeros(0, dtype=np.int64)
-        if self.m.history_emb and len(listed):
-            off = shown.offsets
-            soft_items = np.concatenate([np.concatenate([shown.items[off[r]:off[r + 1]], listed[r]])
-                                         for r in range(len(listed))]).astype(np.int64)
-        return ids, soft_items
+        if not self.m.history_emb:
+            return ids, []
+        off = shown.offsets
+        return ids, [np.concatenate([shown.items[off[r]:off[r + 1]], listed[r]]).astype(np.int64)
+                     for r in range(len(listed))]
+
+    def prompts(self, hist: Histories, listed: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """(token ids per row, the [HistoryEmb] items of all rows flattened in prompt order)."""
+        ids, rows = self.prompt_rows(hist, listed)
+        return ids, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
     def answer(self, item: int) -> np.ndarray:
         """The target title's tokens + end-of-sequence (what the LM loss is on)."""
@@ -96,7 +101,7 @@ class GenerationPrompts:
         return np.minimum(lens[inv.reshape(listed.shape)].max(axis=1) + 4, self.m.config.max_new_tokens)
 
 
-def _soft(model: LLMRecommender, ids: torch.Tensor, items_per_row: list[np.ndarray],
+def _soft(model: LLMRecommender, items_per_row: list[np.ndarray],
           o_u: torch.Tensor | None) -> list[tuple[int, torch.Tensor]]:
     heads, soft = model.heads, []
     if heads.f_I is not None:
@@ -107,18 +112,6 @@ def _soft(model: LLMRecommender, ids: torch.Tensor, items_per_row: list[np.ndarr
     return soft
 
 
-def _embed(model: LLMRecommender, ids: torch.Tensor, soft) -> torch.Tensor:
-    x = model.embed(ids.to(model.device))
-    for tid, vals in soft:
-        x = inject(x, ids.to(model.device), tid, vals.to(model.llm_dtype))
-    return x
-
-
-def _split_items(prompt_ids: list[np.ndarray], flat: np.ndarray, soft_id: int) -> list[np.ndarray]:
-    counts = [int((p == soft_id).sum()) for p in prompt_ids]
-    return np.split(flat, np.cumsum(counts)[:-1]) if counts else []
-
-
 def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
                     rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """LM cross-entropy on the target title (+ EOS) after a prompt listing it among 19 fresh negatives."""
@@ -126,12 +119,11 @@ def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray,
     negs = sample_negatives(hist.padded(TEACHER_MAXLEN), targets, model.n_items, N_CANDIDATES - 1, rng)
     cands = np.concatenate([targets[:, None], negs], axis=1)
     listed = np.take_along_axis(cands, np.argsort(rng.random(cands.shape), axis=1), axis=1)
-    prompt_ids, flat = gp.prompts(hist, listed)
+    prompt_ids, items = gp.prompt_rows(hist, listed)
     answers = [gp.answer(int(t)) for t in targets]
     rows = [np.concatenate([p, a]) for p, a in zip(prompt_ids, answers, strict=True)]
     ids, mask = collate(rows, model.ids.pad)
-    items = _split_items(prompt_ids, flat, model.ids.history_emb) if model.heads.f_I is not None else []
-    x = _embed(model, ids, _soft(model, ids, items, o_u if model.user_rep else None))
+    x = model.embed_with_soft(ids, _soft(model, items, o_u if model.user_rep else None))
     hidden = model.body(inputs_embeds=x, attention_mask=mask.to(model.device), use_cache=False).last_hidden_state
     # position t-1 predicts token t: gather the states before each answer token, then the LM head on those only
     pos = np.concatenate([np.arange(len(p) - 1, len(p) + len(a) - 1) for p, a in zip(prompt_ids, answers,
@@ -148,8 +140,7 @@ def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray,
 def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, task=None) -> list[str]:
     """Greedy decoding (transformers' ``generate`` on left-padded prompt embeddings), rows in input order."""
     gp = GenerationPrompts(model)
-    prompt_ids, flat = gp.prompts(hist, listed)
-    items = _split_items(prompt_ids, flat, model.ids.history_emb) if model.heads.f_I is not None else []
+    prompt_ids, items = gp.prompt_rows(hist, listed)
     o_u = model._teacher_user(hist) if model.user_rep else None
     budget = gp.budgets(listed)
     lens = np.fromiter((len(p) for p in prompt_ids), dtype=np.int64, count=len(prompt_ids))
@@ -158,8 +149,8 @@ def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, 
     for g in plan_groups(lens, cfg.user_batch_size, cfg.max_batch_tokens, cfg.group_overhead):
         ids, mask = collate_left([prompt_ids[i] for i in g], model.ids.pad)
         rows_items = [items[i] for i in g] if items else []
-        soft = _soft(model, ids, rows_items, None if o_u is None else o_u[torch.from_numpy(g).to(model.device)])
-        x = _embed(model, ids, soft)
+        soft = _soft(model, rows_items, None if o_u is None else o_u[torch.from_numpy(g).to(model.device)])
+        x = model.embed_with_soft(ids, soft)
         new = model.llm.generate(inputs_embeds=x, attention_mask=mask.to(model.device),
                                  max_new_tokens=int(budget[g].max()), do_sample=False, num_beams=1,
                                  pad_token_id=model.ids.pad, eos_token_id=gp.eos).cpu()
@@ -184,9 +175,7 @@ def evaluate_generation(model: LLMRecommender, hist: Histories, candidates: np.n
         model.progress.remove_task(task)
     titles = [[model.titles[int(i)] for i in row] for row in listed]
     scored = score_generation(outputs, titles, target_at)
-    return {"hr@1": scored["hr@1"], "invalid": scored["invalid"], "outputs": outputs,
-            "predicted": [row[int(j)] if j >= 0 else 0 for row, j in zip(listed.tolist(), scored["predicted"],
-                                                                            strict=True)]}
+    return {"hr@1": scored["hr@1"], "invalid": scored["invalid"], "outputs": outputs}
 
 
 def collate_left(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,12 +41,12 @@ def match_candidate(output: str, titles: Sequence[str]) -> int:
 
 def score_generation(outputs: Sequence[str], candidate_titles: Sequence[Sequence[str]],
                      targets: Sequence[int]) -> dict[str, np.ndarray | float]:
-    """Per-user ``hr@1`` (0/1), ``invalid`` (0/1) and ``predicted`` (index of the named candidate, -1 if
-    invalid) arrays plus the means; ``targets`` = index of the target in each row's candidate list."""
+    """Per-user ``hr@1`` (0/1) and ``invalid`` (0/1) arrays plus their means; ``targets`` = index of the target
+    in each row's candidate list."""
     if not len(outputs) == len(candidate_titles) == len(targets):
         raise ValueError(f"{len(outputs)} outputs, {len(candidate_titles)} candidate lists, {len(targets)} targets")
     pred = np.array([match_candidate(o, c) for o, c in zip(outputs, candidate_titles, strict=True)], dtype=np.int64)
     hit = (pred == np.asarray(targets, dtype=np.int64)).astype(np.float64)
     invalid = (pred == INVALID).astype(np.float64)
-    return {"hr@1": hit, "invalid": invalid, "predicted": pred, "hr@1_mean": float(hit.mean()) if len(hit) else 0.0,
+    return {"hr@1": hit, "invalid": invalid, "hr@1_mean": float(hit.mean()) if len(hit) else 0.0,
             "invalid_share": float(invalid.mean()) if len(invalid) else 0.0}
