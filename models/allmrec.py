@@ -34,8 +34,9 @@ from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate, clean_title
-from seqbench.llm.text_encoder import MINILM, encode_texts, load_text_encoder
+from seqbench.llm.text_encoder import MINILM
 
+from .item_text import text_embeddings
 from .llm_base import LLMRecommender
 from .llm_config import LLMRecConfig
 from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
@@ -119,8 +120,8 @@ class ALLMRec(LLMRecommender):
         if cfg.stage1_cache and (path / "stage1.pt").is_file():
             self._load_stage1(path)
             return
-        encoder, tok = load_text_encoder(cfg.text_encoder, str(self.device))
-        text = encode_texts(encoder, tok, [clean_title(t) for t in self.titles]).to(self.device)
+        text = text_embeddings(data, [clean_title(t) for t in self.titles], cfg.text_encoder, self.device,
+                               progress=ctx.progress, purpose="titles")
         e_table = self.teacher.net.item.weight.detach()
         hist, targets = training_examples(train, autoregressive=False)
         hist = hist.tail(TEACHER_MAXLEN)

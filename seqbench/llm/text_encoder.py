@@ -69,8 +69,10 @@ def load_text_encoder(name: str = MINILM, device: str = "cpu"):
 
 @torch.no_grad()
 def encode_texts(model, tok, texts: Sequence[str], batch_size: int = 64, max_length: int = 64) -> torch.Tensor:
-    """(N, d) mean-pooled final hidden states over each text's real tokens, fp32."""
+    """(N, d) mean-pooled final hidden states over each text's real tokens, fp32; texts are cut to
+    ``max_length`` tokens, or to the encoder's position table when that is shorter."""
     device = next(model.parameters()).device
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
     out = []
     for b in range(0, len(texts), batch_size):
         enc = tok(list(texts[b:b + batch_size]), padding=True, truncation=True, max_length=max_length,
