@@ -162,6 +162,38 @@ def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
         assert 0 <= res.probe_stats["jaccard_at_10"] <= 1
 
 
+LM_BASED = {"ctrl": SMALL | {"text_encoder": "tiny-random"}}
+
+
+@pytest.fixture(scope="module")
+def lm_based(tiny, tmp_path_factory):
+    """Each LM-based model trained once on tiny (text caches in a temporary folder)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEQBENCH_CACHE", str(tmp_path_factory.mktemp("lm_cache")))
+    models = {}
+    for name, settings in LM_BASED.items():
+        seed_everything(0)
+        models[name] = create_model(name, tiny.n_items, settings)
+        models[name].fit(tiny, tiny.histories("train"), RunContext())
+    yield models
+    mp.undo()
+
+
+@pytest.mark.parametrize("model_name", sorted(LM_BASED))
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_every_probe_runs_on_the_lm_based_models(tiny, lm_based, model_name, name):
+    def fit(d, h):
+        m = create_model(model_name, d.n_items, LM_BASED[model_name])
+        m.fit(d, h, RunContext())
+        return m
+
+    model = lm_based[model_name]
+    res = get_probe(name).run(ProbeContext(model, tiny, RunContext(), fit, lambda n: tiny, {"target": "tiny"}))
+    assert 0 <= res.test.p_value <= 1 and np.isfinite(res.test.relative_change)
+    if name in ("shuffle-infer", "cosine", "reverse", "jaccard"):
+        assert res.probe_stats["window"] == model.window
+
+
 @pytest.mark.parametrize("name,settings", [
     ("gru4rec", {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}),
     ("bert4rec", {"d": 16, "maxlen": 16, "max_epochs": 2, "eval_every": 1}),
