@@ -35,6 +35,8 @@ MODELS: dict[str, ModelSpec] = {
                   "bert4rec:BERT4Rec"),
         ModelSpec("nextitnet", "CF-SRec", "causal dilated residual CNN over item ids (Yuan et al. 2019)",
                   "nextitnet:NextItNet"),
+        ModelSpec("recformer", "LM-based", "one text encoder over items as key-value sentences (Li et al. 2023)",
+                  "recformer:RECFormer"),
         ModelSpec("llmsrec", "LLM4Rec", "frozen LLM + distilled frozen SASRec user representation (KDD'25)",
                   "llmsrec:LLMSRec"),
         ModelSpec("tallrec", "LLM4Rec", "LoRA-tuned LLM on text-only prompts (Bao et al. 2023), retrieval heads",
