@@ -1,6 +1,8 @@
 """RECFORMER: golden token layout, shuffles move titles and keep positions, what trains, learning, persistence,
 determinism and setting errors. Tiny random BERT encoder, tiny synthetic data."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -163,3 +165,41 @@ def test_settings_errors(tmp_path):
 def test_registered():
     assert MODELS["recformer"].family == "LM-based"
     assert MODELS["recformer"].load_class().name == "recformer"
+
+
+class _MemoryCheckpointer:
+    """Keeps every saved state (serialised, as the file checkpointer does) and resumes from a chosen one."""
+
+    every_s = 0.0
+
+    def __init__(self, resume_from: bytes | None = None):
+        self.states: list[bytes] = []
+        self.resume_from = resume_from
+
+    def load(self):
+        if self.resume_from is None:
+            return None
+        return torch.load(io.BytesIO(self.resume_from), weights_only=False)  # as FileCheckpointer
+
+    def save(self, state) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.states.append(buf.getvalue())
+
+    def clear(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("resume_at", [0, 2])  # after stage-1 epoch 1; after the first stage-2 epoch
+def test_resume_from_checkpoint_is_identical(tiny, resume_at):
+    cfg = {"max_epochs": 2, "stage2_epochs": 2, "stage2_patience": 2, "lr": 1e-3, "warmup_steps": 2,
+           "batch_size": 32}
+    full_ckpt = _MemoryCheckpointer()
+    m1 = _model(tiny.n_items, **cfg)
+    r1 = m1.fit(tiny, tiny.histories("train"), RunContext(seed=0, checkpoint=full_ckpt))
+    m2 = _model(tiny.n_items, **cfg)
+    r2 = m2.fit(tiny, tiny.histories("train"),
+                RunContext(seed=0, checkpoint=_MemoryCheckpointer(full_ckpt.states[resume_at])))
+    assert r1.curve == r2.curve and r1.best_epoch == r2.best_epoch
+    test, cands = tiny.histories("test"), tiny.candidates["test"]
+    assert np.array_equal(m1.score(test, cands), m2.score(test, cands))
