@@ -63,14 +63,14 @@ class RECFormerConfig:
     max_item_tokens: int = setting(16, "tokens per item sentence ('title' key + title), longer ones cut", AT_LEAST_1)
     temperature: float = setting(0.05, "softmax temperature on cosine similarities", POSITIVE)
     dropout: float = setting(0.1, "dropout in the encoder (embeddings, attention, hidden)", DROPOUT)
-    lr: float = setting(1e-4, "AdamW peak learning rate", RATE)
+    lr: float = setting(3e-4, "AdamW peak learning rate", RATE)
     weight_decay: float = setting(0.0, "AdamW weight decay", NON_NEGATIVE)
     warmup_steps: int = setting(50, "optimizer steps of linear warm-up, then linear decay to 0", NON_NEGATIVE)
     batch_size: int = setting(16, "users (prefix examples) per optimizer step", AT_LEAST_1)
-    max_epochs: int = setting(6, "most stage-1 epochs (item table re-encoded each epoch)", AT_LEAST_1)
-    stage2_epochs: int = setting(2, "most stage-2 epochs (item table fixed); 0 skips stage 2", NON_NEGATIVE)
-    patience: int = setting(2, "stage 1: validation checks without improvement before stopping", AT_LEAST_1)
-    stage2_patience: int = setting(1, "stage 2: validation checks without improvement before stopping",
+    max_epochs: int = setting(15, "most stage-1 epochs (item table re-encoded each epoch)", AT_LEAST_1)
+    stage2_epochs: int = setting(3, "most stage-2 epochs (item table fixed); 0 skips stage 2", NON_NEGATIVE)
+    patience: int = setting(3, "stage 1: validation checks without improvement before stopping", AT_LEAST_1)
+    stage2_patience: int = setting(2, "stage 2: validation checks without improvement before stopping",
                                    AT_LEAST_1)
     eval_every: int = setting(1, "epochs between validation checks (NDCG@10 on the validation candidates)",
                               AT_LEAST_1)
