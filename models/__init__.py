@@ -37,6 +37,8 @@ MODELS: dict[str, ModelSpec] = {
                   "nextitnet:NextItNet"),
         ModelSpec("ctrl", "LM-based", "SASRec whose item table starts from PCA'd title embeddings (Li et al. 2023)",
                   "ctrl:CTRL"),
+        ModelSpec("recformer", "LM-based", "one text encoder over items as key-value sentences (Li et al. KDD'23)",
+                  "recformer:RECFormer"),
         ModelSpec("llmsrec", "LLM4Rec", "frozen LLM + distilled frozen SASRec user representation (KDD'25)",
                   "llmsrec:LLMSRec"),
         ModelSpec("tallrec", "LLM4Rec", "LoRA-tuned LLM on text-only prompts (Bao et al. 2023), retrieval heads",
