@@ -271,6 +271,7 @@ class RECFormer:
                 self.net.load_state_dict(st["best_state"])
                 st.update(stage=2, bad=0)
             last = first + n_epochs - 1
+            bar.patience = patience  # the bar's "patience left" counts this stage's checks
             for epoch in range(max(first, st["epoch"] + 1), last + 1):
                 if st["bad"] >= patience:  # a resumed run whose stage had already stopped
                     break

@@ -218,7 +218,8 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or hpu.")] = "auto",
     llm: Annotated[str | None, typer.Option(help="LLM-based models: smollm2-135m (default), tiny-random, a "
                                             "Hugging Face id or a local folder.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="LLM-based models: auto, bf16, fp32 or fp16.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="LLM-based models: auto, bf16, fp32 or fp16; recformer: auto, "
+                                              "bf16 or fp32 (auto = bf16 where the CPU has native bf16).")] = None,
     data_home: DataHome = None,
     retrain: Annotated[bool, typer.Option(help="Train even if the model store holds this trained model.")]
     = False,

@@ -162,7 +162,9 @@ def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
         assert 0 <= res.probe_stats["jaccard_at_10"] <= 1
 
 
-LM_BASED = {"ctrl": SMALL | {"text_encoder": "tiny-random"}}
+LM_BASED = {"ctrl": SMALL | {"text_encoder": "tiny-random"},
+            "recformer": {"encoder": "tiny-random", "maxlen": 6, "max_item_tokens": 10, "n_layers": 1,
+                          "max_epochs": 1, "stage2_epochs": 1, "dtype": "fp32"}}
 
 
 @pytest.fixture(scope="module")
