@@ -48,7 +48,7 @@ from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.progress import TrainProgress
-from seqbench.train.loop import _get_rng, _set_rng
+from seqbench.train.loop import restore_rng_states, rng_states
 
 from .base import FitReport
 from .recformer_text import N_TOKEN_TYPES, ItemSentences, Layout, item_sentences, layout
@@ -256,7 +256,7 @@ class RECFormer:
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
             gen.set_state(saved["gen"])
-            _set_rng(saved["rng"])
+            restore_rng_states(saved["rng"])
             st = saved["st"]
             self.table_ready = True
         start = time.perf_counter() - st["elapsed"]
@@ -315,7 +315,7 @@ class RECFormer:
                 if ndcg is not None and ctx.checkpoint is not None:
                     st["elapsed"] = time.perf_counter() - start
                     ctx.checkpoint.save({"net": self.net.state_dict(), "opt": opt.state_dict(),
-                                         "sched": sched.state_dict(), "gen": gen.get_state(), "rng": _get_rng(),
+                                         "sched": sched.state_dict(), "gen": gen.get_state(), "rng": rng_states(),
                                          "st": copy.deepcopy(st)})
                 bar.update(epoch, train_loss, st["best"], st["best_epoch"], patience - st["bad"])
                 if st["bad"] >= patience:

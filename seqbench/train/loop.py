@@ -54,7 +54,7 @@ def train_loop(
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
-        _set_rng(state["rng"])
+        restore_rng_states(state["rng"])
         best, best_epoch, best_state, bad = state["best"], state["best_epoch"], state["best_state"], state["bad"]
         t_best, curve, first = state["t_best"], state["curve"], state["epoch"] + 1
         start -= state["elapsed"]
@@ -88,7 +88,7 @@ def train_loop(
         curve.append((epoch, train_loss, ndcg))
         if ndcg is not None and ctx.checkpoint is not None:
             ctx.checkpoint.save({"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                                 "rng": _get_rng(), "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                                 "rng": rng_states(), "best": best, "best_epoch": best_epoch, "best_state": best_state,
                                  "bad": bad, "t_best": t_best, "curve": list(curve), "epoch": epoch,
                                  "elapsed": time.perf_counter() - start})
         bar.update(epoch, train_loss, best, best_epoch, cfg.patience - bad)
@@ -101,12 +101,12 @@ def train_loop(
     return best_epoch, best, epoch, time.perf_counter() - start, t_best, curve
 
 
-def _get_rng() -> dict:
+def rng_states() -> dict:
     """Global RNG states (dropout draws from torch's default generator), so a resumed run is bit-identical."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
-def _set_rng(state: dict) -> None:
+def restore_rng_states(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
