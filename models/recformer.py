@@ -137,7 +137,7 @@ class RECFormer:
     config_cls: ClassVar[type[RECFormerConfig]] = RECFormerConfig
 
     def __init__(self, n_items: int, config: RECFormerConfig | None = None):
-        from seqbench.llm.backbone import cpu_has_fast_bf16
+        from seqbench.llm.backbone import resolve_dtype
         from seqbench.llm.text_encoder import load_text_encoder
 
         self.n_items = n_items
@@ -153,7 +153,7 @@ class RECFormer:
             raise SeqbenchError(f"recformer max_item_tokens={cfg.max_item_tokens} leaves no room for the title "
                                 f"after the key 'title' ({key_len} tokens)")
         self.net = RECFormerNet(bert, n_items, cfg)
-        self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and cpu_has_fast_bf16())
+        self.bf16 = resolve_dtype(cfg.dtype, self.device) == torch.bfloat16  # the LLMs' rule: auto = native bf16
         self.sentences: ItemSentences | None = None
         self.table_ready = False
 

@@ -76,23 +76,29 @@ class Layout:
 
 def layout(rows: Sequence[np.ndarray], sent: ItemSentences, bos: int, pad: int) -> Layout:
     """Flatten each row (a user's consumed items, **oldest first**, as histories store them) into
-    ``<s>`` + its item sentences newest first; pads get type 3 and item position 0."""
-    seqs = []
-    for row in rows:
-        rev = np.asarray(row, dtype=np.int64)[::-1]
-        lens = sent.lengths[rev]
-        parts_ids = [np.asarray([bos], dtype=np.int64)] + [sent.sentence(int(i))[0] for i in rev]
-        parts_types = [np.asarray([TYPE_BOS], dtype=np.int64)] + [sent.sentence(int(i))[1] for i in rev]
-        item_pos = np.concatenate([[0], np.repeat(np.arange(1, len(rev) + 1), lens)]).astype(np.int64)
-        seqs.append((np.concatenate(parts_ids), np.concatenate(parts_types), item_pos))
-    width = max((len(s[0]) for s in seqs), default=1)
-    b = len(seqs)
+    ``<s>`` + its item sentences newest first; pads get type 3 and item position 0. Vectorised over all rows'
+    tokens at once: it runs on every training step and on every item re-encoding."""
+    b = len(rows)
+    n_items = np.fromiter((len(r) for r in rows), dtype=np.int64, count=b)
+    items = np.concatenate([np.asarray(r, dtype=np.int64)[::-1] for r in rows]) if b else np.zeros(0, np.int64)
+    lens = sent.lengths[items]  # tokens per item slot, slots in row order, newest item first
+    row_of_slot = np.repeat(np.arange(b), n_items)
+    slot_in_row = np.arange(len(items)) - np.repeat(np.cumsum(n_items) - n_items, n_items)
+    row_tokens = np.bincount(row_of_slot, weights=lens, minlength=b).astype(np.int64) + 1  # + <s>
+    width = int(row_tokens.max()) if b else 1
+    # every item token: its source in the flat sentence arrays, its row and its column (after <s>)
+    tok_row = np.repeat(row_of_slot, lens)
+    slot_start = np.cumsum(lens) - lens
+    within = np.arange(int(lens.sum())) - np.repeat(slot_start, lens)
+    row_start = np.repeat(np.cumsum(row_tokens - 1) - (row_tokens - 1), row_tokens - 1)  # first item token of row
+    col = 1 + np.arange(len(tok_row)) - row_start
+    src = np.repeat(sent.offsets[items], lens) + within
     ids = np.full((b, width), pad, dtype=np.int64)
     types = np.full((b, width), TYPE_PAD, dtype=np.int64)
     ipos = np.zeros((b, width), dtype=np.int64)
     mask = np.zeros((b, width), dtype=np.int64)
-    for r, (i, t, p) in enumerate(seqs):
-        n = len(i)
-        ids[r, :n], types[r, :n], ipos[r, :n], mask[r, :n] = i, t, p, 1
+    ids[:, 0], types[:, 0], mask[:, 0] = bos, TYPE_BOS, 1
+    ids[tok_row, col], types[tok_row, col] = sent.ids[src], sent.types[src]
+    ipos[tok_row, col], mask[tok_row, col] = np.repeat(slot_in_row + 1, lens), 1
     tpos = np.broadcast_to(np.arange(width, dtype=np.int64), (b, width)).copy()
     return Layout(*(torch.from_numpy(a) for a in (ids, types, ipos, tpos, mask)))

@@ -34,7 +34,7 @@ from rich.console import Console
 from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.compare import compare_runs
-from seqbench.config import parse_sets
+from seqbench.config import parse_model_sets, parse_sets
 from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.models import get_spec
@@ -120,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SEQBENCH_MODEL_STORE", tempfile.mkdtemp(prefix="bench-lm-store-"))
     console = Console(stderr=True, width=160)
     home = data_home(args.data_home)
-    over: dict[str, dict[str, str]] = {}
-    for key, value in parse_sets(args.sets).items():
-        model, dot, name = key.partition(".")
-        if not dot:
-            raise SystemExit(f"--set expects model.key=value; got '{key}'")
-        over.setdefault(model, {})[name] = value
+    over = parse_model_sets(args.sets)
     todo = {m: (m, over.get(m, {})) for m in ["pop", *[m for m in args.models.split(",") if m and m != "pop"]]}
     for spec in args.row:
         label, eq, rest = spec.partition("=")

@@ -30,9 +30,10 @@ import torch
 
 from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
-from seqbench.config import parse_sets
+from seqbench.config import parse_model_sets
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.store import data_home, load_dataset
+from seqbench.errors import SeqbenchError
 from seqbench.models import create_model, get_spec
 from seqbench.probes import ProbeContext, get_probe
 
@@ -42,13 +43,10 @@ FIXED_WINDOW = 10
 
 def overrides(sets: list[str] | None) -> dict[str, dict[str, str]]:
     """``["llmsrec.batch_size=4,sasrec.max_epochs=3"]`` -> {"llmsrec": {"batch_size": "4"}, ...}."""
-    out: dict[str, dict[str, str]] = {}
-    for key, value in parse_sets(sets).items():
-        model, dot, field = key.partition(".")
-        if not dot:
-            raise SystemExit(f"--set expects model.key=value; got '{key}'")
-        out.setdefault(model, {})[field] = value
-    return out
+    try:
+        return parse_model_sets(sets)
+    except SeqbenchError as e:
+        raise SystemExit(str(e)) from e
 
 
 def test_row(res) -> dict:

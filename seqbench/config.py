@@ -114,6 +114,18 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def parse_model_sets(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """Scripts that run several models: ``["sasrec.lr=1e-3,ctrl.d=32"]`` -> ``{"sasrec": {"lr": "1e-3"},
+    "ctrl": {"d": "32"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in parse_sets(items).items():
+        model, dot, name = key.partition(".")
+        if not dot:
+            raise SeqbenchError(f"--set expects model.key=value; got '{key}'")
+        out.setdefault(model, {})[name] = value
+    return out
+
+
 def load_config_file(path: Path | None) -> dict[str, Any]:
     """Read a TOML, JSON or YAML file into a dict; errors name the file."""
     if path is None:
