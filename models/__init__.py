@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from seqbench.config import resolve
-from seqbench.errors import UnknownNameError
+from seqbench.errors import SeqbenchError, UnknownNameError
 
 from .base import FitReport, Recommender
 
@@ -67,4 +68,16 @@ def create_model(name: str, n_items: int, *layers: dict[str, Any]) -> Recommende
     return cls(n_items, resolve(cls.config_cls, *layers))
 
 
-__all__ = ["MODELS", "FitReport", "ModelSpec", "Recommender", "create_model", "get_spec"]
+def settings_per_model(models: list[str], settings: dict[str, str]) -> dict[str, dict[str, str]]:
+    """One ``--set`` for several models (scripts): each model gets the keys its config has (``stage1_epochs``
+    is A-LLMRec's, ``distill`` LLM-SRec's); a key no model has is an error, so a typo never passes silently."""
+    if not models:  # e.g. a script run with CF models only: nothing takes these settings
+        return {}
+    fields = {m: {f.name for f in dataclasses.fields(get_spec(m).load_class().config_cls)} for m in models}
+    unknown = [k for k in settings if not any(k in f for f in fields.values())]
+    if unknown:
+        raise SeqbenchError(f"--set {unknown[0]}: no model among {', '.join(models)} has this setting")
+    return {m: {k: v for k, v in settings.items() if k in fields[m]} for m in models}
+
+
+__all__ = ["MODELS", "FitReport", "ModelSpec", "Recommender", "create_model", "get_spec", "settings_per_model"]

@@ -15,7 +15,10 @@ settings, defaults measured on this project's 2-core CPU (docs/models/recformer.
 * no MLM / item-item contrastive pre-training: fine-tuning starts from the sentence encoder's weights.
 
 Fine-tuning follows finetune.py: each epoch one random prefix -> next-item example per user (target position
-from [1, len-1], never an empty history), CE over all items. Stage 1 re-encodes the item table with the current
+from [1, len-1], never an empty history), CE over all items. Two documented deviations, off by default:
+``prefixes_per_user=k`` draws k such examples per user and epoch (finetune.py's one gives ml-100k ~60 steps per
+epoch, too few without the pre-training), ``pooling=mean`` reads the masked mean of the token states instead of
+``<s>``. Stage 1 re-encodes the item table with the current
 encoder at the start of every epoch and keeps it frozen within the epoch (gradients reach only the sequence
 side); stage 2 reloads the best stage-1 state and continues with that table fixed. AdamW, linear warm-up then
 linear decay over both stages, validation NDCG@10 every ``eval_every`` epochs, early stopping, best state
@@ -61,12 +64,16 @@ class RECFormerConfig:
     n_layers: int = setting(6, "keep only the encoder's first N Transformer layers", AT_LEAST_1)
     maxlen: int = setting(10, "history window: the most recent items the model reads", AT_LEAST_1)
     max_item_tokens: int = setting(16, "tokens per item sentence ('title' key + title), longer ones cut", AT_LEAST_1)
+    pooling: str = setting("cls", "user/item vector: cls = the <s> state (the paper); mean = mean of all token "
+                           "states (how the sentence encoder was trained)", choices=("cls", "mean"))
     temperature: float = setting(0.05, "softmax temperature on cosine similarities", POSITIVE)
     dropout: float = setting(0.1, "dropout in the encoder (embeddings, attention, hidden)", DROPOUT)
     lr: float = setting(3e-4, "AdamW peak learning rate", RATE)
     weight_decay: float = setting(0.0, "AdamW weight decay", NON_NEGATIVE)
     warmup_steps: int = setting(50, "optimizer steps of linear warm-up, then linear decay to 0", NON_NEGATIVE)
     batch_size: int = setting(16, "users (prefix examples) per optimizer step", AT_LEAST_1)
+    prefixes_per_user: int = setting(1, "random prefix -> next-item examples per user and epoch (1 = finetune.py; "
+                                     "more gives short-history data more steps per epoch)", AT_LEAST_1)
     max_epochs: int = setting(15, "most stage-1 epochs (item table re-encoded each epoch)", AT_LEAST_1)
     stage2_epochs: int = setting(3, "most stage-2 epochs (item table fixed); 0 skips stage 2", NON_NEGATIVE)
     patience: int = setting(3, "stage 1: validation checks without improvement before stopping", AT_LEAST_1)
@@ -114,6 +121,9 @@ class RECFormerNet(nn.Module):
         for p in bert.parameters():
             p.requires_grad_(True)
         self.bert = bert
+        if cfg.pooling not in ("cls", "mean"):
+            raise SeqbenchError(f"recformer pooling must be cls or mean, got '{cfg.pooling}'")
+        self.mean_pool = cfg.pooling == "mean"
         # New item-position table (0 = <s>/pad, 1 = most recent item), BERT's init, seeded by itself.
         self.item_pos = nn.Embedding(cfg.maxlen + 1, d)
         gen = torch.Generator().manual_seed(0)
@@ -123,11 +133,14 @@ class RECFormerNet(nn.Module):
         self.register_buffer("item_table", torch.zeros(n_items + 1, d))
 
     def forward(self, lay: Layout) -> torch.Tensor:
-        """(B, d) ``<s>`` hidden states."""
+        """(B, d) ``<s>`` hidden states, or the masked mean of all token states (``pooling=mean``)."""
         x = self.bert.embeddings.word_embeddings(lay.input_ids) + self.item_pos(lay.item_pos)
         out = self.bert(inputs_embeds=x, token_type_ids=lay.token_type, position_ids=lay.token_pos,
-                        attention_mask=lay.mask)
-        return out.last_hidden_state[:, 0]
+                        attention_mask=lay.mask).last_hidden_state
+        if not self.mean_pool:
+            return out[:, 0]
+        m = lay.mask.unsqueeze(-1).to(out.dtype)
+        return (out * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 class RECFormer:
@@ -238,6 +251,7 @@ class RECFormer:
         gen = torch.Generator().manual_seed(ctx.seed)
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        users = np.repeat(users, cfg.prefixes_per_user)  # each copy draws its own prefix every epoch
         per_epoch = math.ceil(len(users) / cfg.batch_size)
         total = max(1, (cfg.max_epochs + cfg.stage2_epochs) * per_epoch)
         warm = min(cfg.warmup_steps, total - 1)

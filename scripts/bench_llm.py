@@ -37,12 +37,15 @@ import numpy as np
 import torch
 
 from seqbench.benchinfo import finish, machine_info
+from seqbench.config import parse_sets
 from seqbench.context import RunContext
 from seqbench.data.store import data_home, load_dataset
+from seqbench.errors import SeqbenchError
 from seqbench.llm import load_llm
-from seqbench.models import create_model
+from seqbench.models import create_model, settings_per_model
 from seqbench.models.llm_base import LLMRecommender
 from seqbench.models.llm_data import TEACHER_MAXLEN, training_examples
+from seqbench.models.llm_fit import validation_set
 
 
 def dataset(name: str, home: str | None):
@@ -115,6 +118,7 @@ def bench_model(name: str, data, args) -> dict:
     settings = {"llm": args.llm, "dtype": args.dtype, "device": "cpu", "teacher_epochs": args.teacher_epochs}
     if name == "a-llmrec":
         settings["stage1_epochs"] = args.teacher_epochs
+    settings.update(args.per_model[name])
     model = create_model(name, data.n_items, settings)
     cfg = model.config
     train = data.histories("train")
@@ -163,8 +167,9 @@ def bench_model(name: str, data, args) -> dict:
     steps_per_epoch = -(-len(targets) // cfg.batch_size)
     every = max(1, int(steps_per_epoch * cfg.val_every_frac))
     checks = steps_per_epoch // every + (steps_per_epoch % every != 0)
-    valid_tokens = (float(model.builder.users(v_hist).lengths.sum())
-                    + float(sum(len(x) for x in model.builder.items(np.unique(data.candidates["valid"])))))
+    e_hist, e_cands = validation_set(data, cfg.max_valid_users, 0)  # what one check of fit_llm encodes
+    valid_tokens = (float(model.builder.users(e_hist).lengths.sum())
+                    + float(sum(len(x) for x in model.builder.items(np.unique(e_cands)))))
     epoch_train_s = steps_per_epoch * step_s
     epoch_valid_s = checks * valid_tokens / eval_tok_s
     lora = model.peft is not None
@@ -185,12 +190,13 @@ def bench_model(name: str, data, args) -> dict:
             "eval_padding_share": 1 - eval_real / max(eval_padded, 1),
             "eval_users": n_users, "eval_items": len(items), "epoch_train_seconds": epoch_train_s,
             "epoch_valid_seconds": epoch_valid_s, "steps_per_epoch": steps_per_epoch,
-            "validation_checks_per_epoch": checks, "setup_seconds": setup_s,
+            "validation_checks_per_epoch": checks, "validation_users": len(e_hist), "setup_seconds": setup_s,
+            "settings": args.per_model[name],
         },
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="llmsrec", help="comma-separated LLM recommenders, e.g. "
                     "llmsrec,tallrec,llara,collm,a-llmrec")
@@ -204,13 +210,21 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=5)
     ap.add_argument("--ceiling-reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="model settings k=v,... (each model takes the keys it has), e.g. the CPU recipe "
+                         "batch_size=4,val_every_frac=0.5,max_valid_users=100")
     ap.add_argument("--out", default="reports/bench_llm.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        args.per_model = settings_per_model(names, parse_sets(args.sets))
+    except SeqbenchError as e:
+        raise SystemExit(str(e)) from None
     torch.set_num_threads(args.threads)
     info = machine_info()
 
     data = dataset(args.dataset, args.data_home)
-    models = {m.strip(): bench_model(m.strip(), data, args) for m in args.models.split(",") if m.strip()}
+    models = {m: bench_model(m, data, args) for m in names}
     out = {"models": models, **ceiling(args.llm, args.dtype, args.ceiling_reps),
            "details": {"llm": args.llm, "dataset": data.name, "threads": args.threads, "ceiling_batch": [16, 256],
                        "machine": platform.processor() or platform.machine()},

@@ -34,7 +34,6 @@ Smoke (seconds): python scripts/paper_pattern.py --llm tiny-random --dtype fp32 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -52,8 +51,9 @@ from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
 from seqbench.data.store import data_home, list_datasets, load_dataset
+from seqbench.errors import SeqbenchError
 from seqbench.llm.backbone import resolve_dtype
-from seqbench.models import get_spec
+from seqbench.models import settings_per_model
 from seqbench.runner import RunSpec, run
 from seqbench.stats.multiple import holm
 from seqbench.version import code_version
@@ -106,16 +106,6 @@ def one_model(label: str, model: str, dataset: str, overrides: dict[str, str], w
             "mlflow_run_id": shuffle.get("mlflow_run_id")}
 
 
-def settings_for(models: list[str], settings: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Each LLM model gets the ``--set`` keys its config has (text_encoder is A-LLMRec's, distill LLM-SRec's);
-    a key no model has is an error, so a typo never passes silently."""
-    fields = {m: {f.name for f in dataclasses.fields(get_spec(m).load_class().config_cls)} for m in models}
-    unknown = [k for k in settings if not any(k in f for f in fields.values())]
-    if unknown:
-        raise SystemExit(f"--set {unknown[0]}: no model among {models} has this setting")
-    return {m: {k: v for k, v in settings.items() if k in fields[m]} for m in models}
-
-
 def verdict(rows: list[dict]) -> dict:
     """Order-sensitive = significant (Holm over this dataset's rows) drop of NDCG@10 under shuffle-infer."""
     def sensitive(r: dict) -> bool:
@@ -156,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sasrec-set", action="append", default=[], help="SASRec settings, k=v,...")
     ap.add_argument("--beauty", default="beauty-s05", help="prepared Beauty sample (skipped with a note if absent)")
     ap.add_argument("--no-beauty", action="store_true")
+    ap.add_argument("--no-synthetic", action="store_true",
+                    help="skip the synthetic control this time (its kept rows stay in --out)")
     ap.add_argument("--syn-users", type=int, default=400)
     ap.add_argument("--syn-items", type=int, default=200)
     ap.add_argument("--syn-order", type=float, default=0.9)
@@ -171,9 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     llm_over = {**({"llm": args.llm} if args.llm else {}), "dtype": args.dtype, **parse_sets(args.sets)}
     sasrec_over = parse_sets(args.sasrec_set)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    per_model = settings_for([m for m in models if m != "sasrec"], llm_over)
+    try:
+        per_model = settings_per_model([m for m in models if m != "sasrec"], llm_over)
+    except SeqbenchError as e:
+        raise SystemExit(str(e)) from None
 
-    datasets = {"synthetic_control": synthetic_control(home, args.syn_users, args.syn_items, args.syn_order)}
+    datasets = {}
+    if not args.no_synthetic:
+        datasets["synthetic_control"] = synthetic_control(home, args.syn_users, args.syn_items, args.syn_order)
     notes = []
     if not args.no_beauty:
         if args.beauty in list_datasets(home):

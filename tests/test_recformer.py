@@ -149,6 +149,39 @@ def test_fit_save_load_round_trip_and_determinism(tiny, tmp_path):
     assert rep.shape == (tiny.n_users, m3.net.bert.config.hidden_size)
 
 
+def test_prefixes_per_user_multiplies_the_steps(tiny, monkeypatch):
+    """k prefixes per user: k times the optimizer steps per epoch, each copy with its own target position."""
+    seen: list[list[int]] = []
+
+    def counting(self, rows, targets, table):
+        seen.append([int(t) for t in targets])
+        return orig(self, rows, targets, table)
+
+    from seqbench.models.recformer import RECFormer
+    orig = RECFormer._loss
+    monkeypatch.setattr(RECFormer, "_loss", counting)
+    cfg = {"max_epochs": 1, "stage2_epochs": 0, "batch_size": 16, "warmup_steps": 1}
+    _model(tiny.n_items, **cfg).fit(tiny, tiny.histories("train"), RunContext(seed=0))
+    one = sum(len(t) for t in seen)
+    seen.clear()
+    _model(tiny.n_items, prefixes_per_user=3, **cfg).fit(tiny, tiny.histories("train"), RunContext(seed=0))
+    assert sum(len(t) for t in seen) == 3 * one == 3 * int((tiny.histories("train").lengths >= 2).sum())
+
+
+def test_mean_pooling_ignores_padding_and_differs_from_cls(tiny):
+    mean, cls = _model(tiny.n_items, pooling="mean"), _model(tiny.n_items)
+    for m in (mean, cls):
+        m._set_titles(tiny.titles)
+        m.net.eval()
+    hist = _hist([[1, 2, 3, 4, 5, 6], [7], [2, 3, 4]])
+    short = 1  # padded to the 6-item row's length in the batch
+    alone = mean.user_representation(hist.take(np.array([short])))
+    np.testing.assert_allclose(mean.user_representation(hist)[short], alone[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(alone, cls.user_representation(hist.take(np.array([short]))))
+    with pytest.raises(SeqbenchError, match="pooling"):
+        _model(10, pooling="max")
+
+
 def test_settings_errors(tmp_path):
     with pytest.raises(SeqbenchError, match="n_layers=3"):
         _model(10, n_layers=3)

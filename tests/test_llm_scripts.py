@@ -1,0 +1,61 @@
+"""The LLM scripts' shared pieces: one ``--set`` split over several models, bench_llm's CPU-recipe settings and
+paper_pattern's per-dataset switches (tiny random LLM, seconds)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from seqbench.errors import SeqbenchError
+from seqbench.models import settings_per_model
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_settings_per_model_gives_each_model_its_own_keys():
+    got = settings_per_model(["tallrec", "a-llmrec", "llmsrec"],
+                             {"batch_size": "4", "lora_r": "4", "stage1_epochs": "2"})
+    assert got["tallrec"] == {"batch_size": "4", "lora_r": "4"}
+    assert got["a-llmrec"] == {"batch_size": "4", "stage1_epochs": "2"}  # frozen LLM: no LoRA keys
+    assert got["llmsrec"] == {"batch_size": "4"}
+    with pytest.raises(SeqbenchError, match="lora_rank"):
+        settings_per_model(["tallrec"], {"lora_rank": "4"})
+
+
+def test_bench_llm_takes_the_cpu_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "b.json"
+    _script("bench_llm").main(["--llm", "tiny-random", "--dtype", "fp32", "--dataset", "synthetic",
+                               "--models", "tallrec", "--train-steps", "1", "--eval-users", "4",
+                               "--eval-items", "8", "--ceiling-reps", "1", "--threads", "1",
+                               "--teacher-epochs", "1", "--set", "batch_size=3,max_valid_users=5,val_every_frac=0.5",
+                               "--out", str(out)])
+    d = json.loads(out.read_text())["models"]["tallrec"]["details"]
+    assert d["batch_size"] == 3 and d["validation_users"] == 5 and d["validation_checks_per_epoch"] == 2
+    assert d["settings"] == {"batch_size": "3", "max_valid_users": "5", "val_every_frac": "0.5"}
+    with pytest.raises(SystemExit, match="no model among tallrec"):
+        _script("bench_llm").main(["--models", "tallrec", "--set", "stage1_epochs=1"])
+
+
+def test_paper_pattern_runs_one_dataset_and_keeps_the_other(tiny_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "pp.json"
+    main = _script("paper_pattern").main
+    common = ["--models", "sasrec", "--sasrec-set", "max_epochs=1,maxlen=16,d=16", "--data-home", str(tiny_home),
+              "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(out)]
+    prev = {"datasets": {"synthetic_control": {"dataset": "kept", "rows": [], "pattern": {"holds": None}}}}
+    out.write_text(json.dumps(prev))
+    assert main([*common, "--beauty", "tiny", "--no-synthetic", "--resume"]) == 0
+    got = json.loads(out.read_text())["datasets"]
+    assert got["synthetic_control"] == prev["datasets"]["synthetic_control"]  # not run, kept as it was
+    rows = {r["label"]: r for r in got["beauty_sample"]["rows"]}
+    assert set(rows) == {"sasrec", "sasrec (own window)"} and rows["sasrec"]["window_used"] == 10
+    assert 0 <= rows["sasrec"]["vs_pop"]["p_holm"] <= 1 and got["beauty_sample"]["complete"] is False
