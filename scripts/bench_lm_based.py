@@ -11,8 +11,10 @@ Each row also gets a paired Wilcoxon test of its original per-user NDCG@10 again
 
 Writes ``reports/bench_lm_based.json`` after every row. ``--resume`` keeps rows whose dataset hash and
 settings match, so a model added later (``--models recformer``) is measured without re-running the others;
-each row records its own machine load and code version. Wall times are fit seconds of run 1 (0 when the store
-already held the model: use a fresh ``SEQBENCH_MODEL_STORE`` for timings, as the default temporary one is).
+each row records its own machine load and code version. ``fit`` is the training run's own report (the store keeps
+it with the model, so a model the store already held shows its original fit seconds);
+``first_run_wall_seconds`` is run 1's wall time here, small when the store held the model. The default model
+store is a fresh temporary one, so every fit is timed in this run.
 
     python scripts/bench_lm_based.py --datasets ml-100k,beauty-s05 --models sasrec,ctrl,recformer \\
         --tracking-uri sqlite:////work/runs/lm_based.db
