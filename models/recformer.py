@@ -121,8 +121,6 @@ class RECFormerNet(nn.Module):
         for p in bert.parameters():
             p.requires_grad_(True)
         self.bert = bert
-        if cfg.pooling not in ("cls", "mean"):
-            raise SeqbenchError(f"recformer pooling must be cls or mean, got '{cfg.pooling}'")
         self.mean_pool = cfg.pooling == "mean"
         # New item-position table (0 = <s>/pad, 1 = most recent item), BERT's init, seeded by itself.
         self.item_pos = nn.Embedding(cfg.maxlen + 1, d)

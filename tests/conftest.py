@@ -44,20 +44,30 @@ requires_ml100k = pytest.mark.skipif(
 )
 
 
-def assert_loss_drops(net, steps: int) -> None:
-    """Train ``net`` for ``steps`` Adam steps on 16 rotated copies of one 11-item sequence; the mean loss of
-    the last 5 steps must be below 70 % of the first 5."""
-    data = torch.stack([torch.roll(torch.arange(1, 12), -s)[:11] % 30 + 1 for s in range(16)])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
+def step_losses(params, loss_fn, steps: int, lr: float = 1e-2, optimizer=torch.optim.Adam) -> list[float]:
+    """The loss of each of ``steps`` optimizer steps on ``loss_fn()`` (the tests' "does it learn" loop)."""
+    opt = optimizer(params, lr=lr)
     losses = []
     for _ in range(steps):
-        net.train()
-        loss = net.loss(data, gen)
+        loss = loss_fn()
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses
+
+
+def assert_loss_drops(net, steps: int) -> None:
+    """Train ``net`` for ``steps`` Adam steps on 16 rotated copies of one 11-item sequence; the mean loss of
+    the last 5 steps must be below 70 % of the first 5."""
+    data = torch.stack([torch.roll(torch.arange(1, 12), -s)[:11] % 30 + 1 for s in range(16)])
+    gen = torch.Generator().manual_seed(0)
+
+    def loss():
+        net.train()
+        return net.loss(data, gen)
+
+    losses = step_losses(net.parameters(), loss, steps)
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 

@@ -16,6 +16,8 @@ from seqbench.models import item_text as item_text_mod
 from seqbench.models.ctrl import Aligner, CTRLConfig, CTRLNet, pca_table, user_texts
 from seqbench.models.item_text import text_embeddings
 
+from .conftest import step_losses
+
 SMALL = {"d": 16, "maxlen": 16, "max_epochs": 3, "eval_every": 1, "text_encoder": "tiny-random"}
 
 
@@ -108,14 +110,7 @@ def test_aligner_learns_to_pair_states_with_their_texts():
     torch.manual_seed(0)
     aligner = Aligner(8, 12, 3)
     states, text = torch.randn(16, 8), torch.randn(16, 12)
-    opt = torch.optim.Adam(aligner.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(60):
-        loss = aligner.loss(states, text)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = step_losses(aligner.parameters(), lambda: aligner.loss(states, text), 60)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 

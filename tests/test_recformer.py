@@ -14,6 +14,8 @@ from seqbench.errors import SeqbenchError
 from seqbench.models import MODELS, create_model
 from seqbench.models.recformer_text import TYPE_KEY, TYPE_VALUE, ItemSentences, item_sentences, layout
 
+from .conftest import step_losses
+
 TINY = {"encoder": "tiny-random", "maxlen": 6, "max_item_tokens": 10, "n_layers": 1}
 
 
@@ -116,15 +118,8 @@ def test_a_few_steps_lower_the_loss(tiny):
     hist = tiny.histories("train")
     rows = [hist.row(b)[:-1][-m.window:] for b in range(16)]
     targets = torch.tensor([int(hist.row(b)[-1]) for b in range(16)])
-    opt = torch.optim.AdamW(m.net.parameters(), lr=3e-3)
     m.net.train()
-    losses = []
-    for _ in range(25):
-        loss = m._loss(rows, targets, table)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = step_losses(m.net.parameters(), lambda: m._loss(rows, targets, table), 25, 3e-3, torch.optim.AdamW)
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
