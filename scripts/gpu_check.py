@@ -5,7 +5,8 @@ model folder, prepares a small synthetic dataset, then for each model of ``--mod
 four LLM4Rec baselines too with ``--models llmsrec,tallrec,llara,collm,a-llmrec``) times one epoch (training
 steps + one validation check) and one evaluation pass on the test users. Writes ``reports/gpu_check.json`` with
 per model useful (non-padding) tokens/s, users/s, per-epoch estimates for ml-100k and Beauty, and MFU against
-the card's bf16 peak. ``--size tiny --device cpu`` is the same code path at toy size (the test suite runs it).
+the card's bf16 peak. ``--size 135m`` times the default SmolLM2-135M architecture instead; ``--size tiny --device
+cpu`` is the same code path at toy size (the test suite runs it).
 
 FLOP model (stated in the JSON): the base LLM is frozen in every model (LoRA trains adapters only), so training
 runs its forward (2 N FLOPs per token) and the backward through activations, no base-weight gradients (2 N);
@@ -28,15 +29,20 @@ import torch
 
 from seqbench.benchinfo import finish, machine_info
 
-# Llama-3.2-3B (config.json of meta-llama/Llama-3.2-3B); tiny: the same family at toy size
+# Llama-3.2-3B (config.json of meta-llama/Llama-3.2-3B); 135m: SmolLM2-135M-Instruct (its config.json), the
+# default LLM, so the check also says what a GPU does for the runs seqbench makes by default; tiny: toy size
 ARCH = {
     "3b": dict(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
                num_attention_heads=24, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
                tie_word_embeddings=True, rms_norm_eps=1e-5),
+    "135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                 num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
+                 tie_word_embeddings=True, rms_norm_eps=1e-5),
     "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                  tie_word_embeddings=True),
 }
+ARCH_NAMES = {"3b": "Llama-3.2-3B", "135m": "SmolLM2-135M", "tiny": "tiny Llama"}
 # dense bf16 peak TFLOP/s by device-name substring (vendor data sheets, no sparsity)
 PEAK_BF16 = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0,
              "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "4090": 165.0}
@@ -161,7 +167,7 @@ def _check(argv: list[str] | None, work: Path) -> dict:
             torch.cuda.empty_cache()
         print(f"{name}: {json.dumps({k: models[name][k] for k in ('train', 'eval', 'mfu')})}", flush=True)
     report = {
-        "llm": {"architecture": "Llama-3.2-3B" if args.size == "3b" else "tiny Llama", "random_weights": True,
+        "llm": {"architecture": ARCH_NAMES[args.size], "random_weights": True,
                 "body_params_without_embeddings": n_body, "dtype": str(dtype), "tokenizer": tok_name,
                 "build_and_save_seconds": build_s},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,

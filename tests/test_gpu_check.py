@@ -23,3 +23,17 @@ def test_gpu_check_tiny_cpu_form_writes_its_report(tmp_path):
         assert 0 < m["mfu"]["train"] < 1 and 0 < m["mfu"]["eval"] < 1
         assert m["epoch_estimate_seconds"]["ml-100k (943 users)"] > 0
     assert rep["llm"]["random_weights"] and "load_avg_after" in rep["machine"]
+
+
+def test_gpu_check_135m_is_smollm2_135m_shape():
+    """``--size 135m`` must be the default LLM's architecture (134.5 M parameters with tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**mod.ARCH["135m"]))
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert mod.ARCH_NAMES["135m"] == "SmolLM2-135M"
