@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             notes.append(f"dataset '{args.beauty}' is not prepared in {home}; Beauty rows skipped")
     previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
+    # machine, llm_settings, sasrec_settings: this invocation's; each row records its own settings and machine
     out: dict = {"machine": info, "llm_settings": llm_over, "sasrec_settings": sasrec_over,
                  "dtype_resolved": str(resolve_dtype(args.dtype, torch.device("cpu"))),
                  "common_window": COMMON_WINDOW, "alpha": ALPHA, "tracking_uri": uri,
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             row = one_model(label, model, name, over, window, home, uri, console)
             row["vs_pop"] = against_pop(row, pop_id, uri)
+            row["machine"] = {k: info[k] for k in ("cpu_model", "cpu_flags", "native_bf16", "torch_threads")}
+            row["dtype_resolved"] = out["dtype_resolved"]  # rows of several sessions may come from other CPUs
             rows[label] = row
             out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()))
             write_json_atomic(out, args.out)  # after every row: a long queue can stop and resume

@@ -59,3 +59,4 @@ def test_paper_pattern_runs_one_dataset_and_keeps_the_other(tiny_home, tmp_path,
     rows = {r["label"]: r for r in got["beauty_sample"]["rows"]}
     assert set(rows) == {"sasrec", "sasrec (own window)"} and rows["sasrec"]["window_used"] == 10
     assert 0 <= rows["sasrec"]["vs_pop"]["p_holm"] <= 1 and got["beauty_sample"]["complete"] is False
+    assert "cpu_flags" in rows["sasrec"]["machine"] and rows["sasrec"]["dtype_resolved"].startswith("torch.")
