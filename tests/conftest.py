@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,14 @@ requires_ml100k = pytest.mark.skipif(
     not shared_file("ml-100k", "ml-100k.inter").exists(),
     reason="real data ../shared/data/ml-100k is not present (only available beside the development checkout)",
 )
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package), so tests call its ``main``."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def step_losses(params, loss_fn, steps: int, lr: float = 1e-2, optimizer=torch.optim.Adam) -> list[float]:

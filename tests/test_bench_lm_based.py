@@ -1,17 +1,12 @@
 """scripts/bench_lm_based.py on tiny data: rows, the vs-pop test, both windows, and --resume adding a row."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_lm_based.py"
+from .conftest import load_script
 
 
 def _main():
-    spec = importlib.util.spec_from_file_location("bench_lm_based", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return load_script("bench_lm_based").main
 
 
 def test_rows_against_pop_and_resume(tiny_home, tmp_path, monkeypatch):

@@ -1,16 +1,12 @@
 """The GPU check's tiny CPU form: same code path as scripts/gpu_check.sh on a toy Llama, so it cannot rot."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+from .conftest import load_script
 
 
 def test_gpu_check_tiny_cpu_form_writes_its_report(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("gpu_check")
     out = tmp_path / "gpu_check.json"
     mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
               "--batch-size", "16", "--valid-users", "16", "--peak-tflops", "1", "--output", str(out),
@@ -30,9 +26,7 @@ def test_gpu_check_135m_is_smollm2_135m_shape():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("gpu_check")
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**mod.ARCH["135m"]))
     assert sum(p.numel() for p in model.parameters()) == 134_515_008

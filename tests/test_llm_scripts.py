@@ -1,23 +1,14 @@
 """The LLM scripts' shared pieces: one ``--set`` split over several models, bench_llm's CPU-recipe settings and
 paper_pattern's per-dataset switches (tiny random LLM, seconds)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from seqbench.errors import SeqbenchError
 from seqbench.models import settings_per_model
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .conftest import load_script as _script
 
 
 def test_settings_per_model_gives_each_model_its_own_keys():
