@@ -46,13 +46,12 @@ from seqbench.llm.prompts import (
 
 from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
-from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
+from .llm_data import TEACHER_MAXLEN, sample_negatives
 from .llm_heads import RetrievalHeads
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
-STANDARDIZE_SAMPLE = 256  # training examples and items whose states give the ``standardize`` statistics
 
 
 def _histories_key(hist: Histories) -> tuple:
@@ -182,26 +181,6 @@ class LLMRecommender:
             self.peft, inner = add_lora(base, seed=seed, **lora)
             self._bind_llm(inner)
             self.llm.eval()
-        if self.config.standardize and not self.generation:
-            self.heads.standardize(int(w.shape[1]))  # placeholders: _fit_standardizer or a load fills them
-
-    @torch.no_grad()
-    def _fit_standardizer(self, train: Histories, seed: int) -> None:
-        """``standardize``'s per-feature statistics: h_U of up to STANDARDIZE_SAMPLE seeded training examples
-        (the histories training reads) and h_I of as many seeded items, under the initial weights."""
-        cfg = self.config
-        hist = training_examples(train, cfg.autoregressive)[0].tail(TEACHER_MAXLEN)
-        if len(hist) == 0:
-            return  # fit_llm reports the missing training examples
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(len(hist), min(len(hist), STANDARDIZE_SAMPLE), replace=False))
-        items = np.sort(rng.choice(np.arange(1, self.n_items + 1), min(self.n_items, STANDARDIZE_SAMPLE),
-                                   replace=False))
-        h_u = self._user_states_all(hist.take(rows))
-        self.set_training(False)
-        h_i = self._item_states(items, cfg.item_batch_size, cfg.max_batch_tokens)
-        self.heads.standardize(int(h_u.shape[1]), h_u, h_i)
-        self._version += 1
 
     def _fit_teacher(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
         """Train (or load from the cache) the SASRec teacher on exactly these train histories."""
@@ -322,7 +301,7 @@ class LLMRecommender:
             task = self.progress.add_task(f"{self.name} items", total=len(need)) if self.progress else None
             h = self._item_states(need, self.config.item_batch_size, self.config.max_batch_tokens, task)
             idx = torch.from_numpy(need).to(self.device)
-            table[idx] = self.heads.item(h)
+            table[idx] = self.heads.f_item(h)
             have[idx] = True
             if task is not None:
                 self.progress.remove_task(task)
@@ -345,7 +324,7 @@ class LLMRecommender:
         if raw:
             return h
         self.set_training(False)
-        return torch.cat([self.heads.user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
+        return torch.cat([self.heads.f_user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
             torch.zeros(0, self.config.d_proj, device=self.device)
 
     def _user_states_all(self, hist: Histories) -> torch.Tensor:
@@ -438,8 +417,8 @@ class LLMRecommender:
         h_u = self._user_states(prompts, o_u if self.user_rep else None, len(hist), None)
         uniq, inv = np.unique(cands, return_inverse=True)
         h_i = self._item_states(uniq, len(uniq), None)
-        u = heads.user(h_u)
-        iv = heads.item(h_i)[torch.from_numpy(inv.reshape(cands.shape)).to(self.device)]
+        u = heads.f_user(h_u)
+        iv = heads.f_item(h_i)[torch.from_numpy(inv.reshape(cands.shape)).to(self.device)]
         logits = torch.einsum("bd,bcd->bc", u, iv)
         loss = F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=self.device))
         parts = {"retrieval": float(loss.detach())}
@@ -457,8 +436,6 @@ class LLMRecommender:
             self._fit_teacher(data, train, ctx)
         self.prepare(data, train, ctx)
         self._build_heads(ctx.seed)
-        if self.config.standardize and not self.generation:
-            self._fit_standardizer(train, ctx.seed)
 
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
         from .llm_fit import fit_llm

@@ -45,8 +45,6 @@ class LLMRecConfig:
     item_batch_size: int = setting(128, "item prompts per forward in evaluation (§6: 128)", AT_LEAST_1)
     user_batch_size: int = setting(32, "user prompts per forward in evaluation", AT_LEAST_1)
     max_batch_tokens: int = setting(16384, "padded tokens per forward in evaluation", AT_LEAST_1)
-    standardize: bool = setting(False, "centre and scale h_U / h_I per feature (initial model, seeded sample of "
-                                "training users and items) before f_user / f_item; not in the official code")
     group_overhead: int = setting(48, "cost of one extra forward, in tokens, for length grouping", NON_NEGATIVE)
 
 

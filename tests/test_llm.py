@@ -223,8 +223,7 @@ def test_llm_and_teacher_stay_frozen_while_heads_train(fitted, tiny):
 
 
 @pytest.mark.parametrize("settings", [{}, {"distill": "false", "uniform": "false"}, {"distill": "contrastive"},
-                                      {"user_rep_in_prompt": "true"}, {"autoregressive": "true"},
-                                      {"standardize": "true"}])
+                                      {"user_rep_in_prompt": "true"}, {"autoregressive": "true"}])
 def test_losses_decrease(tiny, settings, tmp_path, monkeypatch):
     from seqbench.config import resolve
 
@@ -235,9 +234,6 @@ def test_losses_decrease(tiny, settings, tmp_path, monkeypatch):
     model._setup_prompts(tiny.titles)
     model._fit_teacher(tiny, tiny.histories("train"), RunContext(seed=0))
     model._build_heads(0)
-    if cfg.standardize:
-        model._fit_standardizer(tiny.histories("train"), 0)
-        assert not torch.equal(model.heads.u_std, torch.ones_like(model.heads.u_std))
     hist, tgt, o_u = _batch(model, tiny)
     # Eq. 10's InfoNCE on raw dot products starts with large logits: a step of 1e-3 oscillates on a random
     # tiny LLM, so that variant uses the recipe's 1e-4.
@@ -266,46 +262,6 @@ def test_save_load_round_trip(fitted, tiny, tmp_path):
     hist = tiny.histories("test").take(np.arange(6))
     cands = tiny.candidates["test"][:6]
     np.testing.assert_allclose(model.score(hist, cands), other.score(hist, cands), rtol=1e-5, atol=1e-5)
-
-
-def test_standardize_fixes_statistics_of_the_initial_states(tiny, tmp_path, monkeypatch):
-    """``standardize``: per-feature mean/std of h_U and h_I from the seeded sample, applied before f_user and
-    f_item, never trained, saved and loaded with the heads; off by default (no buffers, the old state dict)."""
-    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
-    assert not LLMSRecConfig().standardize
-    cfg = LLMSRecConfig(llm="tiny-random", dtype="fp32", teacher_epochs=1, standardize=True)
-    model = LLMSRec(tiny.n_items, cfg)
-    model.setup(tiny, tiny.histories("train"), RunContext(seed=0))
-    heads = model.heads
-    assert {"u_mean", "u_std", "i_mean", "i_std"} <= set(heads.state_dict())
-    buffers = {k: v.clone() for k, v in heads.named_buffers()}
-    # the statistics are those of the sampled training examples' h_U: standardised, mean 0 and std 1
-    hist = training_examples(tiny.histories("train"), False)[0]
-    with torch.no_grad():
-        h = model._user_states_all(hist.take(np.arange(len(hist))))  # tiny: fewer users than the sample size
-        z = (h - heads.u_mean) / heads.u_std
-        torch.testing.assert_close(z.mean(0), torch.zeros_like(z[0]), atol=1e-4, rtol=0)
-        torch.testing.assert_close(z.std(0), torch.ones_like(z[0]), atol=1e-3, rtol=0)
-        torch.testing.assert_close(heads.user(h), heads.f_user(z))
-    assert not any(p is b for p in model.trainable_parameters() for b in heads.buffers())
-    opt = torch.optim.Adam(model.trainable_parameters(), lr=1e-3)
-    loss, _ = model.batch_loss(*_batch(model, tiny), np.random.default_rng(0))
-    loss.backward()
-    opt.step()
-    assert all(torch.equal(v, buffers[k]) for k, v in heads.named_buffers())
-    model.save(tmp_path / "m")
-    other = LLMSRec(tiny.n_items, cfg)
-    other.load(tmp_path / "m")
-    assert all(torch.equal(v, buffers[k]) for k, v in other.heads.named_buffers())
-    test = tiny.histories("test").take(np.arange(6))
-    np.testing.assert_allclose(model.score(test, tiny.candidates["test"][:6]),
-                               other.score(test, tiny.candidates["test"][:6]), rtol=1e-5, atol=1e-5)
-    plain = LLMSRec(tiny.n_items, LLMSRecConfig(llm="tiny-random", dtype="fp32"))
-    plain._setup_llm(torch.device("cpu"))
-    plain._setup_prompts(tiny.titles)
-    plain.teacher, plain.E = model.teacher, model.E
-    plain._build_heads(0)
-    assert not any(k in plain.heads.state_dict() for k in ("u_mean", "u_std", "i_mean", "i_std"))
 
 
 # -- the default LLM ---------------------------------------------------------------------------------------
