@@ -3,6 +3,7 @@ paper_pattern's per-dataset switches (tiny random LLM, seconds)."""
 
 import json
 
+import numpy as np
 import pytest
 
 from seqbench.errors import SeqbenchError
@@ -51,3 +52,25 @@ def test_paper_pattern_runs_one_dataset_and_keeps_the_other(tiny_home, tmp_path,
     assert set(rows) == {"sasrec", "sasrec (own window)"} and rows["sasrec"]["window_used"] == 10
     assert 0 <= rows["sasrec"]["vs_pop"]["p_holm"] <= 1 and got["beauty_sample"]["complete"] is False
     assert "cpu_flags" in rows["sasrec"]["machine"] and rows["sasrec"]["dtype_resolved"].startswith("torch.")
+
+
+def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "spread.json"
+    main = _script("llm_state_spread").main
+    args = ["--datasets", "tiny", "--models", "llmsrec,tallrec", "--users", "8", "--threads", "1",
+            "--head-steps", "12", "--data-home", str(tiny_home), "--out", str(out),
+            "--set", "llm=tiny-random,dtype=fp32,teacher_epochs=1,batch_size=4"]
+    assert main(args) == 0
+    got = json.loads(out.read_text())["results"]["tiny"]
+    assert set(got) == {"llmsrec", "tallrec"}
+    for row in got.values():
+        assert row["users"] == 8 and row["items"] == 8
+        for side in ("h_U", "f_user(h_U)", "h_I", "f_item(h_I)"):
+            assert -1 <= row[side]["mean_pair_cosine"] <= 1 and 0 <= row[side]["varying_share"] <= 1
+        ho = row["heads_only"]
+        assert ho["steps"] == 12 and ho["batch_size"] == 4 and ho["lr"] == 1e-4 and ho["train_examples"] > 0
+        assert np.isfinite(ho["loss_first10"]) and ho["chance_loss"] == pytest.approx(np.log(4))
+        for m in (ho["valid"], ho["bigram_valid"]):
+            assert 0 <= m["ndcg@10"] <= m["hr@10"] <= 1
+    assert main([*args[:-1], "llm=tiny-random,task=generation"]) == 2
