@@ -74,3 +74,15 @@ def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch
         for m in (ho["valid"], ho["bigram_valid"]):
             assert 0 <= m["ndcg@10"] <= m["hr@10"] <= 1
     assert main([*args[:-1], "llm=tiny-random,task=generation"]) == 2
+
+
+def test_llm_state_spread_statistics_on_hand_made_states():
+    import torch
+
+    mod = _script("llm_state_spread")
+    same = mod.spread(torch.tensor([[3.0, 4.0], [3.0, 4.0], [3.0, 4.0]]))
+    assert same["mean_pair_cosine"] == pytest.approx(1.0) and same["varying_share"] == pytest.approx(0.0, abs=1e-7)
+    assert same["max_abs_mean_feature"] == 1 and same["max_abs_mean"] == pytest.approx(4.0)
+    # a shared (10, 0) plus +-(0, 1): squared norm 101, of which 1 varies; pair cosine (100 - 1) / 101
+    two = mod.spread(torch.tensor([[10.0, 1.0], [10.0, -1.0]]))
+    assert two["varying_share"] == pytest.approx(1 / 101) and two["mean_pair_cosine"] == pytest.approx(99 / 101)
