@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seqbench.context import RunContext
@@ -46,8 +45,8 @@ from seqbench.llm.prompts import (
 
 from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
-from .llm_data import TEACHER_MAXLEN, sample_negatives
-from .llm_heads import RetrievalHeads
+from .llm_data import TEACHER_MAXLEN, training_candidates
+from .llm_heads import RetrievalHeads, retrieval_loss
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -410,17 +409,14 @@ class LLMRecommender:
 
             return generation_loss(self, hist, targets, o_u, rng)
         cfg, heads = self.config, self.heads
-        avoid = hist.padded(TEACHER_MAXLEN)
-        negs = sample_negatives(avoid, targets, self.n_items, cfg.n_negatives, rng)
-        cands = np.concatenate([targets[:, None], negs], axis=1)  # positive at index 0
+        cands = training_candidates(hist.padded(TEACHER_MAXLEN), targets, self.n_items, cfg.n_negatives, rng)
         prompts = self.builder.users(hist)
         h_u = self._user_states(prompts, o_u if self.user_rep else None, len(hist), None)
         uniq, inv = np.unique(cands, return_inverse=True)
         h_i = self._item_states(uniq, len(uniq), None)
         u = heads.f_user(h_u)
         iv = heads.f_item(h_i)[torch.from_numpy(inv.reshape(cands.shape)).to(self.device)]
-        logits = torch.einsum("bd,bcd->bc", u, iv)
-        loss = F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=self.device))
+        loss = retrieval_loss(u, iv)
         parts = {"retrieval": float(loss.detach())}
         for name, term in self.extra_losses(u, o_u).items():
             loss = loss + term

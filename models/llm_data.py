@@ -56,3 +56,9 @@ def sample_negatives(avoid: np.ndarray, targets: np.ndarray, n_items: int, k: in
             raise SeqbenchError(f"no negative item available for a training example of user row {r}")
         neg[r] = rng.choice(pool, size=k, replace=len(pool) < k)
     return neg
+
+
+def training_candidates(avoid: np.ndarray, targets: np.ndarray, n_items: int, k: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """(B, 1 + k) training candidates: the target in column 0, then ``sample_negatives``' k fresh negatives."""
+    return np.concatenate([targets[:, None], sample_negatives(avoid, targets, n_items, k, rng)], axis=1)

@@ -29,7 +29,7 @@ from seqbench.data.histories import Histories
 from seqbench.eval.generation import score_generation
 from seqbench.llm.prompts import HISTORY_SEP, collate, last_k, plan_groups
 
-from .llm_data import TEACHER_MAXLEN, sample_negatives
+from .llm_data import TEACHER_MAXLEN, training_candidates
 
 if TYPE_CHECKING:
     from .llm_base import LLMRecommender
@@ -116,8 +116,7 @@ def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray,
                     rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """LM cross-entropy on the target title (+ EOS) after a prompt listing it among 19 fresh negatives."""
     gp = GenerationPrompts(model)
-    negs = sample_negatives(hist.padded(TEACHER_MAXLEN), targets, model.n_items, N_CANDIDATES - 1, rng)
-    cands = np.concatenate([targets[:, None], negs], axis=1)
+    cands = training_candidates(hist.padded(TEACHER_MAXLEN), targets, model.n_items, N_CANDIDATES - 1, rng)
     listed = np.take_along_axis(cands, np.argsort(rng.random(cands.shape), axis=1), axis=1)
     prompt_ids, items = gp.prompt_rows(hist, listed)
     answers = [gp.answer(int(t)) for t in targets]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -37,6 +38,13 @@ class RetrievalHeads(nn.Module):
         # e_U / e_I (CLS / CLS_item): N(mean, std) of the resized input-embedding matrix (§2).
         self.e_U = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
         self.e_I = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
+
+
+def retrieval_loss(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """L_Retrieval: cross-entropy of the raw dot products of users (B, d) with their candidates (B, C, d),
+    the positive in column 0 (§2)."""
+    logits = torch.einsum("bd,bcd->bc", u, items)
+    return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
 
 def uniformity(x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,8 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.models import create_model, settings_per_model
-from seqbench.models.llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
+from seqbench.models.llm_data import TEACHER_MAXLEN, training_candidates, training_examples
+from seqbench.models.llm_heads import retrieval_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,29 +83,32 @@ def measure(dataset: str, model_name: str, home: Path, users: int, head_steps: i
     if n < 2:
         raise SeqbenchError(f"{dataset}: needs at least 4 validation users, has {len(valid)}")
     model.setup(data, data.histories("train"), RunContext(seed=0))  # trains (or loads) the teacher
-    heads = model.heads
+    cfg, heads = model.config, model.heads
     with torch.no_grad():
-        hist = valid.take(np.arange(n))
-        h_u = model._user_states_all(hist)
+        # each state is computed once: the heads-only fit needs every validation user and item, the spread
+        # the first 2n users (n measured, n as "other users") and n items
+        h_valid = model._user_states_all(valid if head_steps > 0 else valid.take(np.arange(2 * n)))
         model.set_training(False)
-        h_i = model._item_states(np.arange(1, min(data.n_items, n) + 1), model.config.item_batch_size,
-                                 model.config.max_batch_tokens)
+        item_ids = np.arange(data.n_items + 1) if head_steps > 0 else np.arange(min(data.n_items, n) + 1)
+        h_items = model._item_states(item_ids, cfg.item_batch_size, cfg.max_batch_tokens)  # row k = item k
+        h_u, h_i = h_valid[:n], h_items[1:min(data.n_items, n) + 1]
         mu = h_u.mean(0)
         centred = h_u - mu
-        shuffled = model._user_states_all(permute_tail(hist, 10)) - mu
-        other = model._user_states_all(valid.take(np.arange(n, 2 * n))) - mu
-        row = {"users": n, "items": int(len(h_i)), "llm": model.config.llm, "dtype": str(model.llm_dtype),
+        shuffled = model._user_states_all(permute_tail(valid.take(np.arange(n)), 10)) - mu
+        other = h_valid[n:2 * n] - mu
+        row = {"users": n, "items": int(len(h_i)), "llm": cfg.llm, "dtype": str(model.llm_dtype),
                "h_U": spread(h_u), "f_user(h_U)": spread(heads.f_user(h_u)),
                "h_I": spread(h_i), "f_item(h_I)": spread(heads.f_item(h_i)),
                "centred_cosine_shuffled_last10": float(F.cosine_similarity(centred, shuffled).mean()),
                "centred_cosine_other_user": float(F.cosine_similarity(centred, other).mean())}
     if head_steps > 0:
-        row["heads_only"] = heads_only(model, data, head_steps)
+        row["heads_only"] = heads_only(model, data, head_steps, h_valid, h_items)
     return row
 
 
-def heads_only(model, data, steps: int) -> dict:
-    """Fresh f_user / f_item trained on cached states (see the module doc)."""
+def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Tensor) -> dict:
+    """Fresh f_user / f_item trained on cached states (see the module doc); ``h_valid`` / ``h_items``: every
+    validation user's h_U and every item's h_I (row = item id)."""
     cfg = model.config
     ex_hist, ex_target = training_examples(data.histories("train"), cfg.autoregressive)
     ex_hist = ex_hist.tail(TEACHER_MAXLEN)
@@ -112,9 +116,6 @@ def heads_only(model, data, steps: int) -> dict:
     with torch.no_grad():
         o_u = model._teacher_user(ex_hist) if model.user_rep else None
         h_ex = model._user_states(model.builder.users(ex_hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
-        h_valid = model._user_states_all(v_hist)
-        model.set_training(False)
-        h_items = model._item_states(np.arange(data.n_items + 1), cfg.item_batch_size, cfg.max_batch_tokens)
     heads = copy.deepcopy(model.heads)
     heads.train()
     opt = torch.optim.Adam([*heads.f_user.parameters(), *heads.f_item.parameters()], lr=cfg.lr,
@@ -125,10 +126,8 @@ def heads_only(model, data, steps: int) -> dict:
     bs = min(cfg.batch_size, len(ex_target))
     for _ in range(steps):
         rows = rng.choice(len(ex_target), bs, replace=False)
-        cands = np.concatenate([ex_target[rows, None],
-                                sample_negatives(avoid[rows], ex_target[rows], data.n_items, cfg.n_negatives, rng)], 1)
-        logits = torch.einsum("bd,bcd->bc", heads.f_user(h_ex[rows]), heads.f_item(h_items[torch.from_numpy(cands)]))
-        loss = F.cross_entropy(logits, torch.zeros(bs, dtype=torch.long))
+        cands = training_candidates(avoid[rows], ex_target[rows], data.n_items, cfg.n_negatives, rng)
+        loss = retrieval_loss(heads.f_user(h_ex[rows]), heads.f_item(h_items[torch.from_numpy(cands)]))
         opt.zero_grad()
         loss.backward()
         opt.step()
