@@ -45,12 +45,13 @@ from seqbench.llm.prompts import (
 
 from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
-from .llm_data import TEACHER_MAXLEN, training_candidates
-from .llm_heads import RetrievalHeads, retrieval_loss
+from .llm_data import TEACHER_MAXLEN, in_batch_exclusions, training_candidates, training_examples
+from .llm_heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
+CENTRE_SAMPLE = (64, 256)  # head_init=centred: training examples and items whose initial states give the means
 
 
 def _histories_key(hist: Histories) -> tuple:
@@ -409,7 +410,8 @@ class LLMRecommender:
 
             return generation_loss(self, hist, targets, o_u, rng)
         cfg, heads = self.config, self.heads
-        cands = training_candidates(hist.padded(TEACHER_MAXLEN), targets, self.n_items, cfg.n_negatives, rng)
+        avoid = hist.padded(TEACHER_MAXLEN)
+        cands = training_candidates(avoid, targets, self.n_items, cfg.n_negatives, rng)
         prompts = self.builder.users(hist)
         h_u = self._user_states(prompts, o_u if self.user_rep else None, len(hist), None)
         uniq, inv = np.unique(cands, return_inverse=True)
@@ -417,7 +419,11 @@ class LLMRecommender:
         u = heads.f_user(h_u)
         iv = heads.f_item(h_i)[torch.from_numpy(inv.reshape(cands.shape)).to(self.device)]
         loss = retrieval_loss(u, iv)
-        parts = {"retrieval": float(loss.detach())}
+        parts = {"retrieval": float(loss.detach())}  # the 1 + 3 CE, logged against chance ln 4 in either case
+        if cfg.in_batch_negatives:
+            exclude = torch.from_numpy(in_batch_exclusions(avoid, cands)).to(self.device)
+            loss = in_batch_retrieval_loss(u, iv, exclude)
+            parts["retrieval_in_batch"] = float(loss.detach())
         for name, term in self.extra_losses(u, o_u).items():
             loss = loss + term
             parts[name] = float(term.detach())
@@ -432,6 +438,29 @@ class LLMRecommender:
             self._fit_teacher(data, train, ctx)
         self.prepare(data, train, ctx)
         self._build_heads(ctx.seed)
+        if self.config.head_init == "centred" and not self.generation:
+            self._centre_heads(train, ctx.seed)
+
+    @torch.no_grad()
+    def _centre_heads(self, train: Histories, seed: int) -> None:
+        """``head_init=centred`` (see ``llm_heads.centre_mlp``): the means of the initial h_U over a seeded sample
+        of training examples and of h_I over a seeded sample of items, computed in eval mode; deterministic, so a
+        resumed fit starts from the same heads before its checkpoint is loaded."""
+        cfg = self.config
+        n_users, n_items = CENTRE_SAMPLE
+        rng = np.random.default_rng(seed)
+        ex_hist, _ = training_examples(train, cfg.autoregressive)
+        if len(ex_hist) == 0:
+            return  # fit_llm reports the missing training examples
+        hist = ex_hist.take(np.sort(rng.choice(len(ex_hist), min(n_users, len(ex_hist)), replace=False)))
+        hist = hist.tail(TEACHER_MAXLEN)
+        items = np.sort(rng.choice(np.arange(1, self.n_items + 1), min(n_items, self.n_items), replace=False))
+        self.set_training(False)
+        o_u = self._teacher_user(hist) if self.user_rep else None
+        h_u = self._user_states(self.builder.users(hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
+        h_i = self._item_states(items, cfg.item_batch_size, cfg.max_batch_tokens)
+        centre_mlp(self.heads.f_user, h_u.mean(0))
+        centre_mlp(self.heads.f_item, h_i.mean(0))
 
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
         from .llm_fit import fit_llm

@@ -31,6 +31,11 @@ class LLMRecConfig:
                                           AT_LEAST_1)
     autoregressive: bool = setting(False, "App. E.3: every position of the train sequence is a target")
     n_negatives: int = setting(3, "negatives per training user (§2: 1 positive + 3 negatives)", AT_LEAST_1)
+    in_batch_negatives: bool = setting(False, "also score each user against the other batch users' candidates "
+                                       "(no extra LLM pass; the paper: its own 1 + 3 only)")
+    head_init: str = setting("official", "official: Xavier-normal heads (the code); centred: f_user's / f_item's "
+                             "first bias recentred on the initial states' mean, last Linear x0.1",
+                             choices=("official", "centred"))
     task: str = setting("retrieval", "retrieval ([UserOut]/[ItemOut] heads) or generation (candidate titles in the "
                         "prompt, LM loss on the target title); set with `seqbench run --task`",
                         choices=("retrieval", "generation"))

@@ -62,3 +62,14 @@ def training_candidates(avoid: np.ndarray, targets: np.ndarray, n_items: int, k:
                         rng: np.random.Generator) -> np.ndarray:
     """(B, 1 + k) training candidates: the target in column 0, then ``sample_negatives``' k fresh negatives."""
     return np.concatenate([targets[:, None], sample_negatives(avoid, targets, n_items, k, rng)], axis=1)
+
+
+def in_batch_exclusions(avoid: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """(B, B * C) mask for ``in_batch_negatives``: True where column j of the flattened candidates (B, C) is
+    another row's candidate that row b must not see as a negative, i.e. b's target or an item of b's history
+    ``avoid`` (B, L; 0 = padding). A row's own candidates are never masked (its negatives already avoid both)."""
+    b, c = cands.shape
+    flat = cands.reshape(-1)
+    bad = (flat[None, :, None] == avoid[:, None, :]).any(-1) | (flat[None, :] == cands[:, :1])
+    own = np.arange(b * c)[None, :] // c == np.arange(b)[:, None]
+    return bad & ~own

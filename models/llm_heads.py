@@ -47,6 +47,29 @@ def retrieval_loss(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
 
+def in_batch_retrieval_loss(u: torch.Tensor, items: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each user (B, d) against every candidate of the batch (B, C, d): its own positive (column
+    b * C of the flattened candidates) against its own and the other users' candidates, except those
+    ``exclude`` (B, B * C) marks (another user's candidate that is this user's target or in its history)."""
+    b, c, d = items.shape
+    logits = (u @ items.reshape(b * c, d).T).masked_fill(exclude, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(b, device=u.device) * c)
+
+
+@torch.no_grad()
+def centre_mlp(net: nn.Sequential, mean: torch.Tensor, out_scale: float = 0.1) -> None:
+    """``head_init=centred``: the first Linear sees its inputs minus ``mean`` (its bias absorbs -W mean) and the
+    last Linear's weights shrink by ``out_scale``. The function class is unchanged; only where training starts.
+
+    Why: the LLM's [UserOut] / [ItemOut] states share one large component (SmolLM2: one feature near 50, about
+    99 % of the squared norm; ``reports/llm_state_spread.json``). With the official initialisation the
+    LayerNorm after the first Linear then sees that constant, every user and item maps to nearly the same
+    vector, and Adam at 1e-4 needs thousands of steps to learn the bias that removes it."""
+    first, last = net[0], net[-1]
+    first.bias.sub_(first.weight @ mean.to(first.weight))
+    last.weight.mul_(out_scale)
+
+
 def uniformity(x: torch.Tensor) -> torch.Tensor:
     """mean over in-batch pairs b < b' of exp(-2 ||x_b - x_b'||^2), no log (§6 L_Uniform)."""
     if len(x) < 2:
