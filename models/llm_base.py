@@ -441,17 +441,25 @@ class LLMRecommender:
         if self.config.head_init == "centred" and not self.generation:
             self._centre_heads(train, ctx.seed)
 
-    @torch.no_grad()
     def _centre_heads(self, train: Histories, seed: int) -> None:
-        """``head_init=centred`` (see ``llm_heads.centre_mlp``): the means of the initial h_U over a seeded sample
-        of training examples and of h_I over a seeded sample of items, computed in eval mode; deterministic, so a
-        resumed fit starts from the same heads before its checkpoint is loaded."""
+        """``head_init=centred`` (see ``llm_heads.centre_mlp``) on the means of :meth:`state_means`."""
+        means = self.state_means(train, seed)
+        if means is not None:
+            centre_mlp(self.heads.f_user, means[0])
+            centre_mlp(self.heads.f_item, means[1])
+
+    @torch.no_grad()
+    def state_means(self, train: Histories, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean h_U over a seeded sample of training examples and mean h_I over a seeded sample of items, in
+        eval mode with the current trainable parts; deterministic, so a resumed fit centres its fresh heads
+        exactly as the interrupted one did before the checkpoint is loaded. None without training examples
+        (``fit_llm`` reports that)."""
         cfg = self.config
         n_users, n_items = CENTRE_SAMPLE
         rng = np.random.default_rng(seed)
         ex_hist, _ = training_examples(train, cfg.autoregressive)
         if len(ex_hist) == 0:
-            return  # fit_llm reports the missing training examples
+            return None
         hist = ex_hist.take(np.sort(rng.choice(len(ex_hist), min(n_users, len(ex_hist)), replace=False)))
         hist = hist.tail(TEACHER_MAXLEN)
         items = np.sort(rng.choice(np.arange(1, self.n_items + 1), min(n_items, self.n_items), replace=False))
@@ -459,8 +467,7 @@ class LLMRecommender:
         o_u = self._teacher_user(hist) if self.user_rep else None
         h_u = self._user_states(self.builder.users(hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
         h_i = self._item_states(items, cfg.item_batch_size, cfg.max_batch_tokens)
-        centre_mlp(self.heads.f_user, h_u.mean(0))
-        centre_mlp(self.heads.f_item, h_i.mean(0))
+        return h_u.mean(0), h_i.mean(0)
 
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
         from .llm_fit import fit_llm

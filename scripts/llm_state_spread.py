@@ -13,6 +13,10 @@ h_I through f_user / f_item. For each dataset and model, on freshly initialised 
   leaves out what a real fit also trains (f_I, e_U, e_I, LoRA), so it bounds nothing; it asks whether the
   states the first step sees already say enough to learn from. Reference: a bigram count (last history item
   -> target) over the same training examples, scored the same way.
+* ``--head-variants``: the heads-only fit once per variant, all on the same cached states and the same draws:
+  ``official`` (the code's initialisation and 1 + 3 loss), ``centred`` (the model's ``head_init=centred``),
+  ``in-batch`` (``in_batch_negatives``), or both joined by ``+``. The spread always describes the official
+  initialisation (``head_init`` in ``--set`` is ignored; the states themselves do not depend on it).
 
     python scripts/llm_state_spread.py --datasets syn-order0.9-u400-i200 --models llmsrec,tallrec
 
@@ -40,8 +44,8 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.models import create_model, settings_per_model
-from seqbench.models.llm_data import TEACHER_MAXLEN, training_candidates, training_examples
-from seqbench.models.llm_heads import retrieval_loss
+from seqbench.models.llm_data import TEACHER_MAXLEN, in_batch_exclusions, training_candidates, training_examples
+from seqbench.models.llm_heads import centre_mlp, in_batch_retrieval_loss, retrieval_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,10 +76,25 @@ def bigram(data, ex_hist, ex_target, v_hist, v_cands) -> dict:
     return valid_metrics(counts[last[:, None], v_cands] + ties)
 
 
-def measure(dataset: str, model_name: str, home: Path, users: int, head_steps: int, sets: dict[str, str]) -> dict:
+VARIANT_PARTS = ("centred", "in-batch")
+
+
+def parse_variants(text: str) -> list[str]:
+    """``official,centred+in-batch`` -> the variant names, each checked."""
+    out = [v.strip() for v in text.split(",") if v.strip()]
+    for v in out:
+        if v != "official" and not set(v.split("+")) <= set(VARIANT_PARTS):
+            raise SeqbenchError(f"--head-variants: unknown variant '{v}' (official, or {' / '.join(VARIANT_PARTS)} "
+                                "joined by +)")
+    return out
+
+
+def measure(dataset: str, model_name: str, home: Path, users: int, head_steps: int, sets: dict[str, str],
+            variants: list[str] = ("official",)) -> dict:
     seed_everything(0)
     data = load_dataset(dataset, home)
-    model = create_model(model_name, data.n_items, settings_per_model([model_name], sets).get(model_name, {}))
+    settings = {**settings_per_model([model_name], sets).get(model_name, {}), "head_init": "official"}
+    model = create_model(model_name, data.n_items, settings)
     if model.config.task != "retrieval":
         raise SeqbenchError("llm_state_spread measures the retrieval heads: leave --set task out")
     valid = data.histories("valid")
@@ -102,21 +121,42 @@ def measure(dataset: str, model_name: str, home: Path, users: int, head_steps: i
                "centred_cosine_shuffled_last10": float(F.cosine_similarity(centred, shuffled).mean()),
                "centred_cosine_other_user": float(F.cosine_similarity(centred, other).mean())}
     if head_steps > 0:
-        row["heads_only"] = heads_only(model, data, head_steps, h_valid, h_items)
+        fits = heads_only(model, data, head_steps, h_valid, h_items, variants)
+        row["heads_only"] = fits[variants[0]]  # the first variant keeps the report's earlier layout
+        row["heads_only_variants"] = fits
     return row
 
 
-def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Tensor) -> dict:
-    """Fresh f_user / f_item trained on cached states (see the module doc); ``h_valid`` / ``h_items``: every
-    validation user's h_U and every item's h_I (row = item id)."""
+def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Tensor,
+               variants: list[str] = ("official",)) -> dict[str, dict]:
+    """Fresh f_user / f_item trained on cached states (see the module doc), once per variant; ``h_valid`` /
+    ``h_items``: every validation user's h_U and every item's h_I (row = item id)."""
     cfg = model.config
     ex_hist, ex_target = training_examples(data.histories("train"), cfg.autoregressive)
     ex_hist = ex_hist.tail(TEACHER_MAXLEN)
-    v_hist, v_cands = data.histories("valid"), data.candidates["valid"]
     with torch.no_grad():
         o_u = model._teacher_user(ex_hist) if model.user_rep else None
         h_ex = model._user_states(model.builder.users(ex_hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
+    means = model.state_means(data.histories("train"), 0) if any("centred" in v for v in variants) else None
+    bigram_valid = bigram(data, ex_hist, ex_target, data.histories("valid"), data.candidates["valid"])
+    out = {}
+    for v in variants:
+        parts = set(v.split("+"))
+        out[v] = {"variant": v, **fit_heads(model, data, steps, h_ex, ex_hist, ex_target, h_valid, h_items,
+                                            means if "centred" in parts else None, "in-batch" in parts),
+                  "bigram_valid": bigram_valid}
+    return out
+
+
+def fit_heads(model, data, steps: int, h_ex: torch.Tensor, ex_hist, ex_target: np.ndarray, h_valid: torch.Tensor,
+              h_items: torch.Tensor, means: tuple[torch.Tensor, torch.Tensor] | None, in_batch: bool) -> dict:
+    """One heads-only fit from a copy of the model's (official) heads; ``means``: centre them first."""
+    cfg = model.config
+    v_cands = data.candidates["valid"]
     heads = copy.deepcopy(model.heads)
+    if means is not None:
+        centre_mlp(heads.f_user, means[0])
+        centre_mlp(heads.f_item, means[1])
     heads.train()
     opt = torch.optim.Adam([*heads.f_user.parameters(), *heads.f_item.parameters()], lr=cfg.lr,
                            betas=(0.9, cfg.beta2))
@@ -124,22 +164,35 @@ def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Te
     avoid = ex_hist.padded(TEACHER_MAXLEN)
     losses = []
     bs = min(cfg.batch_size, len(ex_target))
-    for _ in range(steps):
+    curve = []
+
+    def validate() -> dict:
+        heads.eval()
+        with torch.no_grad():
+            iv = heads.f_item(h_items[torch.from_numpy(v_cands)])
+            scores = torch.einsum("bd,bcd->bc", heads.f_user(h_valid), iv)
+        heads.train()
+        return valid_metrics(scores.float().numpy())
+
+    for step in range(1, steps + 1):
         rows = rng.choice(len(ex_target), bs, replace=False)
         cands = training_candidates(avoid[rows], ex_target[rows], data.n_items, cfg.n_negatives, rng)
-        loss = retrieval_loss(heads.f_user(h_ex[rows]), heads.f_item(h_items[torch.from_numpy(cands)]))
+        u, iv = heads.f_user(h_ex[rows]), heads.f_item(h_items[torch.from_numpy(cands)])
+        if in_batch:
+            loss = in_batch_retrieval_loss(u, iv, torch.from_numpy(in_batch_exclusions(avoid[rows], cands)))
+        else:
+            loss = retrieval_loss(u, iv)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    heads.eval()
-    with torch.no_grad():
-        scores = torch.einsum("bd,bcd->bc", heads.f_user(h_valid), heads.f_item(h_items[torch.from_numpy(v_cands)]))
+        if step % max(1, steps // 4) == 0 and step < steps:
+            curve.append({"step": step, **validate()})
     tail = max(1, min(50, steps // 4))
+    columns = (1 + cfg.n_negatives) * (bs if in_batch else 1)  # in-batch: before exclusions
     return {"steps": steps, "batch_size": bs, "lr": cfg.lr, "train_examples": int(len(ex_target)),
             "loss_first10": float(np.mean(losses[:10])), f"loss_last{tail}": float(np.mean(losses[-tail:])),
-            "chance_loss": float(np.log(1 + cfg.n_negatives)), "valid": valid_metrics(scores.float().numpy()),
-            "bigram_valid": bigram(data, ex_hist, ex_target, v_hist, v_cands)}
+            "chance_loss": float(np.log(columns)), "valid_curve": curve, "valid": validate()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="llmsrec,tallrec")
     ap.add_argument("--users", type=int, default=64, help="validation users (and as many items) for the spread")
     ap.add_argument("--head-steps", type=int, default=2000, help="heads-only fit steps (0: skip it)")
+    ap.add_argument("--head-variants", default="official",
+                    help="heads-only fits: official, centred, in-batch or centred+in-batch, comma-separated")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="LLM settings, k=v,...")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-home", default=None)
@@ -156,12 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     info = machine_info()
     home = data_home(args.data_home)
-    out: dict = {"machine": info, "settings": parse_sets(args.sets), "results": {}}
+    try:
+        variants = parse_variants(args.head_variants)
+    except SeqbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out: dict = {"machine": info, "settings": parse_sets(args.sets), "head_variants": variants, "results": {}}
     for dataset in [d for d in args.datasets.split(",") if d]:
         for model in [m for m in args.models.split(",") if m]:
             t = time.perf_counter()
             try:
-                row = measure(dataset, model, home, args.users, args.head_steps, out["settings"])
+                row = measure(dataset, model, home, args.users, args.head_steps, out["settings"], variants)
             except SeqbenchError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
@@ -171,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['h_U']['varying_share']:.4f}; f_user {row['f_user(h_U)']['mean_pair_cosine']:.4f}; "
                     f"centred cosine shuffled {row['centred_cosine_shuffled_last10']:.3f} vs other user "
                     f"{row['centred_cosine_other_user']:.3f}")
-            if "heads_only" in row:
-                ho = row["heads_only"]
-                line += (f"; heads only: valid hr@10 {ho['valid']['hr@10']:.3f} (bigram "
+            for v, ho in row.get("heads_only_variants", {}).items():
+                line += (f"; heads only ({v}): valid hr@10 {ho['valid']['hr@10']:.3f} (bigram "
                          f"{ho['bigram_valid']['hr@10']:.3f})")
             print(line, flush=True)
     out["machine"] = finish(info)

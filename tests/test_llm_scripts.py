@@ -60,6 +60,7 @@ def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch
     main = _script("llm_state_spread").main
     args = ["--datasets", "tiny", "--models", "llmsrec,tallrec", "--users", "8", "--threads", "1",
             "--head-steps", "12", "--data-home", str(tiny_home), "--out", str(out),
+            "--head-variants", "official,centred+in-batch",
             "--set", "llm=tiny-random,dtype=fp32,teacher_epochs=1,batch_size=4"]
     assert main(args) == 0
     got = json.loads(out.read_text())["results"]["tiny"]
@@ -73,7 +74,14 @@ def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch
         assert np.isfinite(ho["loss_first10"]) and ho["chance_loss"] == pytest.approx(np.log(4))
         for m in (ho["valid"], ho["bigram_valid"]):
             assert 0 <= m["ndcg@10"] <= m["hr@10"] <= 1
+        variants = row["heads_only_variants"]
+        assert list(variants) == ["official", "centred+in-batch"] and variants["official"] == ho
+        both = variants["centred+in-batch"]
+        assert both["chance_loss"] == pytest.approx(np.log(16))
+        assert [c["step"] for c in both["valid_curve"]] == [3, 6, 9]
+        assert both["loss_first10"] != ho["loss_first10"]  # same draws, different heads and loss
     assert main([*args[:-1], "llm=tiny-random,task=generation"]) == 2
+    assert main([*args[:-3], "official,sideways", *args[-2:]]) == 2
 
 
 def test_llm_state_spread_statistics_on_hand_made_states():
