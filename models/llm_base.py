@@ -45,13 +45,12 @@ from seqbench.llm.prompts import (
 
 from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
-from .llm_data import TEACHER_MAXLEN, in_batch_exclusions, training_candidates, training_examples
+from .llm_data import TEACHER_MAXLEN, centre_sample, in_batch_exclusions, training_candidates, training_examples
 from .llm_heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
-CENTRE_SAMPLE = (64, 256)  # head_init=centred: training examples and items whose initial states give the means
 
 
 def _histories_key(hist: Histories) -> tuple:
@@ -450,19 +449,17 @@ class LLMRecommender:
 
     @torch.no_grad()
     def state_means(self, train: Histories, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean h_U over a seeded sample of training examples and mean h_I over a seeded sample of items, in
+        """Mean h_U over a seeded sample of training examples and mean h_I over a seeded sample of items
+        (``llm_data.centre_sample``), in
         eval mode with the current trainable parts; deterministic, so a resumed fit centres its fresh heads
         exactly as the interrupted one did before the checkpoint is loaded. None without training examples
         (``fit_llm`` reports that)."""
         cfg = self.config
-        n_users, n_items = CENTRE_SAMPLE
-        rng = np.random.default_rng(seed)
         ex_hist, _ = training_examples(train, cfg.autoregressive)
         if len(ex_hist) == 0:
             return None
-        hist = ex_hist.take(np.sort(rng.choice(len(ex_hist), min(n_users, len(ex_hist)), replace=False)))
-        hist = hist.tail(TEACHER_MAXLEN)
-        items = np.sort(rng.choice(np.arange(1, self.n_items + 1), min(n_items, self.n_items), replace=False))
+        rows, items = centre_sample(len(ex_hist), self.n_items, seed)
+        hist = ex_hist.take(rows).tail(TEACHER_MAXLEN)
         self.set_training(False)
         o_u = self._teacher_user(hist) if self.user_rep else None
         h_u = self._user_states(self.builder.users(hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)

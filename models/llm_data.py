@@ -8,6 +8,7 @@ from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 
 TEACHER_MAXLEN = 128  # pitfall (c): the teacher's window equals SASRec's position table
+CENTRE_SAMPLE = (64, 256)  # head_init=centred: training examples and items whose initial states give the means
 
 
 def drop_last(hist: Histories) -> Histories:
@@ -73,3 +74,13 @@ def in_batch_exclusions(avoid: np.ndarray, cands: np.ndarray) -> np.ndarray:
     bad = (flat[None, :, None] == avoid[:, None, :]).any(-1) | (flat[None, :] == cands[:, :1])
     own = np.arange(b * c)[None, :] // c == np.arange(b)[:, None]
     return bad & ~own
+
+
+def centre_sample(n_examples: int, n_items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``head_init=centred``'s seeded sample: sorted rows of the training examples and sorted item ids whose
+    initial states are averaged (``CENTRE_SAMPLE`` of each, or all there are)."""
+    n_rows, n_ids = CENTRE_SAMPLE
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n_examples, min(n_rows, n_examples), replace=False))
+    items = np.sort(rng.choice(np.arange(1, n_items + 1), min(n_ids, n_items), replace=False))
+    return rows, items

@@ -44,7 +44,13 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.models import create_model, settings_per_model
-from seqbench.models.llm_data import TEACHER_MAXLEN, in_batch_exclusions, training_candidates, training_examples
+from seqbench.models.llm_data import (
+    TEACHER_MAXLEN,
+    centre_sample,
+    in_batch_exclusions,
+    training_candidates,
+    training_examples,
+)
 from seqbench.models.llm_heads import centre_mlp, in_batch_retrieval_loss, retrieval_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +143,8 @@ def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Te
     with torch.no_grad():
         o_u = model._teacher_user(ex_hist) if model.user_rep else None
         h_ex = model._user_states(model.builder.users(ex_hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
-    means = model.state_means(data.histories("train"), 0) if any("centred" in v for v in variants) else None
+    rows, items = centre_sample(len(ex_target), data.n_items, 0)  # the model's own sample, from the cached states
+    means = h_ex[rows].mean(0), h_items[torch.from_numpy(items)].mean(0)
     bigram_valid = bigram(data, ex_hist, ex_target, data.histories("valid"), data.candidates["valid"])
     out = {}
     for v in variants:
