@@ -16,6 +16,8 @@ class LLMRecConfig:
     device: str = setting("auto", "auto = the run's device; cpu | cuda | hpu")
     batch_size: int = setting(20, "users per optimizer step (§6; 16 for Electronics)", AT_LEAST_1)
     max_epochs: int = setting(10, "most epochs over the training users", AT_LEAST_1)
+    max_steps: int | None = setting(None, "stop after this many optimizer steps in all, with a validation check at "
+                                    "the last one (a CPU budget; None: max_epochs and patience decide)", AT_LEAST_1)
     lr: float = setting(1e-4, "Adam learning rate of everything that trains", RATE)
     beta2: float = setting(0.98, "Adam beta2", RATE)
     val_every_frac: float = setting(0.1, "validation every floor(steps_per_epoch * frac) steps and at epoch end",

@@ -93,7 +93,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
                    "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
         last_save = time.monotonic()
 
-    bar = TrainProgress(ctx.progress, name, cfg.max_epochs * steps, "step", cfg.patience, every,
+    total = cfg.max_epochs * steps if cfg.max_steps is None else min(cfg.max_epochs * steps, cfg.max_steps)
+    bar = TrainProgress(ctx.progress, name, total, "step", cfg.patience, every,
                         f"valid {model.selection_metric}")
     while s["epoch"] <= cfg.max_epochs and not s["stop"]:
         epoch = s["epoch"]
@@ -117,11 +118,13 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
             for part, value in parts.items():  # retrieval CE vs chance ln(1 + n_negatives) shows learning
                 ctx.metric(f"train_{part}", value, gstep)
             bar.update(gstep, s["total"] / (i + 1), s["best"], s["best_step"], cfg.patience - s["bad"])
-            if (i + 1) % every == 0 or i == steps - 1:
+            capped = gstep >= total  # max_steps spent (or the last step of the last epoch)
+            if (i + 1) % every == 0 or i == steps - 1 or capped:
                 _check(model, s, v_hist, v_cands, ctx, gstep, epoch, i + 1, start)
                 if cfg.lr_decay == "check":
                     sched.step()
-                s["stop"] = s["bad"] >= cfg.patience
+                s["capped"] = capped and gstep < cfg.max_epochs * steps
+                s["stop"] = s["bad"] >= cfg.patience or s["capped"]
                 save()
                 if s["stop"]:
                     break
@@ -134,6 +137,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
         s["epoch"], s["order"] = epoch + 1, None
     epochs_run = min(s["epoch"], cfg.max_epochs)
     bar.close((s["epoch"] - 1) * steps + s["next"] if s["stop"] else min(s["epoch"] - 1, cfg.max_epochs) * steps,
+              "max_steps reached" if s.get("capped") else
               "early stop: no improvement" if s["stop"] else "max_epochs reached")
     if s["best_state"] is not None:
         model.load_trainable_state(s["best_state"])

@@ -104,3 +104,23 @@ def test_teacher_training_never_writes_the_students_checkpoint(tiny, tmp_path, m
                                                  "max_valid_users": 2})
     model.fit(tiny, tiny.histories("train").take(np.arange(48)), RunContext(seed=0, checkpoint=Recording()))
     assert saved and all("loop" in keys for keys in saved)
+
+
+def test_max_steps_stops_mid_epoch_with_a_check(tiny, tmp_path, monkeypatch):
+    """A step budget ends training inside an epoch and validates at the last step, off the regular schedule."""
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path))
+    model = create_model("tallrec", tiny.n_items, {"llm": "tiny-random", "dtype": "fp32", "max_epochs": 2,
+                                                   "batch_size": 8, "val_every_frac": 0.5, "max_valid_users": 2,
+                                                   "max_steps": 5})
+    steps_seen: list[int] = []
+
+    def log(name: str, value: float, step: int) -> None:
+        if name.startswith("valid_") and name.endswith("ndcg@10"):
+            steps_seen.append(step)
+        elif name == "train_loss":
+            steps_seen.append(-step)
+
+    report = model.fit(tiny, tiny.histories("train").take(np.arange(48)), RunContext(seed=0, log_metric=log))
+    assert [-s for s in steps_seen if s < 0] == [1, 2, 3, 4, 5]  # 6 steps per epoch, 12 in all: stopped at 5
+    assert [s for s in steps_seen if s > 0] == [3, 5]  # the regular check at 3, the budget's at 5
+    assert report.epochs_run == 1 and len(report.curve) == 2
