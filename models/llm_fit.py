@@ -123,8 +123,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
                 _check(model, s, v_hist, v_cands, ctx, gstep, epoch, i + 1, start)
                 if cfg.lr_decay == "check":
                     sched.step()
-                s["capped"] = capped and gstep < cfg.max_epochs * steps
-                s["stop"] = s["bad"] >= cfg.patience or s["capped"]
+                s["stop"] = s["bad"] >= cfg.patience or capped
                 save()
                 if s["stop"]:
                     break
@@ -136,8 +135,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
             sched.step()
         s["epoch"], s["order"] = epoch + 1, None
     epochs_run = min(s["epoch"], cfg.max_epochs)
-    bar.close((s["epoch"] - 1) * steps + s["next"] if s["stop"] else min(s["epoch"] - 1, cfg.max_epochs) * steps,
-              "max_steps reached" if s.get("capped") else
+    done = (s["epoch"] - 1) * steps + s["next"] if s["stop"] else min(s["epoch"] - 1, cfg.max_epochs) * steps
+    bar.close(done, "max_steps reached" if total <= done < cfg.max_epochs * steps else
               "early stop: no improvement" if s["stop"] else "max_epochs reached")
     if s["best_state"] is not None:
         model.load_trainable_state(s["best_state"])
