@@ -96,6 +96,8 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     total = cfg.max_epochs * steps if cfg.max_steps is None else min(cfg.max_epochs * steps, cfg.max_steps)
     bar = TrainProgress(ctx.progress, name, total, "step", cfg.patience, every,
                         f"valid {model.selection_metric}")
+    if saved is not None:
+        bar.resume((s["epoch"] - 1) * steps + s["next"], s["elapsed"])
     while s["epoch"] <= cfg.max_epochs and not s["stop"]:
         epoch = s["epoch"]
         if s["order"] is None:  # a tensor, so the state loads with torch.load(weights_only=True)

@@ -274,6 +274,8 @@ class RECFormer:
         start = time.perf_counter() - st["elapsed"]
         bar = TrainProgress(ctx.progress, self.name, cfg.max_epochs + cfg.stage2_epochs, "epoch", cfg.patience,
                             cfg.eval_every)
+        if saved is not None:
+            bar.resume(st["epoch"], st["elapsed"])
         epoch = st["epoch"]
         for stage, n_epochs, patience, first in ((1, cfg.max_epochs, cfg.patience, 1),
                                                  (2, cfg.stage2_epochs, cfg.stage2_patience, cfg.max_epochs + 1)):

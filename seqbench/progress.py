@@ -45,10 +45,17 @@ class TrainProgress:
         self.progress, self.label, self.total, self.unit = progress, label, max(1, total), unit
         self.patience, self.check_every, self.metric = patience, max(1, check_every), metric
         self.start = time.perf_counter()
+        self.resumed_at, self.before_s = 0, 0.0  # see resume()
         self.plain = progress is not None and not progress.console.is_terminal
         self.every_s = log_every_s()
         self.last_log: float | None = None
         self.task = progress.add_task(f"train {label}", total=self.total) if progress and not self.plain else None
+
+    def resume(self, done: int, elapsed_s: float) -> None:
+        """A run resumed from a checkpoint at unit ``done`` after ``elapsed_s`` seconds of earlier training:
+        the pace counts only this process's units (else a resumed run's ETA looks almost finished) and the
+        final report the whole training time."""
+        self.resumed_at, self.before_s = done, elapsed_s
 
     def stop_by(self, done: int, patience_left: int | None) -> int:
         """The unit at which training ends if validation never improves again."""
@@ -66,8 +73,8 @@ class TrainProgress:
             parts.append(f"best {self.metric} {best:.4f} at {self.unit} {best_at}")
         if patience_left is not None and self.patience is not None:
             parts.append(f"patience {patience_left}/{self.patience} checks left")
-        if done > 0:
-            pace = elapsed / done
+        if done > self.resumed_at:
+            pace = elapsed / (done - self.resumed_at)
             parts.append(f"{pace:.2f} s/{self.unit}" if pace < 10 else f"{fmt_seconds(pace)}/{self.unit}")
             stop = self.stop_by(done, patience_left)
             eta = f"ETA {fmt_seconds(pace * (stop - done))}"
@@ -95,7 +102,7 @@ class TrainProgress:
         if self.progress is None:
             return
         line = f"train {self.label}: finished after {done} {self.unit}s in " \
-               f"{fmt_seconds(time.perf_counter() - self.start)} ({reason})"
+               f"{fmt_seconds(self.before_s + time.perf_counter() - self.start)} ({reason})"
         if self.task is not None:
             self.progress.update(self.task, completed=done, total=max(done, 1), description=line)
         else:

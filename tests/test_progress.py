@@ -66,3 +66,14 @@ def test_terminal_bar_runs_toward_the_early_stop():
     assert task.completed == 10 and task.total == 16 and "epoch 10/200" in task.description
     bar.close(16, "early stop")
     assert progress.tasks[0].total == 16 and "finished after 16 epochs" in progress.tasks[0].description
+
+
+def test_a_resumed_run_paces_on_its_own_units_and_reports_the_whole_time(monkeypatch):
+    monkeypatch.setenv("SEQBENCH_PROGRESS_EVERY", "0")
+    progress, buf = _plain_progress()
+    bar = TrainProgress(progress, "m", 200, "step")
+    bar.resume(100, elapsed_s=3600.0)  # killed at step 100 after an hour
+    bar.start -= 10.0  # this process: 10 steps in 10 s
+    assert "1.00 s/step" in bar.text(110) and "ETA 1:30" in bar.text(110)
+    bar.close(200, "max_steps reached")
+    assert "finished after 200 steps in 1:00:10" in buf.getvalue()

@@ -58,6 +58,7 @@ def train_loop(
         best, best_epoch, best_state, bad = state["best"], state["best_epoch"], state["best_state"], state["bad"]
         t_best, curve, first = state["t_best"], state["curve"], state["epoch"] + 1
         start -= state["elapsed"]
+        bar.resume(state["epoch"], state["elapsed"])
     epoch = first - 1
     for epoch in range(first, cfg.max_epochs + 1):
         net.train()
