@@ -20,6 +20,8 @@ The output is rewritten after every row. ``--resume`` keeps the rows already the
 dataset hash and model settings; each row records its code version, listed per dataset in ``code_versions``)
 and runs only the missing ones, so the hours of LLM runs can be
 split over several sessions (``--models tallrec`` now, ``--models llara`` later; use one ``--tracking-uri``).
+A row killed mid-fit resumes from its last checkpoint (every validation check and every ``--checkpoint-minutes``)
+when run again with the same code version.
 A dataset's Holm adjustment and pattern verdict cover the rows present; ``complete`` says whether every model
 of ``EXPECTED`` is there.
 
@@ -91,11 +93,12 @@ def against_pop(row: dict, pop_id: str, uri: str) -> dict:
 
 
 def one_model(label: str, model: str, dataset: str, overrides: dict[str, str], window: int | None,
-              home: Path, uri: str, console: Console) -> dict:
+              home: Path, uri: str, console: Console, checkpoint_every_s: float = 0.0) -> dict:
     options = {"window": str(window)} if window is not None else {}
     t0 = time.perf_counter()
     result = run(RunSpec(model=model, probes=["shuffle-infer", "cosine"], dataset=dataset, overrides=overrides,
-                         probe_options=options, data_home=home, tracking_uri=uri), console)
+                         probe_options=options, data_home=home, tracking_uri=uri,
+                         checkpoint_every_s=checkpoint_every_s), console)
     runs = {r["probe"]: r for r in result["runs"]}
     shuffle, cosine = runs["shuffle-infer"], runs["cosine"]
     return {"label": label, "model": model, "settings": overrides, "code_version": code_version(),
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracking-uri", default=None, help="default: a temporary sqlite store")
     ap.add_argument("--out", type=Path, default=Path("reports/paper_pattern.json"))
     ap.add_argument("--resume", action="store_true", help="keep matching rows already in --out, run the rest")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                    help="LLM fits also checkpoint at most this far apart, not only at validation checks, so a "
+                         "killed row loses at most this much training (0: only at checks)")
     args = ap.parse_args(argv)
     console = Console(stderr=True, width=160)
     info = machine_info()
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             if kept and kept.get("settings") == over:  # each row records its code version (see code_versions)
                 console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")
                 continue
-            row = one_model(label, model, name, over, window, home, uri, console)
+            row = one_model(label, model, name, over, window, home, uri, console, args.checkpoint_minutes * 60)
             row["vs_pop"] = against_pop(row, pop_id, uri)
             row["machine"] = {k: info[k] for k in ("cpu_model", "cpu_flags", "native_bf16", "torch_threads")}
             row["dtype_resolved"] = out["dtype_resolved"]  # rows of several sessions may come from other CPUs
