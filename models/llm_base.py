@@ -451,9 +451,8 @@ class LLMRecommender:
     def state_means(self, train: Histories, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean h_U over a seeded sample of training examples and mean h_I over a seeded sample of items
         (``llm_data.centre_sample``), in eval mode with the current trainable parts; deterministic, so a resumed
-        fit centres its fresh heads
-        exactly as the interrupted one did before the checkpoint is loaded. None without training examples
-        (``fit_llm`` reports that)."""
+        fit centres its fresh heads exactly as the interrupted one did before the checkpoint is loaded. None
+        without training examples (``fit_llm`` reports that)."""
         cfg = self.config
         ex_hist, _ = training_examples(train, cfg.autoregressive)
         if len(ex_hist) == 0:
