@@ -23,7 +23,11 @@ split over several sessions (``--models tallrec`` now, ``--models llara`` later;
 A row killed mid-fit resumes from its last checkpoint (every validation check and every ``--checkpoint-minutes``)
 when run again with the same code version.
 A dataset's Holm adjustment and pattern verdict cover the rows present; ``complete`` says whether every model
-of ``EXPECTED`` is there.
+of ``EXPECTED`` is there. The table holds one recipe: a kept row made under other settings than this
+invocation's for its model (its ``--set`` / ``--sasrec-set``, whether or not ``--models`` names it) moves to the
+dataset's ``stale_rows``, out of the Holm adjustment and the verdict, and comes back when an invocation uses its
+settings again. A ``--tracking-uri`` that lacks the kept pop run (a new store) gets a fresh pop run: pop is
+deterministic, so its per-user numbers are the same.
 
 Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU; run with the machine otherwise quiet). The CPU
 recipe: 560 steps of batch 4 over every train position, validation on 300 seeded users every 140 steps, the
@@ -78,6 +82,20 @@ def synthetic_control(home: Path, users: int, items: int, order: float) -> str:
     return name
 
 
+def run_in_store(run_id: str | None, uri: str) -> bool:
+    """Whether ``run_id`` is in this tracking store (a kept row's pop run is not when the store is new)."""
+    if run_id is None:
+        return False
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def pop_run(dataset: str, home: Path, uri: str, console: Console) -> str:
     """MLflow run id of pop's shuffle-infer run on ``dataset`` (its original per-user NDCG@10 is the baseline)."""
     result = run(RunSpec(model="pop", probes=["shuffle-infer"], dataset=dataset, data_home=home, tracking_uri=uri),
@@ -124,7 +142,7 @@ def verdict(rows: list[dict]) -> dict:
             "holds": bool(blind) and all(blind.values()) and bool(sens) and all(sens.values())}
 
 
-def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict]) -> dict:
+def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict], stale: list[dict]) -> dict:
     """Holm over the rows present (shuffle-infer p, and each row's test against pop), the pattern verdict."""
     rows = sorted(rows, key=lambda r: EXPECTED.index(r["label"]) if r["label"] in EXPECTED else len(EXPECTED))
     for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
@@ -140,7 +158,8 @@ def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict]) -> dict:
         pattern["holds"] = None
     return {"dataset": name, "dataset_hash": data_hash, "pop_run_id": pop_id, "rows": rows,
             "complete": complete, "pattern": pattern,
-            "code_versions": sorted({r.get("code_version", "?") for r in rows})}
+            "code_versions": sorted({r.get("code_version", "?") for r in rows}),
+            "stale_rows": stale}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         per_model = settings_per_model([m for m in models if m != "sasrec"], llm_over)
+        # every LLM model's settings under this invocation, those it does not run too: rows made under other
+        # settings (an earlier recipe) leave the table instead of mixing into its Holm adjustment and verdict
+        expected = {**settings_per_model([*BASELINES, "llmsrec"], llm_over), "sasrec": sasrec_over}
     except SeqbenchError as e:
         raise SystemExit(str(e)) from None
 
@@ -196,16 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     for key, name in datasets.items():
         data_hash = load_dataset(name, home).content_hash
         old = out["datasets"].get(key, {})
-        rows = {r["label"]: r for r in old.get("rows", [])} if old.get("dataset_hash") == data_hash else {}
+        pool = [*old.get("rows", []), *old.get("stale_rows", [])] if old.get("dataset_hash") == data_hash else []
+        rows = {r["label"]: r for r in pool if r.get("settings") == expected.get(r["model"])}
+        stale = [r for r in pool if rows.get(r["label"]) is not r]
+        if stale:
+            console.print(f"[yellow]{key}: {len(stale)} row(s) made under other settings set aside in "
+                          f"stale_rows: {', '.join(r['label'] for r in stale)}[/yellow]")
         pop_id = old.get("pop_run_id") if rows else None
-        if pop_id is None:
+        if not run_in_store(pop_id, uri):  # pop is deterministic: a new store gets the same per-user numbers
             pop_id = pop_run(name, home, uri, console)
         todo = [(m, w) for m in models for w in ([COMMON_WINDOW, None] if m == "sasrec" else [COMMON_WINDOW])]
         for model, window in todo:
             label = model if window is not None else f"{model} (own window)"
             over = sasrec_over if model == "sasrec" else per_model[model]
             kept = rows.get(label)
-            if kept and kept.get("settings") == over:  # each row records its code version (see code_versions)
+            if kept:  # its settings match (above); each row records its code version (see code_versions)
                 console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")
                 continue
             row = one_model(label, model, name, over, window, home, uri, console, args.checkpoint_minutes * 60)
@@ -213,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             row["machine"] = {k: info[k] for k in ("cpu_model", "cpu_flags", "native_bf16", "torch_threads")}
             row["dtype_resolved"] = out["dtype_resolved"]  # rows of several sessions may come from other CPUs
             rows[label] = row
-            out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()))
+            out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()), stale)
             write_json_atomic(out, args.out)  # after every row: a long queue can stop and resume
-        out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()))
+        out["datasets"][key] = summarise(name, data_hash, pop_id, list(rows.values()), stale)
         if any(r["window_used"] != r["window_asked"] for r in rows.values() if r["window_asked"] is not None):
             notes.append(f"{key}: the probe ignored window={COMMON_WINDOW} for some models (runner without the "
                          "probe window option); compare window_used")

@@ -54,6 +54,31 @@ def test_paper_pattern_runs_one_dataset_and_keeps_the_other(tiny_home, tmp_path,
     assert "cpu_flags" in rows["sasrec"]["machine"] and rows["sasrec"]["dtype_resolved"].startswith("torch.")
 
 
+def test_paper_pattern_sets_aside_rows_of_other_settings_and_reruns_pop_in_a_new_store(tiny_home, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "pp.json"
+    main = _script("paper_pattern").main
+
+    def table(epochs: int, store: str) -> dict:
+        assert main(["--models", "sasrec", "--sasrec-set", f"max_epochs={epochs},maxlen=16,d=16", "--data-home",
+                     str(tiny_home), "--beauty", "tiny", "--no-synthetic", "--resume", "--tracking-uri",
+                     f"sqlite:///{tmp_path / store}", "--out", str(out)]) == 0
+        return json.loads(out.read_text())["datasets"]["beauty_sample"]
+
+    first = table(1, "a.db")
+    ids = {r["label"]: r["mlflow_run_id"] for r in first["rows"]}
+    moved = table(1, "b.db")  # a new store lacks the kept pop run: pop runs again there, the rows stay
+    assert {r["label"]: r["mlflow_run_id"] for r in moved["rows"]} == ids and moved["stale_rows"] == []
+    assert moved["pop_run_id"] != first["pop_run_id"]
+    other = table(2, "b.db")  # another recipe: its rows run, the first recipe's are set aside
+    assert {r["settings"]["max_epochs"] for r in other["rows"]} == {"2"}
+    assert {r["mlflow_run_id"] for r in other["stale_rows"]} == set(ids.values())
+    back = table(1, "b.db")  # and come back, without running, when the first recipe is asked for again
+    assert {r["label"]: r["mlflow_run_id"] for r in back["rows"]} == ids
+    assert {r["settings"]["max_epochs"] for r in back["stale_rows"]} == {"2"}
+
+
 def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "spread.json"
