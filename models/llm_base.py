@@ -30,7 +30,7 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
-from seqbench.llm.backbone import decoder_of, load_llm, resolve_device
+from seqbench.llm.backbone import attention_kernels, decoder_of, load_llm, resolve_device
 from seqbench.llm.lora import add_lora, load_lora_state, lora_state
 from seqbench.llm.prompts import (
     LLMSREC_PROMPT,
@@ -38,6 +38,7 @@ from seqbench.llm.prompts import (
     PromptTemplate,
     UserPrompts,
     collate,
+    group_overhead,
     inject,
     plan_groups,
     read_at,
@@ -204,8 +205,9 @@ class LLMRecommender:
                  out_id: int) -> torch.Tensor:
         """One LLM pass with soft tokens injected; fp32 (B, d_llm) states at ``out_id``."""
         ids, mask = ids.to(self.device), mask.to(self.device)
-        hidden = self.body(inputs_embeds=self.embed_with_soft(ids, soft), attention_mask=mask,
-                           use_cache=False).last_hidden_state
+        with attention_kernels(self.device):
+            hidden = self.body(inputs_embeds=self.embed_with_soft(ids, soft), attention_mask=mask,
+                               use_cache=False).last_hidden_state
         return read_at(hidden, ids, out_id).float()
 
     def embed_with_soft(self, ids: torch.Tensor, soft: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
@@ -223,7 +225,8 @@ class LLMRecommender:
         lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         out: list[torch.Tensor] = []
         order: list[np.ndarray] = []
-        for g in plan_groups(lens, max_rows, max_tokens, self.config.group_overhead):
+        overhead = group_overhead(self.config.group_overhead, self.device)
+        for g in plan_groups(lens, max_rows, max_tokens, overhead):
             ids, mask = collate([seqs[i] for i in g], self.ids.pad)
             out.append(forward_group(g, ids, mask))
             order.append(g)

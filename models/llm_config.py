@@ -52,7 +52,9 @@ class LLMRecConfig:
     item_batch_size: int = setting(128, "item prompts per forward in evaluation (§6: 128)", AT_LEAST_1)
     user_batch_size: int = setting(32, "user prompts per forward in evaluation", AT_LEAST_1)
     max_batch_tokens: int = setting(16384, "padded tokens per forward in evaluation", AT_LEAST_1)
-    group_overhead: int = setting(48, "cost of one extra forward, in tokens, for length grouping", NON_NEGATIVE)
+    group_overhead: int | None = setting(None, "cost of one extra forward, in padded tokens, for length grouping "
+                                         "(None: 48 on a CPU; on an accelerator so large that each prompt kind "
+                                         "is one forward within the row and token caps)", NON_NEGATIVE)
 
 
 @dataclass

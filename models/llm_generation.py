@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from seqbench.data.histories import Histories
 from seqbench.eval.generation import score_generation
-from seqbench.llm.prompts import HISTORY_SEP, collate, last_k, plan_groups
+from seqbench.llm.backbone import attention_kernels
+from seqbench.llm.prompts import HISTORY_SEP, collate, group_overhead, last_k, plan_groups
 
 from .llm_data import TEACHER_MAXLEN, training_candidates
 
@@ -123,7 +124,9 @@ def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray,
     rows = [np.concatenate([p, a]) for p, a in zip(prompt_ids, answers, strict=True)]
     ids, mask = collate(rows, model.ids.pad)
     x = model.embed_with_soft(ids, _soft(model, items, o_u if model.user_rep else None))
-    hidden = model.body(inputs_embeds=x, attention_mask=mask.to(model.device), use_cache=False).last_hidden_state
+    with attention_kernels(model.device):
+        hidden = model.body(inputs_embeds=x, attention_mask=mask.to(model.device),
+                            use_cache=False).last_hidden_state
     # position t-1 predicts token t: gather the states before each answer token, then the LM head on those only
     pos = np.concatenate([np.arange(len(p) - 1, len(p) + len(a) - 1) for p, a in zip(prompt_ids, answers,
                                                                                        strict=True)])
@@ -145,14 +148,16 @@ def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, 
     lens = np.fromiter((len(p) for p in prompt_ids), dtype=np.int64, count=len(prompt_ids))
     out: list[str] = [""] * len(prompt_ids)
     cfg = model.config
-    for g in plan_groups(lens, cfg.user_batch_size, cfg.max_batch_tokens, cfg.group_overhead):
+    overhead = group_overhead(cfg.group_overhead, model.device)
+    for g in plan_groups(lens, cfg.user_batch_size, cfg.max_batch_tokens, overhead):
         ids, mask = collate_left([prompt_ids[i] for i in g], model.ids.pad)
         rows_items = [items[i] for i in g] if items else []
         soft = _soft(model, rows_items, None if o_u is None else o_u[torch.from_numpy(g).to(model.device)])
         x = model.embed_with_soft(ids, soft)
-        new = model.llm.generate(inputs_embeds=x, attention_mask=mask.to(model.device),
-                                 max_new_tokens=int(budget[g].max()), do_sample=False, num_beams=1,
-                                 pad_token_id=model.ids.pad, eos_token_id=gp.eos).cpu()
+        with attention_kernels(model.device):
+            new = model.llm.generate(inputs_embeds=x, attention_mask=mask.to(model.device),
+                                     max_new_tokens=int(budget[g].max()), do_sample=False, num_beams=1,
+                                     pad_token_id=model.ids.pad, eos_token_id=gp.eos).cpu()
         texts = model.tok.batch_decode([row[:budget[i]] for i, row in zip(g, new, strict=True)],
                                        skip_special_tokens=True)
         for i, text in zip(g, texts, strict=True):

@@ -191,7 +191,7 @@ def time_model(name: str, data, llm: Path, args, device: torch.device, n_body: i
     from seqbench.models import create_model, get_spec
     from seqbench.probes.base import evaluate_test
 
-    seed_everything(0)
+    seed_everything(0, device)
     settings = {"llm": str(llm), "dtype": args.dtype, "device": device.type, "max_epochs": 1,
                 "batch_size": args.batch_size, "val_every_frac": 1.0, "max_valid_users": args.valid_users}
     spec_cls = get_spec(name).load_class()

@@ -151,7 +151,7 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
                 live(ident, name, value, step)
 
         def build():
-            seed_everything(seed)
+            seed_everything(seed, device)
             return create_model(spec.model, d.n_items, *layers)
 
         ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)

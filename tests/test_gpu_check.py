@@ -31,3 +31,20 @@ def test_gpu_check_135m_is_smollm2_135m_shape():
         model = LlamaForCausalLM(LlamaConfig(**mod.ARCH["135m"]))
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert mod.ARCH_NAMES["135m"] == "SmolLM2-135M"
+
+
+def test_gpu_step_profile_tiny_cpu_form_times_every_variant(tmp_path):
+    mod = load_script("gpu_step_profile")
+    out = tmp_path / "profile.json"
+    mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--steps", "1", "--users", "150",
+              "--items", "160", "--models", "tallrec", "--batch-sizes", "4", "--output", str(out)])
+    rep = json.loads(out.read_text())
+    runs = rep["results"]["tallrec"]["batch_4"]
+    assert list(runs) == list(mod.VARIANT_SETS["defaults"]) == list(rep["variants"])
+    assert rep["variants"]["cpu_defaults"] == {"group_overhead": 48, "deterministic": True, "cudnn_attention": True}
+    for r in runs.values():
+        assert r["step_seconds"] > 0 and r["useful_tokens_per_step"] <= r["padded_tokens_per_step"]
+    # one forward per prompt kind (users, candidate items) against the CPU's length groups
+    assert runs["one_group_nondeterministic"]["forwards_per_step"] == 2
+    assert runs["cpu_defaults"]["forwards_per_step"] > 2
+    assert "aten::" in runs[mod.ACCELERATOR_DEFAULTS]["profile_top_host"]

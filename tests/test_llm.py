@@ -14,10 +14,13 @@ from seqbench.context import RunContext
 from seqbench.data.histories import Histories
 from seqbench.data.permutation import PERMUTATION_SEED, permute_tail
 from seqbench.llm import load_llm
+from seqbench.llm.backbone import attention_kernels
 from seqbench.llm.prompts import (
+    CPU_GROUP_OVERHEAD,
     PromptBuilder,
     collate,
     format_dates,
+    group_overhead,
     inject,
     item_prompt_text,
     padding_share,
@@ -152,6 +155,29 @@ def test_length_grouping_keeps_padding_small():
     for lens, rows in ((users, 32), (items, 128)):
         assert padding_share(lens, plan_groups(lens, rows, 16384)) <= 0.02
     assert sorted(np.concatenate(plan_groups(items, 128, 16384)).tolist()) == list(range(len(items)))
+
+
+def test_grouping_cost_follows_the_device():
+    """A CPU splits a training batch by length to save padding; an accelerator runs each prompt kind in one
+    forward (its cost is kernel launches, not padded tokens), within the row and token caps."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert group_overhead(None, cpu) == CPU_GROUP_OVERHEAD and group_overhead(7, cuda) == 7
+    lens = np.array([40, 60, 90, 150, 160, 240, 250, 300])
+    assert len(plan_groups(lens, len(lens), None, group_overhead(None, cpu))) > 1
+    assert len(plan_groups(lens, len(lens), None, group_overhead(None, cuda))) == 1
+    capped = plan_groups(lens, 3, 16384, group_overhead(None, cuda))
+    assert len(capped) == 3 and max(len(g) for g in capped) <= 3  # as few forwards as the cap allows
+    assert sorted(np.concatenate(capped).tolist()) == list(range(len(lens)))
+
+
+def test_attention_kernels_leave_out_cudnn_on_cuda_only():
+    cudnn, flash = torch.backends.cuda.cudnn_sdp_enabled, torch.backends.cuda.flash_sdp_enabled
+    before = (cudnn(), flash())
+    with attention_kernels(torch.device("cpu")):
+        assert (cudnn(), flash()) == before
+    with attention_kernels(torch.device("cuda")):  # the flags only: no GPU needed to check the choice
+        assert not cudnn() and flash() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert (cudnn(), flash()) == before
 
 
 def test_negatives_avoid_history_and_target():

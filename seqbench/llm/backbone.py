@@ -13,6 +13,7 @@ Names:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -229,6 +230,26 @@ def load_llm(name: str = DEFAULT_LLM, dtype: str = "auto", device: str = "auto")
     model.to(dev)
     model.soft_ids = ids
     return model, tok
+
+
+def cuda_sdpa_backends() -> list:
+    """SDPA kernels an LLM forward may use on CUDA: flash, memory-efficient and math, not cuDNN's. cuDNN's
+    attention builds a plan on the host for every new shape (about 1 ms a call) and every batch of prompts has
+    a new padded length: without it an H200 training step of SmolLM2-135M ran 1.4-2.5x faster
+    (``reports/gpu_step_profile.json``)."""
+    from torch.nn.attention import SDPBackend
+
+    return [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """Context for an LLM forward: on CUDA it restricts SDPA to :func:`cuda_sdpa_backends` (the backward
+    follows the kernel chosen in the forward); elsewhere it changes nothing."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import sdpa_kernel
+
+    return sdpa_kernel(cuda_sdpa_backends())
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
