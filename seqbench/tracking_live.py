@@ -3,7 +3,11 @@
 A probe run is logged when its numbers are final; a training run must be visible while it lasts (an LLM
 fit takes hours). Points are buffered and written in batches at most every ``flush_s`` seconds, so an LLM
 loop logging every optimizer step does not make one database transaction per step. The run is created on
-the first point, so a model taken from the store (no training) makes no training run.
+the first point, so a model taken from the store (no training) makes no training run. A fit resumed from its
+checkpoint (an earlier process was killed) continues that process's unfinished training run instead of opening a
+second one: resumed means its first point comes after step 1 (a fresh fit starts at step 0 or 1) while a run of
+the same identity is unfinished. The points between the checkpoint and the kill then appear twice in that
+run's history, the resumed ones later.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class LiveCurves:
         """Name the dataset/model/seed of an identity before its first point (the sweep driver does this)."""
         self.labels[ident] = labels
 
-    def _run_for(self, ident: str) -> str:
+    def _run_for(self, ident: str, first_step: int) -> str:
         if ident not in self.runs:
             lab = {**{k: v for k, v in self.defaults.items() if v is not None}, **self.labels.get(ident, {})}
             tags = {"run_kind": "train", "model_identity": ident, **{k: str(v) for k, v in lab.items()}}
@@ -48,14 +52,28 @@ class LiveCurves:
             if self.parent:
                 tags["mlflow.parentRunId"] = self.parent
             name = "train/" + "/".join(str(lab[k]) for k in ("dataset", "model") if k in lab) + f"/{ident[:8]}"
-            self.runs[ident] = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            unfinished = self._unfinished_run(ident) if first_step > 1 else None
+            if unfinished is not None:
+                self.client.update_run(unfinished, status="RUNNING")
+                self.runs[ident] = unfinished
+            else:
+                self.runs[ident] = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             self.buffer[ident] = []
         return self.runs[ident]
+
+    def _unfinished_run(self, ident: str) -> str | None:
+        """The newest training run of this identity that did not finish (its process was killed or failed)."""
+        runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"],
+                                       filter_string=f"tags.run_kind = 'train' and tags.model_identity = '{ident}'")
+        for run in runs:
+            if run.info.status != "FINISHED":
+                return run.info.run_id
+        return None
 
     def add(self, ident: str, name: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
 
-        self._run_for(ident)
+        self._run_for(ident, step)
         self.buffer[ident].append(Metric(metric_key(name), float(value), int(time.time() * 1000), int(step)))
         if time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
