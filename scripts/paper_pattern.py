@@ -18,7 +18,7 @@ against pop's (``seqbench compare``'s statistics, Holm over the rows of the data
 
 The output is rewritten after every row. ``--resume`` keeps the rows already there whose settings match (same
 dataset hash and model settings; each row records its code version, listed per dataset in ``code_versions``)
-and runs only the missing ones, so the hours of LLM runs can be
+and runs only the missing ones (``--rerun sasrec``: that model's rows too), so the hours of LLM runs can be
 split over several sessions (``--models tallrec`` now, ``--models llara`` later; use one ``--tracking-uri``).
 A row killed mid-fit resumes from its last checkpoint (every validation check and every ``--checkpoint-minutes``)
 when run again with the same code version.
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracking-uri", default=None, help="default: a temporary sqlite store")
     ap.add_argument("--out", type=Path, default=Path("reports/paper_pattern.json"))
     ap.add_argument("--resume", action="store_true", help="keep matching rows already in --out, run the rest")
+    ap.add_argument("--rerun", default="", help="with --resume: models whose kept rows run again anyway "
+                                               "(comma-separated, e.g. sasrec after a change to its code)")
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0,
                     help="LLM fits also checkpoint at most this far apart, not only at validation checks, so a "
                          "killed row loses at most this much training (0: only at checks)")
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     llm_over = {**({"llm": args.llm} if args.llm else {}), "dtype": args.dtype, **parse_sets(args.sets)}
     sasrec_over = parse_sets(args.sasrec_set)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    rerun = {m.strip() for m in args.rerun.split(",") if m.strip()}
+    if rerun - set(models):
+        raise SystemExit(f"--rerun {', '.join(sorted(rerun - set(models)))}: not among --models {args.models}")
     try:
         per_model = settings_per_model([m for m in models if m != "sasrec"], llm_over)
         # every LLM model's settings under this invocation, those it does not run too: rows made under other
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             label = model if window is not None else f"{model} (own window)"
             over = sasrec_over if model == "sasrec" else per_model[model]
             kept = rows.get(label)
-            if kept:  # its settings match (above); each row records its code version (see code_versions)
+            if kept and model not in rerun:  # settings match (above); each row records its code version
                 console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")
                 continue
             row = one_model(label, model, name, over, window, home, uri, console, args.checkpoint_minutes * 60)

@@ -60,10 +60,10 @@ def test_paper_pattern_sets_aside_rows_of_other_settings_and_reruns_pop_in_a_new
     out = tmp_path / "pp.json"
     main = _script("paper_pattern").main
 
-    def table(epochs: int, store: str) -> dict:
+    def table(epochs: int, store: str, *extra: str) -> dict:
         assert main(["--models", "sasrec", "--sasrec-set", f"max_epochs={epochs},maxlen=16,d=16", "--data-home",
                      str(tiny_home), "--beauty", "tiny", "--no-synthetic", "--resume", "--tracking-uri",
-                     f"sqlite:///{tmp_path / store}", "--out", str(out)]) == 0
+                     f"sqlite:///{tmp_path / store}", "--out", str(out), *extra]) == 0
         return json.loads(out.read_text())["datasets"]["beauty_sample"]
 
     first = table(1, "a.db")
@@ -77,6 +77,10 @@ def test_paper_pattern_sets_aside_rows_of_other_settings_and_reruns_pop_in_a_new
     back = table(1, "b.db")  # and come back, without running, when the first recipe is asked for again
     assert {r["label"]: r["mlflow_run_id"] for r in back["rows"]} == ids
     assert {r["settings"]["max_epochs"] for r in back["stale_rows"]} == {"2"}
+    again = table(1, "b.db", "--rerun", "sasrec")  # run again although kept (e.g. after a code change)
+    assert not {r["mlflow_run_id"] for r in again["rows"]} & set(ids.values())
+    with pytest.raises(SystemExit, match="not among --models"):
+        table(1, "b.db", "--rerun", "tallrec")
 
 
 def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch):
