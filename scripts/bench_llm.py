@@ -65,10 +65,11 @@ class Counter:
     """Wraps the model's ``_forward`` (the shared LLM core's single LLM pass) to count real and padded tokens."""
 
     def __init__(self, model: LLMRecommender):
-        self.real = self.padded = 0
+        self.real = self.padded = self.forwards = 0
         inner = model._forward
 
         def counted(ids, mask, soft, out_id):
+            self.forwards += 1
             self.real += int(mask.sum())
             self.padded += int(mask.numel())
             return inner(ids, mask, soft, out_id)
@@ -77,7 +78,7 @@ class Counter:
 
     def take(self) -> tuple[int, int]:
         out = (self.real, self.padded)
-        self.real = self.padded = 0
+        self.real = self.padded = self.forwards = 0
         return out
 
 
