@@ -1,6 +1,6 @@
 """The core every LLM recommender shares (docs/MODELS.md §2): prompts with soft tokens, the [UserOut]/[ItemOut]
-retrieval heads, 1 + 3 candidate cross-entropy, the per-evaluation item-vector cache, the training schedule
-(``llm_fit``) and save/load.
+retrieval heads, 1 + 3 candidate cross-entropy, the training schedule (``llm_fit``), save/load, and through the
+``LLMVectors`` mixin (``llm_vectors``) the evaluation side: item and user vectors with their caches, scoring.
 
 A model (LLM-SRec, TALLRec, LLaRA, CoLLM, A-LLMRec) is a subclass stating only what differs:
 * ``template()``: its prompt strings (whether [HistoryEmb] / [UserRep] appear decides which soft tokens exist);
@@ -16,7 +16,6 @@ are stored in the compute dtype, equivalent to autocasting them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +28,6 @@ from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
-from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.llm.backbone import attention_kernels, decoder_of, load_llm, resolve_device
 from seqbench.llm.lora import add_lora, load_lora_state, lora_state
 from seqbench.llm.prompts import (
@@ -48,20 +46,10 @@ from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
 from .llm_data import TEACHER_MAXLEN, centre_sample, in_batch_exclusions, training_candidates, training_examples
 from .llm_heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
+from .llm_vectors import LLMVectors
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
-
-
-def _histories_key(hist: Histories) -> tuple:
-    """Content fingerprint of a batch of histories (users, items, times, row layout)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for a in (hist.users, hist.items, hist.times, hist.offsets):
-        a = np.ascontiguousarray(a)
-        digest.update(str(a.dtype).encode() + str(a.shape).encode())
-        digest.update(a.tobytes())
-    return (len(hist), digest.hexdigest())
 
 
 def shared_llm(name: str, dtype: str, device: torch.device):
@@ -72,7 +60,7 @@ def shared_llm(name: str, dtype: str, device: torch.device):
     return _LLMS[key]
 
 
-class LLMRecommender:
+class LLMRecommender(LLMVectors):
     """Recommender protocol for an LLM read at [UserOut]/[ItemOut] (docs/MODELS.md §2); see the module doc."""
 
     name: ClassVar[str] = "llm"
@@ -266,7 +254,7 @@ class LLMRecommender:
 
         return self._grouped(self.builder.items(items), forward_group, task, max_rows, max_tokens)
 
-    # -- evaluation -----------------------------------------------------------------------------------
+    # -- modes ----------------------------------------------------------------------------------------
     def _require_ready(self, retrieval: bool = False) -> None:
         if self.heads is None or self.builder is None:
             raise SeqbenchError(f"{self.name} has not been trained or loaded")
@@ -279,107 +267,6 @@ class LLMRecommender:
         self.heads.train(on)
         if self.peft is not None:
             self.llm.train(on)
-
-    def _weights_version(self) -> tuple[int, int]:
-        """Changes whenever a trainable tensor changes: our own counter plus torch's in-place version counters
-        (an optimizer step or ``load_state_dict`` outside ``fit`` invalidates the item cache too)."""
-        return self._version, sum(p._version for p in self.trainable_parameters())
-
-    @torch.no_grad()
-    def item_vectors(self, items: np.ndarray) -> torch.Tensor:
-        """f_item(h_I) for the given ids, from a cache valid until the weights change: computed once per
-        evaluation round for every item any candidate set needs, in large no-grad batches (§6)."""
-        self._require_ready()
-        items = np.asarray(items, dtype=np.int64)
-        version = self._weights_version()
-        if self._item_cache is None or self._item_cache[0] != version:
-            self._item_cache = (version, torch.zeros(self.n_items + 1, self.config.d_proj, device=self.device),
-                                torch.zeros(self.n_items + 1, dtype=torch.bool, device=self.device))
-        _, table, have = self._item_cache
-        need = np.unique(items)
-        need = need[~have[torch.from_numpy(need).to(self.device)].cpu().numpy()]
-        if len(need):
-            self.set_training(False)
-            task = self.progress.add_task(f"{self.name} items", total=len(need)) if self.progress else None
-            h = self._item_states(need, self.config.item_batch_size, self.config.max_batch_tokens, task)
-            idx = torch.from_numpy(need).to(self.device)
-            table[idx] = self.heads.f_item(h)
-            have[idx] = True
-            if task is not None:
-                self.progress.remove_task(task)
-        return table[torch.from_numpy(items).to(self.device)]
-
-    @torch.no_grad()
-    def _user_vectors(self, hist: Histories, raw: bool = False) -> torch.Tensor:
-        """f_user(h_U) (or h_U with ``raw``) per history row. The LLM pass is the cost, so h_U is kept for the
-        last few distinct histories while the weights stay the same: a probe that scores a history and then
-        asks for its representation (cosine: f_user and raw, original and shuffled) pays one pass per history."""
-        self._require_ready(retrieval=True)
-        key = (_histories_key(hist), self._weights_version())
-        h = self._user_cache.get(key)
-        if h is None:
-            h = self._user_states_all(hist)
-            self._user_cache = {k: v for k, v in self._user_cache.items() if k[1] == key[1]}
-            while len(self._user_cache) >= USER_CACHE_SIZE:
-                self._user_cache.pop(next(iter(self._user_cache)))
-            self._user_cache[key] = h
-        if raw:
-            return h
-        self.set_training(False)
-        return torch.cat([self.heads.f_user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
-            torch.zeros(0, self.config.d_proj, device=self.device)
-
-    def _user_states_all(self, hist: Histories) -> torch.Tensor:
-        """h_U for every row of ``hist`` (eval mode, no grad), in chunks that bound the memory held at once."""
-        self.set_training(False)
-        prompts = self.builder.users(hist)
-        o_u = self._teacher_user(hist) if self.user_rep else None
-        task = self.progress.add_task(f"{self.name} users", total=len(hist)) if self.progress else None
-        out = []
-        step = 4096
-        for b in range(0, len(hist), step):
-            rows = np.arange(b, min(b + step, len(hist)))
-            sub = UserPrompts([prompts.ids[i] for i in rows], prompts.shown.take(rows))
-            out.append(self._user_states(sub, None if o_u is None else o_u[b:b + step], self.config.user_batch_size,
-                                         self.config.max_batch_tokens, task))
-        if task is not None:
-            self.progress.remove_task(task)
-        return torch.cat(out) if out else torch.zeros(0, int(self.embed.weight.shape[1]), device=self.device)
-
-    def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
-        """<f_item(h_I), f_user(h_U)> for each candidate (raw dot product, §2), target in column 0."""
-        cands = np.asarray(candidates, dtype=np.int64)
-        if len(cands) != len(hist):
-            raise ValueError(f"{len(hist)} histories but {len(cands)} candidate rows")
-        self.item_vectors(np.unique(cands))  # one pass for the union of every candidate set
-        items = self.item_vectors(cands.reshape(-1)).view(*cands.shape, -1)
-        users = self._user_vectors(hist)
-        return torch.einsum("bd,bcd->bc", users, items).float().cpu().numpy()
-
-    def user_representation(self, hist: Histories) -> np.ndarray:
-        """f_user(h_U): the scoring vector (§8.3)."""
-        return self._user_vectors(hist).float().cpu().numpy()
-
-    def raw_user_representation(self, hist: Histories) -> np.ndarray:
-        """h_U, the LLM's [UserOut] state before f_user (§8.3 "also log the raw h_U")."""
-        return self._user_vectors(hist, raw=True).float().cpu().numpy()
-
-    def validate(self, hist: Histories, cands: np.ndarray) -> dict[str, float]:
-        if self.generation:
-            out = self.evaluate_generation(hist, cands)
-            return {"hr@1": float(np.mean(out["hr@1"])), "invalid": float(np.mean(out["invalid"]))}
-        ranks = ranks_from_scores(self.score(hist, cands))
-        return {k: float(np.mean(v)) for k, v in metrics_from_ranks(ranks).items()}
-
-    def evaluate_generation(self, hist: Histories, candidates: np.ndarray) -> dict:
-        """Generation task: decode a title per user from the 20 listed candidates (target first in
-        ``candidates``); per-user ``hr@1`` / ``invalid`` plus the outputs (``llm_generation``)."""
-        from .llm_generation import evaluate_generation
-
-        self._require_ready()
-        if not self.generation:
-            raise SeqbenchError(f"{self.name} was trained for retrieval; train it with --task generation")
-        return evaluate_generation(self, hist, candidates)
 
     # -- training -------------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -1,0 +1,140 @@
+"""The evaluation side of the LLM recommenders' core (``llm_base``): item and user vectors, the caches that
+make one evaluation round cost one LLM pass per item and per distinct history, and scoring.
+
+Kept apart from training (RecBole's trainer/evaluator split). ``LLMVectors`` is a mixin of
+``LLMRecommender``: it reads the recommender's heads, prompt builder, LLM passes (``_item_states``,
+``_user_states``) and trainable parameters, and owns the cache fields the recommender's ``__init__`` sets
+(``_version``, ``_item_cache``, ``_user_cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from seqbench.data.histories import Histories
+from seqbench.errors import SeqbenchError
+from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
+from seqbench.llm.prompts import UserPrompts
+
+USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
+
+
+def _histories_key(hist: Histories) -> tuple:
+    """Content fingerprint of a batch of histories (users, items, times, row layout)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (hist.users, hist.items, hist.times, hist.offsets):
+        a = np.ascontiguousarray(a)
+        digest.update(str(a.dtype).encode() + str(a.shape).encode())
+        digest.update(a.tobytes())
+    return (len(hist), digest.hexdigest())
+
+
+
+
+class LLMVectors:
+    """Evaluation-time vectors of an ``LLMRecommender`` (see the module doc): f_item(h_I), f_user(h_U), h_U,
+    scores and validation metrics, each LLM pass cached until the trainable weights change."""
+
+    def _weights_version(self) -> tuple[int, int]:
+        """Changes whenever a trainable tensor changes: our own counter plus torch's in-place version counters
+        (an optimizer step or ``load_state_dict`` outside ``fit`` invalidates the item cache too)."""
+        return self._version, sum(p._version for p in self.trainable_parameters())
+
+    @torch.no_grad()
+    def item_vectors(self, items: np.ndarray) -> torch.Tensor:
+        """f_item(h_I) for the given ids, from a cache valid until the weights change: computed once per
+        evaluation round for every item any candidate set needs, in large no-grad batches (§6)."""
+        self._require_ready()
+        items = np.asarray(items, dtype=np.int64)
+        version = self._weights_version()
+        if self._item_cache is None or self._item_cache[0] != version:
+            self._item_cache = (version, torch.zeros(self.n_items + 1, self.config.d_proj, device=self.device),
+                                torch.zeros(self.n_items + 1, dtype=torch.bool, device=self.device))
+        _, table, have = self._item_cache
+        need = np.unique(items)
+        need = need[~have[torch.from_numpy(need).to(self.device)].cpu().numpy()]
+        if len(need):
+            self.set_training(False)
+            task = self.progress.add_task(f"{self.name} items", total=len(need)) if self.progress else None
+            h = self._item_states(need, self.config.item_batch_size, self.config.max_batch_tokens, task)
+            idx = torch.from_numpy(need).to(self.device)
+            table[idx] = self.heads.f_item(h)
+            have[idx] = True
+            if task is not None:
+                self.progress.remove_task(task)
+        return table[torch.from_numpy(items).to(self.device)]
+
+    @torch.no_grad()
+    def _user_vectors(self, hist: Histories, raw: bool = False) -> torch.Tensor:
+        """f_user(h_U) (or h_U with ``raw``) per history row. The LLM pass is the cost, so h_U is kept for the
+        last few distinct histories while the weights stay the same: a probe that scores a history and then
+        asks for its representation (cosine: f_user and raw, original and shuffled) pays one pass per history."""
+        self._require_ready(retrieval=True)
+        key = (_histories_key(hist), self._weights_version())
+        h = self._user_cache.get(key)
+        if h is None:
+            h = self._user_states_all(hist)
+            self._user_cache = {k: v for k, v in self._user_cache.items() if k[1] == key[1]}
+            while len(self._user_cache) >= USER_CACHE_SIZE:
+                self._user_cache.pop(next(iter(self._user_cache)))
+            self._user_cache[key] = h
+        if raw:
+            return h
+        self.set_training(False)
+        return torch.cat([self.heads.f_user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
+            torch.zeros(0, self.config.d_proj, device=self.device)
+
+    def _user_states_all(self, hist: Histories) -> torch.Tensor:
+        """h_U for every row of ``hist`` (eval mode, no grad), in chunks that bound the memory held at once."""
+        self.set_training(False)
+        prompts = self.builder.users(hist)
+        o_u = self._teacher_user(hist) if self.user_rep else None
+        task = self.progress.add_task(f"{self.name} users", total=len(hist)) if self.progress else None
+        out = []
+        step = 4096
+        for b in range(0, len(hist), step):
+            rows = np.arange(b, min(b + step, len(hist)))
+            sub = UserPrompts([prompts.ids[i] for i in rows], prompts.shown.take(rows))
+            out.append(self._user_states(sub, None if o_u is None else o_u[b:b + step], self.config.user_batch_size,
+                                         self.config.max_batch_tokens, task))
+        if task is not None:
+            self.progress.remove_task(task)
+        return torch.cat(out) if out else torch.zeros(0, int(self.embed.weight.shape[1]), device=self.device)
+
+    def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
+        """<f_item(h_I), f_user(h_U)> for each candidate (raw dot product, §2), target in column 0."""
+        cands = np.asarray(candidates, dtype=np.int64)
+        if len(cands) != len(hist):
+            raise ValueError(f"{len(hist)} histories but {len(cands)} candidate rows")
+        self.item_vectors(np.unique(cands))  # one pass for the union of every candidate set
+        items = self.item_vectors(cands.reshape(-1)).view(*cands.shape, -1)
+        users = self._user_vectors(hist)
+        return torch.einsum("bd,bcd->bc", users, items).float().cpu().numpy()
+
+    def user_representation(self, hist: Histories) -> np.ndarray:
+        """f_user(h_U): the scoring vector (§8.3)."""
+        return self._user_vectors(hist).float().cpu().numpy()
+
+    def raw_user_representation(self, hist: Histories) -> np.ndarray:
+        """h_U, the LLM's [UserOut] state before f_user (§8.3 "also log the raw h_U")."""
+        return self._user_vectors(hist, raw=True).float().cpu().numpy()
+
+    def validate(self, hist: Histories, cands: np.ndarray) -> dict[str, float]:
+        if self.generation:
+            out = self.evaluate_generation(hist, cands)
+            return {"hr@1": float(np.mean(out["hr@1"])), "invalid": float(np.mean(out["invalid"]))}
+        ranks = ranks_from_scores(self.score(hist, cands))
+        return {k: float(np.mean(v)) for k, v in metrics_from_ranks(ranks).items()}
+
+    def evaluate_generation(self, hist: Histories, candidates: np.ndarray) -> dict:
+        """Generation task: decode a title per user from the 20 listed candidates (target first in
+        ``candidates``); per-user ``hr@1`` / ``invalid`` plus the outputs (``llm_generation``)."""
+        from .llm_generation import evaluate_generation
+
+        self._require_ready()
+        if not self.generation:
+            raise SeqbenchError(f"{self.name} was trained for retrieval; train it with --task generation")
+        return evaluate_generation(self, hist, candidates)
