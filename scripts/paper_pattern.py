@@ -29,7 +29,8 @@ dataset's ``stale_rows``, out of the Holm adjustment and the verdict, and comes 
 settings again. A ``--tracking-uri`` that lacks the kept pop run (a new store) gets a fresh pop run: pop is
 deterministic, so its per-user numbers are the same.
 
-Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU; run with the machine otherwise quiet). The CPU
+Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU with native bf16, about 3 h 30 min in fp32 on an
+AVX2-only one; run with the machine otherwise quiet). The CPU
 recipe: 560 steps of batch 4 over every train position, validation on 300 seeded users every 140 steps, the
 centred heads and in-batch negatives (README, "Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672):
   python scripts/paper_pattern.py --beauty beauty-s05 --tracking-uri sqlite:///$HOME/paper_pattern.db --resume \\
