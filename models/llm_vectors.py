@@ -3,8 +3,8 @@ make one evaluation round cost one LLM pass per item and per distinct history, a
 
 Kept apart from training (RecBole's trainer/evaluator split). ``LLMVectors`` is a mixin of
 ``LLMRecommender``: it reads the recommender's heads, prompt builder, LLM passes (``_item_states``,
-``_user_states``) and trainable parameters, and owns the cache fields the recommender's ``__init__`` sets
-(``_version``, ``_item_cache``, ``_user_cache``).
+``_user_states``) and trainable parameters, and keeps its caches in the fields ``LLMRecommender.__init__``
+creates (``_version``, bumped by training and loading, ``_item_cache``, ``_user_cache``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ def _histories_key(hist: Histories) -> tuple:
         digest.update(str(a.dtype).encode() + str(a.shape).encode())
         digest.update(a.tobytes())
     return (len(hist), digest.hexdigest())
-
-
 
 
 class LLMVectors:
