@@ -20,6 +20,7 @@ from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.llm.prompts import UserPrompts
 
 USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a few rearrangements)
+CHUNK_ROWS = 4096  # histories (and their states) handled at once, to bound the memory held
 
 
 def _histories_key(hist: Histories) -> tuple:
@@ -82,8 +83,9 @@ class LLMVectors:
         if raw:
             return h
         self.set_training(False)
-        return torch.cat([self.heads.f_user(h[b:b + 4096]) for b in range(0, len(h), 4096)]) if len(h) else \
-            torch.zeros(0, self.config.d_proj, device=self.device)
+        if not len(h):
+            return torch.zeros(0, self.config.d_proj, device=self.device)
+        return torch.cat([self.heads.f_user(h[b:b + CHUNK_ROWS]) for b in range(0, len(h), CHUNK_ROWS)])
 
     def _user_states_all(self, hist: Histories) -> torch.Tensor:
         """h_U for every row of ``hist`` (eval mode, no grad), in chunks that bound the memory held at once."""
@@ -92,12 +94,11 @@ class LLMVectors:
         o_u = self._teacher_user(hist) if self.user_rep else None
         task = self.progress.add_task(f"{self.name} users", total=len(hist)) if self.progress else None
         out = []
-        step = 4096
-        for b in range(0, len(hist), step):
-            rows = np.arange(b, min(b + step, len(hist)))
+        for b in range(0, len(hist), CHUNK_ROWS):
+            rows = np.arange(b, min(b + CHUNK_ROWS, len(hist)))
             sub = UserPrompts([prompts.ids[i] for i in rows], prompts.shown.take(rows))
-            out.append(self._user_states(sub, None if o_u is None else o_u[b:b + step], self.config.user_batch_size,
-                                         self.config.max_batch_tokens, task))
+            o_sub = None if o_u is None else o_u[b:b + CHUNK_ROWS]
+            out.append(self._user_states(sub, o_sub, self.config.user_batch_size, self.config.max_batch_tokens, task))
         if task is not None:
             self.progress.remove_task(task)
         return torch.cat(out) if out else torch.zeros(0, int(self.embed.weight.shape[1]), device=self.device)

@@ -76,8 +76,9 @@ class Counter:
 
         model._forward = counted
 
-    def take(self) -> tuple[int, int]:
-        out = (self.real, self.padded)
+    def take(self) -> tuple[int, int, int]:
+        """(real tokens, padded tokens, forwards) since the last take, and reset."""
+        out = (self.real, self.padded, self.forwards)
         self.real = self.padded = self.forwards = 0
         return out
 
@@ -148,7 +149,7 @@ def bench_model(name: str, data, args) -> dict:
         times.append(time.perf_counter() - t)
         if s == 0:
             counter.take()  # warm-up step excluded
-    train_real, train_padded = counter.take()
+    train_real, train_padded, _ = counter.take()
     train_s = float(sum(times[1:]))
     step_s = train_s / max(args.train_steps, 1)
 
@@ -161,7 +162,7 @@ def bench_model(name: str, data, args) -> dict:
     model.item_vectors(items)
     model.user_representation(v_hist.take(np.arange(n_users)))
     eval_s = time.perf_counter() - t
-    eval_real, eval_padded = counter.take()
+    eval_real, eval_padded, _ = counter.take()
     eval_tok_s = eval_real / eval_s
 
     # -- one epoch, estimated --

@@ -101,8 +101,7 @@ def time_steps(model, data, steps: int, device: torch.device, profile: bool = Fa
     for s in range(2, 2 + steps):
         step(s)
     sync(device)
-    forwards = counter.forwards
-    real, padded = counter.take()
+    real, padded, forwards = counter.take()
     out = {"step_seconds": (time.perf_counter() - t) / steps, "forwards_per_step": forwards / steps,
            "useful_tokens_per_step": real / steps, "padded_tokens_per_step": padded / steps}
     out["useful_tok_s"] = out["useful_tokens_per_step"] / out["step_seconds"]
