@@ -30,9 +30,9 @@ settings again. A ``--tracking-uri`` that lacks the kept pop run (a new store) g
 deterministic, so its per-user numbers are the same.
 
 Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU with native bf16, about 3 h 30 min in fp32 on an
-AVX2-only one; run with the machine otherwise quiet). The CPU
-recipe: 560 steps of batch 4 over every train position, validation on 300 seeded users every 140 steps, the
-centred heads and in-batch negatives (README, "Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672):
+AVX2-only one; run with the machine otherwise quiet). The CPU recipe: 560 steps of batch 4 over every train
+position, validation on 300 seeded users every 140 steps, the centred heads and in-batch negatives (README,
+"Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672):
   python scripts/paper_pattern.py --beauty beauty-s05 --tracking-uri sqlite:///$HOME/paper_pattern.db --resume \\
     --set batch_size=4,max_epochs=1,max_steps=560,val_every_frac=0.0838,max_valid_users=300,head_init=centred,\\
 in_batch_negatives=true,autoregressive=true
