@@ -129,12 +129,15 @@ MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, va
 
 def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], seed: int, device: Any,
               home: Path, store: ModelStore, progress: Progress | None = None,
-              live: MetricSink | None = None) -> SeedPass:
+              live: MetricSink | None = None, fit_done: Callable[[str], None] | None = None) -> SeedPass:
     """Train (or reuse from ``store``) the model for ``seed`` and run every probe of ``spec`` on it.
 
     Shared by ``seqbench run`` and the sweep's Ray tasks. A probe that trains another model (shuffle-train)
     goes through the store too, under that model's own identity (its train histories differ). ``live``
-    receives training metrics as they happen (the live training curve in MLflow).
+    receives training metrics as they happen (the live training curve in MLflow); ``fit_done`` is told a
+    model's identity as soon as its fit (or store lookup) returns, before the probes evaluate it, so its
+    training run can close then: an LLM's test evaluation takes tens of minutes, and a process killed during
+    it must not leave the run open with its last validation point unwritten.
     """
     config = resolved_config(spec.model, layers)
     code = code_version()
@@ -157,8 +160,11 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
         ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)
         meta = {"model": spec.model, "dataset": d.name, "dataset_hash": d.content_hash, "seed": seed,
                 "config": config, "code_version": code, "train_hash": train_hash}
-        return store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
-                                spec.checkpoint_every_s), ctx
+        got = store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
+                               spec.checkpoint_every_s)
+        if fit_done is not None:
+            fit_done(ident)
+        return got, ctx
 
     main, ctx = trained(data, data.histories("train"), keep=True)
     results = []
@@ -269,7 +275,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console) as progress, LiveCurves(tracker, data.name, spec.model) as live:
         for seed in spec.seeds:
-            sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add)
+            sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add, live.finish)
             for res in sp.results:
                 out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
                 out.update(reused=sp.reused, model_identity=sp.identity)

@@ -7,7 +7,8 @@ the first point, so a model taken from the store (no training) makes no training
 checkpoint (an earlier process was killed) continues that process's unfinished training run instead of opening a
 second one: resumed means its first point comes after step 1 (a fresh fit starts at step 0 or 1) while a run of
 the same identity is unfinished. The points between the checkpoint and the kill then appear twice in that
-run's history, the resumed ones later.
+run's history, the resumed ones later. ``seqbench run`` closes a training run when its fit returns (``finish``),
+before the probes evaluate the model, so the last buffered points are written then, not an hour later.
 """
 
 from __future__ import annotations

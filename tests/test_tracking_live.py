@@ -1,6 +1,7 @@
 """Live training curves: points are in MLflow while the training run is still open, not only at the end."""
 
 import mlflow
+import pytest
 
 from seqbench.tracking import Tracker
 from seqbench.tracking_live import LiveCurves
@@ -53,3 +54,25 @@ def test_a_resumed_fit_continues_its_unfinished_training_run(tracking_uri, tmp_p
         again.add("abc", "train_loss", 2.1, 1)  # a fresh fit (step 1: no checkpoint was left) gets its own run
         assert again.runs["abc"] not in (first, failed)
     assert len(mlflow.search_runs(experiment_names=["resume"])) == 3
+
+
+def test_seqbench_run_closes_the_training_run_before_the_probes_evaluate(tiny_home, tracking_uri, monkeypatch):
+    """A process killed during the (long) test evaluation leaves a finished training run with its whole curve."""
+    from seqbench.probes.shuffle_infer import ShuffleInfer
+    from seqbench.runner import RunSpec, run
+
+    statuses = []
+
+    def killed(self, pc):
+        statuses.extend(r.info.status for r in mlflow.search_runs(experiment_names=["seqbench"], output_format="list"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ShuffleInfer, "run", killed)
+    spec = RunSpec(model="sasrec", probes=["shuffle-infer"], dataset="tiny", data_home=tiny_home,
+                   tracking_uri=tracking_uri, overrides={"max_epochs": "2", "eval_every": "1", "d": "8", "maxlen": "8"})
+    with pytest.raises(KeyboardInterrupt):
+        run(spec)
+    assert statuses == ["FINISHED"]  # the training run, closed when the fit returned
+    (train,) = mlflow.search_runs(experiment_names=["seqbench"], output_format="list")
+    assert train.data.tags["run_kind"] == "train" and train.info.status == "FINISHED"
+    assert [m.step for m in mlflow.MlflowClient().get_metric_history(train.info.run_id, "valid_ndcg_at_10")] == [1, 2]
