@@ -311,6 +311,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
                 running[ref] = (plan, spec)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             _drain(queue, live, Empty)
+            live.flush_due()
             for ref in ready:
                 plan, spec = running.pop(ref)
                 try:

@@ -76,6 +76,11 @@ class LiveCurves:
 
         self._run_for(ident, step)
         self.buffer[ident].append(Metric(metric_key(name), float(value), int(time.time() * 1000), int(step)))
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        """Write the buffered points if ``flush_s`` has passed: a point is otherwise written only when a later one
+        arrives, and a fit's last validation point has none (the sweep driver calls this while it waits)."""
         if time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()
 

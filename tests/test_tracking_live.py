@@ -76,3 +76,21 @@ def test_seqbench_run_closes_the_training_run_before_the_probes_evaluate(tiny_ho
     (train,) = mlflow.search_runs(experiment_names=["seqbench"], output_format="list")
     assert train.data.tags["run_kind"] == "train" and train.info.status == "FINISHED"
     assert [m.step for m in mlflow.MlflowClient().get_metric_history(train.info.run_id, "valid_ndcg_at_10")] == [1, 2]
+
+
+def test_a_last_point_is_written_once_flush_s_has_passed_without_a_later_point(tracking_uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker(tracking_uri, experiment="due")
+    client = mlflow.MlflowClient()
+    live = LiveCurves(tracker, "tiny", "sasrec", experiment="due", flush_s=3600.0)
+    live.add("abc", "valid_ndcg@10", 0.2, 7)
+
+    def history() -> list[float]:
+        return [m.value for m in client.get_metric_history(live.runs["abc"], "valid_ndcg_at_10")]
+
+    live.flush_due()
+    assert history() == []  # buffered: an LLM loop logging every step must not write every point
+    live.last_flush -= 3600.0
+    live.flush_due()
+    assert history() == [0.2]
+    live.finish("abc")
