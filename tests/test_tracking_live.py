@@ -3,7 +3,7 @@
 import mlflow
 import pytest
 
-from seqbench.tracking import Tracker
+from seqbench.tracking import EXPERIMENT, Tracker
 from seqbench.tracking_live import LiveCurves
 
 
@@ -64,7 +64,7 @@ def test_seqbench_run_closes_the_training_run_before_the_probes_evaluate(tiny_ho
     statuses = []
 
     def killed(self, pc):
-        statuses.extend(r.info.status for r in mlflow.search_runs(experiment_names=["seqbench"], output_format="list"))
+        statuses.extend(r.info.status for r in mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ShuffleInfer, "run", killed)
@@ -73,7 +73,7 @@ def test_seqbench_run_closes_the_training_run_before_the_probes_evaluate(tiny_ho
     with pytest.raises(KeyboardInterrupt):
         run(spec)
     assert statuses == ["FINISHED"]  # the training run, closed when the fit returned
-    (train,) = mlflow.search_runs(experiment_names=["seqbench"], output_format="list")
+    (train,) = mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")
     assert train.data.tags["run_kind"] == "train" and train.info.status == "FINISHED"
     assert [m.step for m in mlflow.MlflowClient().get_metric_history(train.info.run_id, "valid_ndcg_at_10")] == [1, 2]
 
