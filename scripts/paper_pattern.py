@@ -11,7 +11,9 @@ the window each probe reports, so a runner without the window option shows up in
 Writes ``reports/paper_pattern.json``: per dataset and model the original NDCG@10, shuffle-infer relative change
 with its bootstrap 95 % CI and Wilcoxon p (raw and Holm-adjusted over the models of that dataset), cosine mean,
 fit seconds and the MLflow run id; a per-dataset ``pattern`` block says whether LLM4Rec baselines are
-order-blind and SASRec / LLM-SRec order-sensitive (significant drop at alpha 0.05 after Holm).
+order-blind and SASRec / LLM-SRec order-sensitive (significant drop at alpha 0.05 after Holm). A row without
+such a drop counts as order-blind only if it beats pop; one that does not is ``undecided`` (it learned too
+little to show it), and so is the verdict while such a row is in it, unless another row already contradicts it.
 
 Each dataset also gets a ``pop`` run, and every row a paired Wilcoxon test of its original per-user NDCG@10
 against pop's (``seqbench compare``'s statistics, Holm over the rows of the dataset): the "beats pop" check.
@@ -131,16 +133,25 @@ def one_model(label: str, model: str, dataset: str, overrides: dict[str, str], w
             "mlflow_run_id": shuffle.get("mlflow_run_id")}
 
 
-def verdict(rows: list[dict]) -> dict:
-    """Order-sensitive = significant (Holm over this dataset's rows) drop of NDCG@10 under shuffle-infer."""
-    def sensitive(r: dict) -> bool:
-        return r["p_holm"] < ALPHA and r["relative_change"] < 0
+def order_sensitive(r: dict) -> bool | None:
+    """True: a significant (Holm over this dataset's rows) drop of NDCG@10 under shuffle-infer. False: no such
+    drop from a model that beats pop. None (undecided): no drop from a model that does not beat pop, which has
+    learned too little to show that it ignores order (a drop shows use of order whatever the model learned)."""
+    if r["p_holm"] < ALPHA and r["relative_change"] < 0:
+        return True
+    return False if r.get("vs_pop", {}).get("beats_pop") else None
 
+
+def verdict(rows: list[dict]) -> dict:
+    """The paper's pattern: every LLM4Rec baseline order-blind, SASRec and LLM-SRec order-sensitive. ``holds``
+    is False when a decided row contradicts it, None while a row is undecided, True only when every row agrees."""
     by = {r["label"]: r for r in rows}
-    blind = {m: not sensitive(by[m]) for m in BASELINES if m in by}
-    sens = {lab: sensitive(r) for lab, r in by.items() if r["model"] in SENSITIVE}
-    return {"llm4rec_order_blind": blind, "order_sensitive": sens,
-            "holds": bool(blind) and all(blind.values()) and bool(sens) and all(sens.values())}
+    blind = {m: (None if (s := order_sensitive(by[m])) is None else not s) for m in BASELINES if m in by}
+    sens = {lab: order_sensitive(r) for lab, r in by.items() if r["model"] in SENSITIVE}
+    calls = [*blind.values(), *sens.values()]
+    holds = False if False in calls else (None if None in calls or not blind or not sens else True)
+    return {"llm4rec_order_blind": blind, "order_sensitive": sens, "holds": holds,
+            "undecided": [lab for lab, v in [*blind.items(), *sens.items()] if v is None]}
 
 
 def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict], stale: list[dict]) -> dict:
@@ -155,7 +166,7 @@ def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict], stale: l
     present = {r["label"] for r in rows}
     complete = all(label in present for label in EXPECTED)
     pattern = verdict(rows)
-    if not complete:  # a verdict on part of the models would overstate what was shown
+    if not complete and pattern["holds"] is not False:  # a verdict on part of the models would overstate it
         pattern["holds"] = None
     return {"dataset": name, "dataset_hash": data_hash, "pop_run_id": pop_id, "rows": rows,
             "complete": complete, "pattern": pattern,
@@ -255,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     out["machine"] = finish(info)
     write_json_atomic(out, args.out)
     for key, d in out["datasets"].items():
-        console.print(f"{key} ({d['dataset']}): pattern holds = {d['pattern']['holds']}")
+        undecided = d["pattern"].get("undecided") or []
+        console.print(f"{key} ({d['dataset']}): pattern holds = {d['pattern']['holds']}"
+                      + (f" (undecided, below or level with pop: {', '.join(undecided)})" if undecided else ""))
         for r in d["rows"]:
             pop = r.get("vs_pop", {})
             console.print(f"  {r['label']:<20} ndcg@10 {r['ndcg@10']:.4f}  shuffle {r['relative_change']:+.1%} "

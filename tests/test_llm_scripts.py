@@ -123,3 +123,25 @@ def test_llm_state_spread_statistics_on_hand_made_states():
     # a shared (10, 0) plus +-(0, 1): squared norm 101, of which 1 varies; pair cosine (100 - 1) / 101
     two = mod.spread(torch.tensor([[10.0, 1.0], [10.0, -1.0]]))
     assert two["varying_share"] == pytest.approx(1 / 101) and two["mean_pair_cosine"] == pytest.approx(99 / 101)
+
+
+def test_paper_pattern_verdict_needs_a_model_that_beats_pop_to_call_it_order_blind():
+    verdict = _script("paper_pattern").verdict
+
+    def row(label: str, change: float, p_holm: float, beats_pop: bool) -> dict:
+        return {"label": label, "model": label.split(" ")[0], "relative_change": change, "p_holm": p_holm,
+                "vs_pop": {"beats_pop": beats_pop}}
+
+    sens = [row("sasrec", -0.8, 1e-9, True), row("llmsrec", -0.3, 1e-4, True)]
+    blind = [row(m, 0.01, 0.9, True) for m in ("tallrec", "llara", "collm", "a-llmrec")]
+    assert verdict([*sens, *blind]) == {"llm4rec_order_blind": dict.fromkeys(("tallrec", "llara", "collm",
+                                                                                 "a-llmrec"), True),
+                                        "order_sensitive": {"sasrec": True, "llmsrec": True}, "holds": True,
+                                        "undecided": []}
+    # no drop from a model below pop decides nothing; a drop counts whatever the model learned
+    weak = verdict([*sens, *blind[:3], row("a-llmrec", 0.02, 0.8, False)])
+    assert weak["holds"] is None and weak["undecided"] == ["a-llmrec"]
+    assert verdict([*sens, *blind[:3], row("a-llmrec", -0.3, 1e-3, False)])["holds"] is False
+    # a decided contradiction settles it even beside an undecided row
+    mixed = verdict([row("sasrec", -0.01, 1.0, True), row("llmsrec", 0.1, 0.5, False), *blind])
+    assert mixed["order_sensitive"] == {"sasrec": False, "llmsrec": None} and mixed["holds"] is False
