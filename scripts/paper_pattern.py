@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, d in out["datasets"].items():
         undecided = d["pattern"].get("undecided") or []
         console.print(f"{key} ({d['dataset']}): pattern holds = {d['pattern']['holds']}"
-                      + (f" (undecided, below or level with pop: {', '.join(undecided)})" if undecided else ""))
+                      + (f" (undecided, not above pop: {', '.join(undecided)})" if undecided else ""))
         for r in d["rows"]:
             pop = r.get("vs_pop", {})
             console.print(f"  {r['label']:<20} ndcg@10 {r['ndcg@10']:.4f}  shuffle {r['relative_change']:+.1%} "
