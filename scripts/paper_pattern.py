@@ -146,10 +146,16 @@ def verdict(rows: list[dict]) -> dict:
     """The paper's pattern: every LLM4Rec baseline order-blind, SASRec and LLM-SRec order-sensitive. ``holds``
     is False when a decided row contradicts it, None while a row is undecided, True only when every row agrees."""
     by = {r["label"]: r for r in rows}
-    blind = {m: (None if (s := order_sensitive(by[m])) is None else not s) for m in BASELINES if m in by}
+    flip = {True: False, False: True, None: None}  # order-blind is the negation; undecided stays undecided
+    blind = {m: flip[order_sensitive(by[m])] for m in BASELINES if m in by}
     sens = {lab: order_sensitive(r) for lab, r in by.items() if r["model"] in SENSITIVE}
     calls = [*blind.values(), *sens.values()]
-    holds = False if False in calls else (None if None in calls or not blind or not sens else True)
+    if False in calls:
+        holds = False
+    elif None in calls or not blind or not sens:
+        holds = None
+    else:
+        holds = True
     return {"llm4rec_order_blind": blind, "order_sensitive": sens, "holds": holds,
             "undecided": [lab for lab, v in [*blind.items(), *sens.items()] if v is None]}
 
