@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -46,3 +47,16 @@ class Recommender(Protocol):
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class UserRepPinning(Protocol):
+    """A model whose input carries a CF user representation computed from the history besides the history
+    itself (the [UserRep] token of CoLLM and A-LLMRec: SASRec's O_u). ``pinned_user_rep(hist)`` keeps that
+    representation from ``hist`` while other histories of the same users are scored, so a rearrangement probe
+    can tell the model reading the order from the CF representation carrying it. ``user_rep`` is False when
+    this instance's input has no such representation (then pinning raises)."""
+
+    user_rep: bool
+
+    def pinned_user_rep(self, hist: Histories) -> AbstractContextManager[None]: ...

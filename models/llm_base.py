@@ -15,8 +15,10 @@ are stored in the compute dtype, equivalent to autocasting them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,7 +48,7 @@ from .base import FitReport
 from .llm_config import LLMRecConfig, LoRARecConfig
 from .llm_data import TEACHER_MAXLEN, centre_sample, in_batch_exclusions, training_candidates, training_examples
 from .llm_heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
-from .llm_vectors import LLMVectors
+from .llm_vectors import LLMVectors, PinnedUserRep
 from .teacher import sasrec_teacher, teacher_layer
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -90,7 +92,8 @@ class LLMRecommender(LLMVectors):
         self.progress = None
         self._version = 0  # bumped whenever trainable weights change; keys the item-vector cache
         self._item_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
-        self._user_cache: dict[tuple, torch.Tensor] = {}  # h_U per (history content, weights version)
+        self._user_cache: dict[tuple, torch.Tensor] = {}  # h_U per (history content, weights version, pin)
+        self._pin: PinnedUserRep | None = None  # O_u from other histories, inside ``pinned_user_rep``
 
     # -- what a model states --------------------------------------------------------------------------
     def template(self) -> PromptTemplate:
@@ -185,8 +188,23 @@ class LLMRecommender(LLMVectors):
         self.E = teacher.net.item.weight.detach()  # raw rows, not scaled by sqrt(d) (§2)
 
     def _teacher_user(self, hist: Histories) -> torch.Tensor:
-        """O_u on the <= 128-item history (eval mode)."""
+        """O_u on the <= 128-item history (eval mode); inside ``pinned_user_rep``, the pinned user's O_u."""
+        if self._pin is not None:
+            return self._pin.lookup(hist.users, self.name)
         return torch.from_numpy(self.teacher.user_representation(hist)).float().to(self.device)
+
+    @contextlib.contextmanager
+    def pinned_user_rep(self, hist: Histories) -> Iterator[None]:
+        """Inside the block, [UserRep] = f_U(O_u) takes O_u from ``hist``'s row of the same user, whatever
+        history is scored. A rearrangement probe then reaches the model only through its history tokens: it
+        separates the LLM reading the order from SASRec's O_u carrying it (CoLLM, A-LLMRec)."""
+        if not self.user_rep:
+            raise SeqbenchError(f"{self.name}'s prompt has no [UserRep] token: no CF user representation to pin")
+        self._pin = PinnedUserRep.of(hist, self._teacher_user(hist))
+        try:
+            yield
+        finally:
+            self._pin = None
 
     # -- LLM passes -----------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, soft: list[tuple[int, torch.Tensor]],

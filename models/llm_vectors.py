@@ -10,6 +10,7 @@ creates (``_version``, bumped by training and loading, ``_item_cache``, ``_user_
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ USER_CACHE_SIZE = 4  # distinct test histories whose h_U is kept (original + a f
 CHUNK_ROWS = 4096  # histories (and their states) handled at once, to bound the memory held
 
 
-def _histories_key(hist: Histories) -> tuple:
+def histories_key(hist: Histories) -> tuple:
     """Content fingerprint of a batch of histories (users, items, times, row layout)."""
     digest = hashlib.blake2b(digest_size=16)
     for a in (hist.users, hist.items, hist.times, hist.offsets):
@@ -31,6 +32,30 @@ def _histories_key(hist: Histories) -> tuple:
         digest.update(str(a.dtype).encode() + str(a.shape).encode())
         digest.update(a.tobytes())
     return (len(hist), digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class PinnedUserRep:
+    """CF user representations (O_u) computed once from one set of histories, looked up by user id while
+    other histories of the same users are scored (``LLMRecommender.pinned_user_rep``)."""
+
+    rows: dict[int, int]  # user id -> row of ``o_u``
+    o_u: torch.Tensor
+    key: tuple  # ``histories_key`` of the histories they came from
+
+    @classmethod
+    def of(cls, hist: Histories, o_u: torch.Tensor) -> PinnedUserRep:
+        rows = {int(u): i for i, u in enumerate(hist.users)}
+        if len(rows) != len(hist):
+            raise SeqbenchError("pinned user representations need one history per user; "
+                                f"{len(hist) - len(rows)} user id(s) repeat")
+        return cls(rows, o_u, histories_key(hist))
+
+    def lookup(self, users: np.ndarray, model: str) -> torch.Tensor:
+        missing = [int(u) for u in users if int(u) not in self.rows]
+        if missing:
+            raise SeqbenchError(f"{model}: no pinned user representation for user id(s) {missing[:5]}")
+        return self.o_u[torch.as_tensor([self.rows[int(u)] for u in users], dtype=torch.long)]
 
 
 class LLMVectors:
@@ -72,7 +97,9 @@ class LLMVectors:
         last few distinct histories while the weights stay the same: a probe that scores a history and then
         asks for its representation (cosine: f_user and raw, original and shuffled) pays one pass per history."""
         self._require_ready(retrieval=True)
-        key = (_histories_key(hist), self._weights_version())
+        content = histories_key(hist)
+        pin = self._pin.key if self._pin is not None and self._pin.key != content else None  # own O_u: no pin
+        key = (content, self._weights_version(), pin)
         h = self._user_cache.get(key)
         if h is None:
             h = self._user_states_all(hist)

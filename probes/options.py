@@ -38,7 +38,14 @@ def _name(key: str, value: str) -> str:
     return value
 
 
-PARSERS: dict[str, Callable[[str, str], object]] = {"window": _positive_int, "grid": _int_list, "target": _name}
+def _user_rep(key: str, value: str) -> str:
+    if value not in ("probed", "original"):
+        raise OptionError(f"--probe-set {key}={value}: expected 'probed' or 'original'")
+    return value
+
+
+PARSERS: dict[str, Callable[[str, str], object]] = {"window": _positive_int, "grid": _int_list, "target": _name,
+                                                    "user_rep": _user_rep}
 
 
 def declared(probe) -> dict[str, str]:

@@ -10,13 +10,20 @@ would change *which* items it sees, not only their order); `probe_stats` records
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
+
 from seqbench.data.histories import Histories
 from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
+from seqbench.errors import OptionError
+from seqbench.models.base import UserRepPinning
 
 from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
 WINDOW_HELP = "rearrange exactly the last K items of every history (default: the model's own window)"
+USER_REP_HELP = ("original: a model with a CF user representation in its prompt ([UserRep]: CoLLM, A-LLMRec) "
+                 "keeps the one of the unrearranged history, so only the history tokens move (default: probed)")
 
 
 def effective_window(pc: ProbeContext) -> tuple[int, dict]:
@@ -30,10 +37,23 @@ def effective_window(pc: ProbeContext) -> tuple[int, dict]:
                   "window_source": "option" if used == requested else "option, capped at the model's window"}
 
 
+def pinned_user_rep(pc: ProbeContext, hist: Histories) -> AbstractContextManager:
+    """With ``user_rep=original``, a context in which the model's [UserRep] comes from ``hist`` (checked before
+    any evaluation: a model without one is an error, not a silent no-op); otherwise a no-op context."""
+    if get_option(pc.options, "user_rep", "probed") != "original":
+        return contextlib.nullcontext()
+    model = pc.model
+    if not (isinstance(model, UserRepPinning) and model.user_rep):
+        raise OptionError(f"--probe-set user_rep=original: {getattr(model, 'name', type(model).__name__)} has no "
+                          "CF user representation in its prompt ([UserRep]: collm, a-llmrec, or llmsrec with "
+                          "user_rep_in_prompt=true)")
+    return model.pinned_user_rep(hist)
+
+
 class _Rearrangement:
     name = ""
     summary = ""
-    option_help = {"window": WINDOW_HELP}
+    option_help = {"window": WINDOW_HELP, "user_rep": USER_REP_HELP}
     tasks = ("retrieval", "generation")
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
@@ -46,10 +66,13 @@ class _Rearrangement:
         hist = pc.data.histories("test")
         window, stats = effective_window(pc)
         moved = self.rearrange(hist, window)
+        pin = pinned_user_rep(pc, hist)
         original = pc.evaluate(hist=hist)
-        probed = pc.evaluate(hist=moved)
-        stats["share_items_moved"] = float((moved.items != hist.items).mean())
-        stats.update(self.extra(pc, hist, moved, original, probed))
+        with pin:
+            probed = pc.evaluate(hist=moved)
+            stats["share_items_moved"] = float((moved.items != hist.items).mean())
+            stats["user_rep"] = get_option(pc.options, "user_rep", "probed")
+            stats.update(self.extra(pc, hist, moved, original, probed))
         return paired_result(self.name, original, probed, pc.run.seed, **stats)
 
 
@@ -72,7 +95,7 @@ class Reverse(_Rearrangement):
 class Recency(_Rearrangement):
     name = "recency"
     summary = "only the two most recent items swapped (separates recency from order)"
-    option_help: dict[str, str] = {}  # always the last two
+    option_help = {"user_rep": USER_REP_HELP}  # always the last two: no window
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
         return swap_last_two(hist)

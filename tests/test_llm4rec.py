@@ -259,3 +259,39 @@ def test_user_states_are_computed_once_per_history_and_weights(tiny, monkeypatch
         model.heads.e_U.add_(1.0)  # an in-place change of a trained tensor: new weights, new states
     model.user_representation(hist)
     assert len(calls) == 4
+
+
+def test_pinned_user_rep_keeps_the_original_cf_representation_while_the_history_moves(tiny):
+    """shuffle-infer with user_rep=original: [UserRep] = f_U(O_u) of the unshuffled history, the history tokens
+    shuffled; the pin is looked up by user, keys its own cache entries and ends with the block."""
+    from seqbench.data.permutation import PERMUTATION_SEED, permute_tail
+    from seqbench.errors import OptionError, SeqbenchError
+    from seqbench.probes import ProbeContext, get_probe
+
+    model = set_up("collm", tiny)
+    hist, cands = tiny.histories("test"), tiny.candidates["test"]
+    moved = permute_tail(hist, 10, PERMUTATION_SEED)
+    o_orig, o_moved = model._teacher_user(hist), model._teacher_user(moved)
+    assert not torch.allclose(o_orig, o_moved)  # SASRec's O_u is order-sensitive, so pinning matters
+    free = model.score(moved, cands)
+    with model.pinned_user_rep(hist):
+        rows = np.array([2, 0])
+        assert torch.equal(model._teacher_user(moved.take(rows)), o_orig[torch.from_numpy(rows)])
+        pinned = model.score(moved, cands)
+        np.testing.assert_allclose(model.score(hist, cands), model.score(hist, cands))
+    assert not np.allclose(pinned, free)
+    np.testing.assert_allclose(model.score(moved, cands), free, rtol=1e-6, atol=1e-6)  # not the pinned entry
+    model.teacher.user_representation = lambda h: o_orig.cpu().numpy()  # what pinning should amount to
+    model._user_cache.clear()
+    np.testing.assert_allclose(model.score(moved, cands), pinned, rtol=1e-5, atol=1e-5)
+
+    pc = ProbeContext(model=model, data=tiny, run=RunContext(seed=0), fit=lambda *_: None,
+                      load_dataset=lambda n: tiny, options={"user_rep": "original", "window": "10"})
+    assert get_probe("shuffle-infer").run(pc).probe_stats["user_rep"] == "original"
+
+    text_only = set_up("tallrec", tiny)
+    with pytest.raises(SeqbenchError, match="no \\[UserRep\\] token"), text_only.pinned_user_rep(hist):
+        pass
+    pc.model = text_only
+    with pytest.raises(OptionError, match="user_rep=original: tallrec has no CF user representation"):
+        get_probe("shuffle-infer").run(pc)

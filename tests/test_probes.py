@@ -282,7 +282,7 @@ def test_probe_options_are_validated_against_declared_keys():
 
     probes = [get_probe("shuffle-infer"), get_probe("transition")]
     assert validate_probe_options(probes, {"window": "10"}) == {"window": 10}
-    with pytest.raises(OptionError, match=r"'foo'.*shuffle-infer: window; transition: \(none\)") as e:
+    with pytest.raises(OptionError, match=r"'foo'.*shuffle-infer: user_rep, window; transition: \(none\)") as e:
         validate_probe_options(probes, {"foo": "1"})
     assert e.value.exit_code == 2
     for bad in ("0", "-3", "ten"):
@@ -291,6 +291,9 @@ def test_probe_options_are_validated_against_declared_keys():
     with pytest.raises(OptionError, match="'target'"):
         validate_probe_options(probes, {"target": "x"})
     assert validate_probe_options([get_probe("order-horizon")], {"grid": "10/2/5"}) == {"grid": [2, 5, 10]}
+    assert validate_probe_options(probes, {"user_rep": "original"}) == {"user_rep": "original"}
+    with pytest.raises(OptionError, match="user_rep=latest: expected 'probed' or 'original'"):
+        validate_probe_options(probes, {"user_rep": "latest"})
     assert all(isinstance(get_probe(n).option_help, dict) for n in PROBES)
 
 
