@@ -59,7 +59,7 @@ def test_unknown_probe_option_exits_2_before_training(tiny_home, tracking_uri, m
     monkeypatch.setattr(seqbench.runner, "create_model", lambda *a: pytest.fail("trained despite a bad option"))
     r = _invoke("run", "--probe", "shuffle-infer,warm-cold", "--dataset", "tiny", "--data-home", tiny_home,
                 "--tracking-uri", tracking_uri, "--probe-set", "windw=10")
-    assert r.exit_code == 2 and "'windw'" in r.output and "shuffle-infer: window" in r.output
+    assert r.exit_code == 2 and "'windw'" in r.output and "shuffle-infer: user_rep, window" in r.output
     r = _invoke("run", "--probe", "shuffle-infer", "--dataset", "tiny", "--data-home", tiny_home,
                 "--tracking-uri", tracking_uri, "--probe-set", "window=0")
     assert r.exit_code == 2 and "window=0" in r.output

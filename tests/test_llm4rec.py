@@ -261,7 +261,7 @@ def test_user_states_are_computed_once_per_history_and_weights(tiny, monkeypatch
     assert len(calls) == 4
 
 
-def test_pinned_user_rep_keeps_the_original_cf_representation_while_the_history_moves(tiny):
+def test_pinned_user_rep_keeps_the_original_cf_representation_while_the_history_moves(tiny, monkeypatch):
     """shuffle-infer with user_rep=original: [UserRep] = f_U(O_u) of the unshuffled history, the history tokens
     shuffled; the pin is looked up by user, keys its own cache entries and ends with the block."""
     from seqbench.data.permutation import PERMUTATION_SEED, permute_tail
@@ -273,15 +273,15 @@ def test_pinned_user_rep_keeps_the_original_cf_representation_while_the_history_
     moved = permute_tail(hist, 10, PERMUTATION_SEED)
     o_orig, o_moved = model._teacher_user(hist), model._teacher_user(moved)
     assert not torch.allclose(o_orig, o_moved)  # SASRec's O_u is order-sensitive, so pinning matters
-    free = model.score(moved, cands)
+    free, unmoved = model.score(moved, cands), model.score(hist, cands)
     with model.pinned_user_rep(hist):
         rows = np.array([2, 0])
         assert torch.equal(model._teacher_user(moved.take(rows)), o_orig[torch.from_numpy(rows)])
         pinned = model.score(moved, cands)
-        np.testing.assert_allclose(model.score(hist, cands), model.score(hist, cands))
+        np.testing.assert_allclose(model.score(hist, cands), unmoved, rtol=1e-6, atol=1e-6)  # its own O_u
     assert not np.allclose(pinned, free)
     np.testing.assert_allclose(model.score(moved, cands), free, rtol=1e-6, atol=1e-6)  # not the pinned entry
-    model.teacher.user_representation = lambda h: o_orig.cpu().numpy()  # what pinning should amount to
+    monkeypatch.setattr(model.teacher, "user_representation", lambda h: o_orig.cpu().numpy())  # = pinning
     model._user_cache.clear()
     np.testing.assert_allclose(model.score(moved, cands), pinned, rtol=1e-5, atol=1e-5)
 
