@@ -52,10 +52,11 @@ class PinnedUserRep:
         return cls(rows, o_u, histories_key(hist))
 
     def lookup(self, users: np.ndarray, model: str) -> torch.Tensor:
-        missing = [int(u) for u in users if int(u) not in self.rows]
-        if missing:
+        idx = [self.rows.get(int(u), -1) for u in users]
+        if -1 in idx:
+            missing = [int(u) for u, i in zip(users, idx, strict=True) if i < 0]
             raise SeqbenchError(f"{model}: no pinned user representation for user id(s) {missing[:5]}")
-        return self.o_u[torch.as_tensor([self.rows[int(u)] for u in users], dtype=torch.long)]
+        return self.o_u[torch.as_tensor(idx, dtype=torch.long)]
 
 
 class LLMVectors:

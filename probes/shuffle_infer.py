@@ -37,10 +37,10 @@ def effective_window(pc: ProbeContext) -> tuple[int, dict]:
                   "window_source": "option" if used == requested else "option, capped at the model's window"}
 
 
-def pinned_user_rep(pc: ProbeContext, hist: Histories) -> AbstractContextManager:
-    """With ``user_rep=original``, a context in which the model's [UserRep] comes from ``hist`` (checked before
-    any evaluation: a model without one is an error, not a silent no-op); otherwise a no-op context."""
-    if get_option(pc.options, "user_rep", "probed") != "original":
+def pinned_user_rep(pc: ProbeContext, hist: Histories, user_rep: str) -> AbstractContextManager:
+    """With ``user_rep == "original"``, a context in which the model's [UserRep] comes from ``hist`` (checked
+    before any evaluation: a model without one is an error, not a silent no-op); otherwise a no-op context."""
+    if user_rep != "original":
         return contextlib.nullcontext()
     model = pc.model
     if not (isinstance(model, UserRepPinning) and model.user_rep):
@@ -66,12 +66,12 @@ class _Rearrangement:
         hist = pc.data.histories("test")
         window, stats = effective_window(pc)
         moved = self.rearrange(hist, window)
-        pin = pinned_user_rep(pc, hist)
+        stats["user_rep"] = get_option(pc.options, "user_rep", "probed")
+        stats["share_items_moved"] = float((moved.items != hist.items).mean())
+        pin = pinned_user_rep(pc, hist, stats["user_rep"])
         original = pc.evaluate(hist=hist)
-        with pin:
+        with pin:  # the rearranged condition, and the extra figures that read it (cosine), see the same O_u
             probed = pc.evaluate(hist=moved)
-            stats["share_items_moved"] = float((moved.items != hist.items).mean())
-            stats["user_rep"] = get_option(pc.options, "user_rep", "probed")
             stats.update(self.extra(pc, hist, moved, original, probed))
         return paired_result(self.name, original, probed, pc.run.seed, **stats)
 
