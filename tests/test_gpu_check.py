@@ -48,3 +48,22 @@ def test_gpu_step_profile_tiny_cpu_form_times_every_variant(tmp_path):
     assert runs["one_group_nondeterministic"]["forwards_per_step"] == 2
     assert runs["cpu_defaults"]["forwards_per_step"] > 2
     assert "aten::" in runs[mod.ACCELERATOR_DEFAULTS]["profile_top_host"]
+
+
+def test_gpu_probe_check_tiny_cpu_form_runs_every_case(tmp_path):
+    mod = load_script("gpu_probe_check")
+    out = tmp_path / "probes.json"
+    mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
+              "--steps", "1", "--output", str(out)])
+    rep = json.loads(out.read_text())
+    assert [(c["model"], c["task"], c["options"]) for c in rep["cases"]] == [(m, t, o) for m, t, _, o in mod.CASES]
+    assert [c["reused"] for c in rep["cases"]] == [False, True, False, False]  # CoLLM's second case: the store
+    for case, (_, task, probes, options) in zip(rep["cases"], mod.CASES, strict=True):
+        assert list(case["probes"]) == probes
+        for p in case["probes"].values():
+            assert p["n_users"] == rep["dataset"]["users"] and p["metric"] == ("hr@1" if task == "generation"
+                                                                               else "ndcg@10")
+            assert p["probe_stats"]["window"] == 10
+            assert p["probe_stats"]["user_rep"] == options.get("user_rep", "probed")
+    cosine = rep["cases"][0]["probes"]["cosine"]["probe_stats"]
+    assert sum(cosine["cosine_histogram"]["counts"]) == rep["dataset"]["users"]  # every user in a bin

