@@ -97,6 +97,18 @@ def build_folder(size: str, dtype: torch.dtype, device: torch.device, out: Path,
     return n_body, tok_name
 
 
+def synthetic_data(work: Path, users: int, items: int, order: float = 0.8):
+    """The synthetic dataset the GPU scripts train on, prepared under ``work / "data"`` (no files needed)."""
+    from seqbench.data.pipeline import prepare_source
+    from seqbench.data.preprocess import PrepareParams
+    from seqbench.data.sources.options import SourceOptions
+    from seqbench.data.store import load_dataset
+
+    prepare_source("synthetic", None, "syn", work / "data", PrepareParams(),
+                   SourceOptions(users=users, items=items, order=order, seed=0, min_len=5, max_len=20))
+    return load_dataset("syn", work / "data")
+
+
 class TokenCounter:
     """Counts non-padding tokens through the LLM body, split into grad (training) and no-grad forwards."""
 
@@ -144,10 +156,6 @@ def _check(argv: list[str] | None, work: Path) -> dict:
 
     from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device
-    from seqbench.data.pipeline import prepare_source
-    from seqbench.data.preprocess import PrepareParams
-    from seqbench.data.sources.options import SourceOptions
-    from seqbench.data.store import load_dataset
     from seqbench.llm.backbone import resolve_dtype
 
     info = machine_info()
@@ -156,9 +164,7 @@ def _check(argv: list[str] | None, work: Path) -> dict:
     t0 = time.perf_counter()
     n_body, tok_name = build_folder(args.size, dtype, device, work / "llm", args.tokenizer)
     build_s = time.perf_counter() - t0
-    prepare_source("synthetic", None, "syn", work / "data", PrepareParams(),
-                   SourceOptions(users=args.users, items=args.items, order=0.8, seed=0, min_len=5, max_len=20))
-    data = load_dataset("syn", work / "data")
+    data = synthetic_data(work, args.users, args.items)
     peak, peak_src = peak_tflops(device, args.peak_tflops)
     models = {}
     for name in [m for m in args.models.split(",") if m]:

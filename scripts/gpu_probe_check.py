@@ -26,7 +26,7 @@ import torch
 from seqbench.benchinfo import finish, machine_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check import ARCH, build_folder, sync  # noqa: E402  (sibling script: the same random LLM)
+from gpu_check import ARCH, build_folder, sync, synthetic_data  # noqa: E402  (sibling script: same LLM, same data)
 
 WINDOW = "10"  # the paper_pattern comparison's shared window
 # (model, task, probes, probe options): the second CoLLM case reuses the first one's trained model
@@ -63,10 +63,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device
-    from seqbench.data.pipeline import prepare_source
-    from seqbench.data.preprocess import PrepareParams
-    from seqbench.data.sources.options import SourceOptions
-    from seqbench.data.store import load_dataset
     from seqbench.llm.backbone import resolve_dtype
     from seqbench.models.store import ModelStore
     from seqbench.runner import RunSpec, model_layers, seed_pass
@@ -76,9 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="gpu_probe_check-"))
     try:
         _, tok = build_folder(args.size, resolve_dtype(args.dtype, device), device, work / "llm", args.tokenizer)
-        prepare_source("synthetic", None, "syn", work / "data", PrepareParams(),
-                       SourceOptions(users=args.users, items=args.items, order=0.9, seed=0, min_len=5, max_len=20))
-        data = load_dataset("syn", work / "data")
+        data = synthetic_data(work, args.users, args.items, order=0.9)
         store = ModelStore(work / "store")
         cases: list[dict] = []
         report = {"llm": {"size": args.size, "random_weights": True, "tokenizer": tok, "dtype": args.dtype},

@@ -34,7 +34,7 @@ from seqbench.llm.prompts import ACCELERATOR_GROUP_OVERHEAD, CPU_GROUP_OVERHEAD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm import Counter  # noqa: E402  (sibling scripts: the same token counter,
-from gpu_check import build_folder, sync  # noqa: E402  same builder, same random LLM)
+from gpu_check import build_folder, sync, synthetic_data  # noqa: E402  same builder, same random LLM)
 
 # name: (group_overhead, deterministic kernels, cuDNN attention allowed)
 VARIANT_SETS = {
@@ -138,10 +138,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device, seed_everything
-    from seqbench.data.pipeline import prepare_source
-    from seqbench.data.preprocess import PrepareParams
-    from seqbench.data.sources.options import SourceOptions
-    from seqbench.data.store import load_dataset
     from seqbench.llm import backbone
     from seqbench.llm.backbone import resolve_dtype
 
@@ -154,9 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         n_body, tok = build_folder(args.size, resolve_dtype(args.dtype, device), device, work / "llm",
                                    args.tokenizer)
-        prepare_source("synthetic", None, "syn", work / "data", PrepareParams(),
-                       SourceOptions(users=args.users, items=args.items, order=0.8, seed=0, min_len=5, max_len=20))
-        data = load_dataset("syn", work / "data")
+        data = synthetic_data(work, args.users, args.items)
         results: dict = {}
         report = {"llm": {"size": args.size, "random_weights": True, "body_params_without_embeddings": n_body,
                           "tokenizer": tok, "dtype": args.dtype},
