@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
         report = {"llm": {"size": args.size, "random_weights": True, "tokenizer": tok, "dtype": args.dtype},
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
                   "dataset": {"users": data.n_users, "items": data.n_items}, "steps": args.steps,
-                  "cases": cases, "command": " ".join(sys.argv), "machine": info}
+                  "cases": cases, "machine": info,
+                  "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
         for model, task, probes, options in CASES:
             spec = RunSpec(model=model, probes=probes, probe_options=options, task=task)
             layers = model_layers(model, settings_for(model, work / "llm", args.dtype, args.steps), None,

@@ -8,7 +8,7 @@ from seqbench.data.histories import Histories
 from seqbench.data.rules import count_rules, rules_ratio
 from seqbench.models import create_model
 from seqbench.probes import PROBES, ProbeContext, get_probe
-from seqbench.probes.cosine import rowwise_cosine
+from seqbench.probes.cosine import describe, rowwise_cosine
 from seqbench.probes.cross_domain import map_items
 from seqbench.probes.jaccard import jaccard_at_k
 from seqbench.probes.transition import t_scores
@@ -140,8 +140,6 @@ def test_cosine_and_jaccard_helpers():
 def test_cosine_histogram_counts_every_unchanged_user():
     """Identical vectors (a user whose window did not move, an order-blind model) must land in the last bin:
     unclipped, rounding put some at 1 + 2e-16, outside the histogram's range, and they went uncounted."""
-    from seqbench.probes.cosine import describe
-
     a = np.random.default_rng(0).normal(size=(200, 64)).astype(np.float32)
     cos = rowwise_cosine(a, a)
     assert cos.max() <= 1.0 and cos.min() >= -1.0
