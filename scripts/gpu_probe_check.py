@@ -15,7 +15,6 @@ CPU smoke (the test suite): ``--size tiny --device cpu --dtype fp32``. Writes ``
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ CASES = [
     ("a-llmrec", "retrieval", ["shuffle-infer"], {"window": WINDOW, "user_rep": "original"}),
     ("tallrec", "generation", ["shuffle-infer"], {"window": WINDOW}),
 ]
+TEST_FIELDS = ("metric", "n_users", "mean_original", "mean_probed", "relative_change", "p_value")  # per probe
 
 
 def settings_for(model: str, llm: Path, dtype: str, steps: int) -> dict:
@@ -65,12 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
     from seqbench.context import resolve_device
     from seqbench.llm.backbone import resolve_dtype
     from seqbench.models.store import ModelStore
-    from seqbench.runner import RunSpec, model_layers, seed_pass
 
     info = machine_info()
     device = resolve_device(args.device)
-    work = Path(tempfile.mkdtemp(prefix="gpu_probe_check-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="gpu_probe_check-", ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)
         _, tok = build_folder(args.size, resolve_dtype(args.dtype, device), device, work / "llm", args.tokenizer)
         data = synthetic_data(work, args.users, args.items, order=0.9)
         store = ModelStore(work / "store")
@@ -81,31 +80,32 @@ def main(argv: list[str] | None = None) -> dict:
                   "cases": cases, "machine": info,
                   "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
         for model, task, probes, options in CASES:
-            spec = RunSpec(model=model, probes=probes, probe_options=options, task=task)
-            layers = model_layers(model, settings_for(model, work / "llm", args.dtype, args.steps), None,
-                                  data.meta.get("run_defaults"), task)
-            t = time.perf_counter()
-            sp = seed_pass(spec, data, layers, 0, device, work / "data", store)
-            sync(device)
-            case = {"model": model, "task": task, "options": options, "reused": sp.reused,
-                    "fit_seconds": sp.fit.seconds if not sp.reused else 0.0,
-                    "seconds": time.perf_counter() - t, "probes": {}}
-            for r in sp.results:
-                case["probes"][r.probe] = {"metric": r.test.metric, "n_users": r.test.n_users,
-                                           "mean_original": r.test.mean_original, "mean_probed": r.test.mean_probed,
-                                           "relative_change": r.test.relative_change, "p_value": r.test.p_value,
-                                           "probe_stats": r.probe_stats}
-            cases.append(case)
-            print(f"{model} {task} {options}: {case['seconds']:.1f} s, reused {sp.reused}, "
-                  + ", ".join(f"{p} {v['mean_original']:.3f}->{v['mean_probed']:.3f} (n={v['n_users']})"
-                              for p, v in case["probes"].items()), flush=True)
+            settings = settings_for(model, work / "llm", args.dtype, args.steps)
+            cases.append(run_case(model, task, probes, options, settings, data, device, work, store))
             write_json_atomic(report, args.output)  # after every case: a cut-off run keeps its part
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     report["machine"] = finish(info)
     write_json_atomic(report, args.output)
     return report
 
+
+def run_case(model: str, task: str, probes: list[str], options: dict, settings: dict, data, device: torch.device,
+             work: Path, store) -> dict:
+    """Train (or reuse from ``store``) ``model`` and run ``probes`` on it as ``seqbench run`` would; timed."""
+    from seqbench.runner import RunSpec, model_layers, seed_pass
+
+    spec = RunSpec(model=model, probes=probes, probe_options=options, task=task)
+    layers = model_layers(model, settings, None, data.meta.get("run_defaults"), task)
+    t = time.perf_counter()
+    sp = seed_pass(spec, data, layers, 0, device, work / "data", store)
+    sync(device)
+    case = {"model": model, "task": task, "options": options, "reused": sp.reused,
+            "fit_seconds": sp.fit.seconds if not sp.reused else 0.0, "seconds": time.perf_counter() - t,
+            "probes": {r.probe: {**{k: getattr(r.test, k) for k in TEST_FIELDS}, "probe_stats": r.probe_stats}
+                       for r in sp.results}}
+    print(f"{model} {task} {options}: {case['seconds']:.1f} s, reused {sp.reused}, "
+          + ", ".join(f"{p} {v['mean_original']:.3f}->{v['mean_probed']:.3f} (n={v['n_users']})"
+                      for p, v in case["probes"].items()), flush=True)
+    return case
 
 if __name__ == "__main__":
     main()
