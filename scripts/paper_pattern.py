@@ -26,10 +26,11 @@ A row killed mid-fit resumes from its last checkpoint (every validation check an
 when run again with the same code version.
 A dataset's Holm adjustment and pattern verdict cover the rows present; ``complete`` says whether every model
 of ``EXPECTED`` is there. The table holds one recipe: a kept row made under other settings than this
-invocation's for its model (its ``--set`` / ``--sasrec-set``, whether or not ``--models`` names it) moves to the
-dataset's ``stale_rows``, out of the Holm adjustment and the verdict, and comes back when an invocation uses its
-settings again. A ``--tracking-uri`` that lacks the kept pop run (a new store) gets a fresh pop run: pop is
-deterministic, so its per-user numbers are the same.
+invocation's for its model (its ``--set`` / ``--model-set`` / ``--sasrec-set``, whether or not ``--models`` names
+it: keep passing a recipe's ``--model-set`` in every later invocation) moves to the dataset's ``stale_rows``, out
+of the Holm adjustment and the verdict, and comes back when an invocation uses its settings again. A
+``--tracking-uri`` that lacks the kept pop run (a new store) gets a fresh pop run: pop is deterministic, so its
+per-user numbers are the same.
 
 Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU with native bf16, about 3 h 30 min in fp32 on an
 AVX2-only one; run with the machine otherwise quiet). The CPU recipe: 560 steps of batch 4 over every train
@@ -58,7 +59,7 @@ from rich.console import Console
 from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.compare import compare_runs
-from seqbench.config import parse_sets
+from seqbench.config import parse_model_sets, parse_sets
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
@@ -75,6 +76,19 @@ SENSITIVE = ["sasrec", "llmsrec"]
 EXPECTED = ["sasrec", "sasrec (own window)", *BASELINES, "llmsrec"]
 COMMON_WINDOW = 10
 ALPHA = 0.05
+
+
+def llm_recipe(llm_over: dict[str, str], model_over: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Every LLM model's settings: the shared ``--set`` keys its config has, then its own ``--model-set`` keys on
+    top (a recipe may give one model, e.g. LLaRA, another LoRA). Unknown models or keys are errors."""
+    llm_models = [*BASELINES, "llmsrec"]
+    unknown = sorted(set(model_over) - set(llm_models))
+    if unknown:
+        raise SeqbenchError(f"--model-set {unknown[0]}: not an LLM model of the table ({', '.join(llm_models)})")
+    recipe = settings_per_model(llm_models, llm_over)
+    for model, sets in model_over.items():
+        recipe[model] = {**recipe[model], **settings_per_model([model], sets)[model]}
+    return recipe
 
 
 def synthetic_control(home: Path, users: int, items: int, order: float) -> str:
@@ -186,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llm", default=None, help="LLM for the LLM models (default: the models' own, smollm2-135m)")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="LLM models' settings, k=v,...")
+    ap.add_argument("--model-set", action="append", default=[],
+                    help="one LLM model's settings over --set, model.k=v,... (e.g. llara.lora_alpha=16)")
     ap.add_argument("--sasrec-set", action="append", default=[], help="SASRec settings, k=v,...")
     ap.add_argument("--beauty", default="beauty-s05", help="prepared Beauty sample (skipped with a note if absent)")
     ap.add_argument("--no-beauty", action="store_true")
@@ -215,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if rerun - set(models):
         raise SystemExit(f"--rerun {', '.join(sorted(rerun - set(models)))}: not among --models {args.models}")
     try:
-        per_model = settings_per_model([m for m in models if m != "sasrec"], llm_over)
+        model_over = parse_model_sets(args.model_set)
+        settings_per_model([m for m in models if m != "sasrec"], llm_over)  # a --set key no model run has
         # every LLM model's settings under this invocation, those it does not run too: rows made under other
         # settings (an earlier recipe) leave the table instead of mixing into its Holm adjustment and verdict
-        expected = {**settings_per_model([*BASELINES, "llmsrec"], llm_over), "sasrec": sasrec_over}
+        expected = {**llm_recipe(llm_over, model_over), "sasrec": sasrec_over}
     except SeqbenchError as e:
         raise SystemExit(str(e)) from None
 
@@ -232,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             notes.append(f"dataset '{args.beauty}' is not prepared in {home}; Beauty rows skipped")
     previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
-    # machine, llm_settings, sasrec_settings: this invocation's; each row records its own settings and machine
-    out: dict = {"machine": info, "llm_settings": llm_over, "sasrec_settings": sasrec_over,
+    # machine, llm_settings, model_settings, sasrec_settings: this invocation's; each row records its own settings
+    out: dict = {"machine": info, "llm_settings": llm_over, "model_settings": model_over,
+                 "sasrec_settings": sasrec_over,
                  "dtype_resolved": str(resolve_dtype(args.dtype, torch.device("cpu"))),
                  "common_window": COMMON_WINDOW, "alpha": ALPHA, "tracking_uri": uri,
                  "datasets": previous.get("datasets", {}), "notes": notes}
@@ -253,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(m, w) for m in models for w in ([COMMON_WINDOW, None] if m == "sasrec" else [COMMON_WINDOW])]
         for model, window in todo:
             label = model if window is not None else f"{model} (own window)"
-            over = sasrec_over if model == "sasrec" else per_model[model]
+            over = expected[model]
             kept = rows.get(label)
             if kept and model not in rerun:  # settings match (above); each row records its code version
                 console.print(f"[dim]{key}: {label} kept from {args.out}[/dim]")

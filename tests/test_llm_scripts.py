@@ -83,6 +83,22 @@ def test_paper_pattern_sets_aside_rows_of_other_settings_and_reruns_pop_in_a_new
         table(1, "b.db", "--rerun", "tallrec")
 
 
+def test_paper_pattern_model_set_gives_one_model_its_own_settings():
+    mod = _script("paper_pattern")
+    recipe = mod.llm_recipe({"batch_size": "4", "lora_r": "8"},
+                            {"llara": {"lora_alpha": "16", "lora_targets": "q_proj;v_proj"}})
+    assert recipe["llara"] == {"batch_size": "4", "lora_r": "8", "lora_alpha": "16", "lora_targets": "q_proj;v_proj"}
+    assert recipe["tallrec"] == recipe["collm"] == {"batch_size": "4", "lora_r": "8"}  # the others keep --set's
+    assert recipe["llmsrec"] == {"batch_size": "4"}
+    assert mod.llm_recipe({"lora_r": "8"}, {"tallrec": {"lora_r": "4"}})["tallrec"] == {"lora_r": "4"}  # on top
+    with pytest.raises(SeqbenchError, match="--model-set sasrec: not an LLM model"):
+        mod.llm_recipe({}, {"sasrec": {"lr": "1e-3"}})
+    with pytest.raises(SeqbenchError, match="lora_r"):  # A-LLMRec's LLM is frozen: no LoRA settings
+        mod.llm_recipe({}, {"a-llmrec": {"lora_r": "4"}})
+    with pytest.raises(SystemExit, match="model.key=value"):
+        mod.main(["--models", "llara", "--model-set", "lora_alpha=16"])
+
+
 def test_llm_state_spread_measures_fresh_states(tiny_home, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "spread.json"
