@@ -19,10 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from seqbench.benchinfo import finish, machine_info
+
+if TYPE_CHECKING:  # main imports these lazily, as before
+    from seqbench.data.dataset import SeqDataset
+    from seqbench.models.store import ModelStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_check import ARCH, build_folder, sync, synthetic_data  # noqa: E402  (sibling script: same LLM, same data)
@@ -88,8 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def run_case(model: str, task: str, probes: list[str], options: dict, settings: dict, data, device: torch.device,
-             work: Path, store) -> dict:
+def run_case(model: str, task: str, probes: list[str], options: dict, settings: dict, data: SeqDataset,
+             device: torch.device, work: Path, store: ModelStore) -> dict:
     """Train (or reuse from ``store``) ``model`` and run ``probes`` on it as ``seqbench run`` would; timed."""
     from seqbench.runner import RunSpec, model_layers, seed_pass
 
@@ -106,6 +111,7 @@ def run_case(model: str, task: str, probes: list[str], options: dict, settings: 
           + ", ".join(f"{p} {v['mean_original']:.3f}->{v['mean_probed']:.3f} (n={v['n_users']})"
                       for p, v in case["probes"].items()), flush=True)
     return case
+
 
 if __name__ == "__main__":
     main()
