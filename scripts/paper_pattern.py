@@ -32,13 +32,16 @@ of the Holm adjustment and the verdict, and comes back when an invocation uses i
 ``--tracking-uri`` that lacks the kept pop run (a new store) gets a fresh pop run: pop is deterministic, so its
 per-user numbers are the same.
 
-Usage (real data, about 1 h 35 min per LLM row on a 2-core CPU with native bf16, about 3 h 30 min in fp32 on an
-AVX2-only one; run with the machine otherwise quiet). The CPU recipe: 560 steps of batch 4 over every train
-position, validation on 300 seeded users every 140 steps, the centred heads and in-batch negatives (README,
-"Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672):
+Usage (real data, run with the machine otherwise quiet): a Beauty LLM row takes 50-65 min on a 2-core Xeon with
+AMX bf16 (LLM-SRec 42 min of training + 6 min of probes, LLaRA 57 + 8), about 1 h 35 min on a 2-core CPU with
+avx512_bf16 only, 3 h 30 min to 4 h 30 min in fp32 on an AVX2-only one. The CPU recipe: 560 steps of batch 4
+over every train position, validation on 300 seeded users every 140 steps, the centred heads and in-batch
+negatives (README, "Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672), and for LLaRA
+TALLRec's and CoLLM's q/v LoRA instead of its official all-linear one (with that, 560 steps learn; README):
   python scripts/paper_pattern.py --beauty beauty-s05 --tracking-uri sqlite:///$HOME/paper_pattern.db --resume \\
     --set batch_size=4,max_epochs=1,max_steps=560,val_every_frac=0.0838,max_valid_users=300,head_init=centred,\\
-in_batch_negatives=true,autoregressive=true
+in_batch_negatives=true,autoregressive=true \\
+    --model-set "llara.lora_targets=q_proj;v_proj,llara.lora_alpha=16,llara.lora_dropout=0.05"
 Smoke (seconds): python scripts/paper_pattern.py --llm tiny-random --dtype fp32 --syn-users 150 --syn-items 200 \\
   --no-beauty --set teacher_epochs=1,max_epochs=1,batch_size=32,max_valid_users=4,val_every_frac=1.0,\\
   text_encoder=tiny-random,stage1_epochs=1 --sasrec-set max_epochs=2 --out /tmp/pp.json
