@@ -33,15 +33,12 @@ of the Holm adjustment and the verdict, and comes back when an invocation uses i
 per-user numbers are the same.
 
 Usage (real data, run with the machine otherwise quiet): a Beauty LLM row takes 50-65 min on a 2-core Xeon with
-AMX bf16 (LLM-SRec 42 min of training + 6 min of probes, LLaRA 57 + 8), about 1 h 35 min on a 2-core CPU with
-avx512_bf16 only, 3 h 30 min to 4 h 30 min in fp32 on an AVX2-only one. The CPU recipe: 560 steps of batch 4
-over every train position, validation on 300 seeded users every 140 steps, the centred heads and in-batch
-negatives (README, "Learning under a CPU budget"; 0.0838 is 140 of beauty-s05's 1,672), and for LLaRA
-TALLRec's and CoLLM's q/v LoRA instead of its official all-linear one (with that, 560 steps learn; README):
+AMX bf16 (LLM-SRec 42 min of training + 6 min of probes, LLaRA 57 + 8, TALLRec 57 + 8), about 1 h 35 min on a
+2-core CPU with avx512_bf16 only, 3 h 30 min to 4 h 30 min in fp32 on an AVX2-only one. ``--recipe cpu`` is the
+committed table's recipe (``RECIPES``; it equals the ``--set`` and ``--model-set`` the table's rows were made
+with, which earlier invocations spelled out):
   python scripts/paper_pattern.py --beauty beauty-s05 --tracking-uri sqlite:///$HOME/paper_pattern.db --resume \\
-    --set batch_size=4,max_epochs=1,max_steps=560,val_every_frac=0.0838,max_valid_users=300,head_init=centred,\\
-in_batch_negatives=true,autoregressive=true \\
-    --model-set "llara.lora_targets=q_proj;v_proj,llara.lora_alpha=16,llara.lora_dropout=0.05"
+    --recipe cpu
 Smoke (seconds): python scripts/paper_pattern.py --llm tiny-random --dtype fp32 --syn-users 150 --syn-items 200 \\
   --no-beauty --set teacher_epochs=1,max_epochs=1,batch_size=32,max_valid_users=4,val_every_frac=1.0,\\
   text_encoder=tiny-random,stage1_epochs=1 --sasrec-set max_epochs=2 --out /tmp/pp.json
@@ -78,6 +75,18 @@ BASELINES = ["tallrec", "llara", "collm", "a-llmrec"]
 SENSITIVE = ["sasrec", "llmsrec"]
 EXPECTED = ["sasrec", "sasrec (own window)", *BASELINES, "llmsrec"]
 COMMON_WINDOW = 10
+# The table's recipe, so an invocation cannot drop part of it and send rows to ``stale_rows`` by accident:
+# ``--recipe cpu`` stands for this ``--set`` and ``--model-set``; any given explicitly go on top. 560 steps of
+# batch 4 over every train position, a check on 300 seeded validation users every 140 steps (0.0838 of
+# beauty-s05's 1,672 steps an epoch), centred heads, in-batch negatives, and LLaRA with TALLRec's and CoLLM's
+# q/v LoRA instead of its official all-linear one (README, "Learning under a CPU budget").
+RECIPES = {
+    "cpu": {
+        "set": "batch_size=4,max_epochs=1,max_steps=560,val_every_frac=0.0838,max_valid_users=300,"
+               "head_init=centred,in_batch_negatives=true,autoregressive=true",
+        "model_set": "llara.lora_targets=q_proj;v_proj,llara.lora_alpha=16,llara.lora_dropout=0.05",
+    },
+}
 ALPHA = 0.05
 
 
@@ -92,6 +101,14 @@ def llm_recipe(llm_over: dict[str, str], model_over: dict[str, dict[str, str]]) 
     for model, sets in model_over.items():
         recipe[model] = {**recipe[model], **settings_per_model([model], sets)[model]}
     return recipe
+
+
+def with_recipe(name: str | None, sets: list[str], model_sets: list[str]) -> tuple[list[str], list[str]]:
+    """``--set`` / ``--model-set`` lists with the named recipe's first, so explicit ones override its keys."""
+    if name is None:
+        return sets, model_sets
+    recipe = RECIPES[name]
+    return [recipe["set"], *sets], [recipe["model_set"], *model_sets]
 
 
 def synthetic_control(home: Path, users: int, items: int, order: float) -> str:
@@ -206,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-set", action="append", default=[],
                     help="one LLM model's settings over --set, model.k=v,... (e.g. llara.lora_alpha=16)")
     ap.add_argument("--sasrec-set", action="append", default=[], help="SASRec settings, k=v,...")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                    help="the table's LLM recipe as one flag (cpu: RECIPES['cpu'], the committed table's); "
+                         "--set / --model-set go on top")
     ap.add_argument("--beauty", default="beauty-s05", help="prepared Beauty sample (skipped with a note if absent)")
     ap.add_argument("--no-beauty", action="store_true")
     ap.add_argument("--no-synthetic", action="store_true",
@@ -227,14 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     home = data_home(args.data_home)
     uri = args.tracking_uri or f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
-    llm_over = {**({"llm": args.llm} if args.llm else {}), "dtype": args.dtype, **parse_sets(args.sets)}
+    sets, model_sets = with_recipe(args.recipe, args.sets, args.model_set)
+    llm_over = {**({"llm": args.llm} if args.llm else {}), "dtype": args.dtype, **parse_sets(sets)}
     sasrec_over = parse_sets(args.sasrec_set)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     rerun = {m.strip() for m in args.rerun.split(",") if m.strip()}
     if rerun - set(models):
         raise SystemExit(f"--rerun {', '.join(sorted(rerun - set(models)))}: not among --models {args.models}")
     try:
-        model_over = parse_model_sets(args.model_set)
+        model_over = parse_model_sets(model_sets)
         settings_per_model([m for m in models if m != "sasrec"], llm_over)  # a --set key no model run has
         # every LLM model's settings under this invocation, those it does not run too: rows made under other
         # settings (an earlier recipe) leave the table instead of mixing into its Holm adjustment and verdict

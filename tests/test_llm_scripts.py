@@ -2,6 +2,7 @@
 paper_pattern's per-dataset switches (tiny random LLM, seconds)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,26 @@ def test_llm_state_spread_statistics_on_hand_made_states():
     # a shared (10, 0) plus +-(0, 1): squared norm 101, of which 1 varies; pair cosine (100 - 1) / 101
     two = mod.spread(torch.tensor([[10.0, 1.0], [10.0, -1.0]]))
     assert two["varying_share"] == pytest.approx(1 / 101) and two["mean_pair_cosine"] == pytest.approx(99 / 101)
+
+
+def test_paper_pattern_cpu_recipe_is_the_committed_tables_and_explicit_sets_go_on_top():
+    mod = _script("paper_pattern")
+    from seqbench.config import parse_model_sets, parse_sets
+
+    def recipe(*extra_sets: str, model_sets: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+        sets, msets = mod.with_recipe("cpu", list(extra_sets), list(model_sets))
+        return mod.llm_recipe({"dtype": "auto", **parse_sets(sets)}, parse_model_sets(msets))
+
+    cpu = recipe()
+    table = json.loads((Path(__file__).parents[1] / "reports" / "paper_pattern.json").read_text())
+    beauty = table["datasets"]["beauty_sample"]["rows"]
+    llm_rows = [r for r in beauty if r["model"] in cpu]
+    assert len(llm_rows) == 5  # every LLM row of the table was made under exactly this recipe
+    assert all(r["settings"] == cpu[r["model"]] for r in llm_rows)
+    assert cpu["llara"]["lora_targets"] == "q_proj;v_proj" and "lora_targets" not in cpu["tallrec"]
+    assert recipe("max_steps=10")["collm"]["max_steps"] == "10"  # an explicit --set wins
+    assert recipe(model_sets=("llara.lora_alpha=32",))["llara"]["lora_alpha"] == "32"
+    assert mod.with_recipe(None, ["a=1"], []) == (["a=1"], [])
 
 
 def test_paper_pattern_verdict_needs_a_model_that_beats_pop_to_call_it_order_blind():
