@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqbench.config import parse_model_sets, parse_sets
 from seqbench.errors import SeqbenchError
 from seqbench.models import settings_per_model
 
@@ -144,7 +145,6 @@ def test_llm_state_spread_statistics_on_hand_made_states():
 
 def test_paper_pattern_cpu_recipe_is_the_committed_tables_and_explicit_sets_go_on_top():
     mod = _script("paper_pattern")
-    from seqbench.config import parse_model_sets, parse_sets
 
     def recipe(*extra_sets: str, model_sets: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
         sets, msets = mod.with_recipe("cpu", list(extra_sets), list(model_sets))
