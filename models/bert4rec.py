@@ -136,6 +136,9 @@ class BERT4RecNet(CFNet):
     def score(self, seq: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         return super().score(seq, cands) + self.bias[cands]
 
+    def score_shared(self, seq: torch.Tensor, table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return super().score_shared(seq, table, items) + self.bias[items]
+
     def cloze(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Which slots of the left-padded (B, L) ``batch`` to mask, drawn on the CPU from ``gen``."""
         cpu = batch.cpu()

@@ -19,6 +19,7 @@ from seqbench.config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
+from seqbench.eval.evaluator import evaluate
 from seqbench.train.loop import LoopConfig, train_loop
 
 from .base import FitReport
@@ -39,6 +40,8 @@ class CFConfig:
     weight_decay: float = setting(0.0, "Adam weight decay", NON_NEGATIVE)
     beta2: float = setting(0.98, "Adam beta2", RATE)
     eval_batch_size: int = setting(512, "users per scoring batch (memory, not results)", AT_LEAST_1)
+    valid_eval: str = setting("sampled", "validation ranking for early stopping: sampled (the persisted 99 "
+                              "negatives) or full (all items, seen kept)", choices=("sampled", "full"))
 
 
 class CFNet(nn.Module):
@@ -54,6 +57,11 @@ class CFNet(nn.Module):
 
     def score(self, seq: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bd,bcd->bc", self.user_states(seq), self.item_vectors(cands))
+
+    def score_shared(self, seq: torch.Tensor, table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, L) histories against one item list ``items`` whose vectors are ``table`` (full ranking): a matmul
+        instead of a (B, C, d) gather. Models that add a per-item bias to ``score`` add it here too."""
+        return self.user_states(seq) @ table.T
 
     def loss(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Training loss on (B, maxlen + 1) sequences: inputs are [:, :-1], next items [:, 1:]."""
@@ -95,6 +103,15 @@ class CFRecommender:
         return torch.cat(out).numpy()
 
     @torch.no_grad()
+    def score_all(self, hist: Histories) -> np.ndarray:
+        """(B, n_items + 1) scores of every item (column 0 is padding), for full-ranking evaluation."""
+        self.net.eval()
+        items = torch.arange(self.n_items + 1, device=self.device)
+        table = self.net.item_vectors(items)
+        out = [self.net.score_shared(seq, table, items).float().cpu() for _, seq in self._batches(hist)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.n_items + 1), dtype=np.float32)
+
+    @torch.no_grad()
     def user_representation(self, hist: Histories) -> np.ndarray:
         self.net.eval()
         return torch.cat([self.net.user_states(seq).float().cpu() for _, seq in self._batches(hist)]).numpy()
@@ -116,8 +133,8 @@ class CFRecommender:
                           patience=cfg.patience, eval_every=cfg.eval_every,
                           weight_decay=cfg.weight_decay, beta2=cfg.beta2)
         best_epoch, best, epochs, secs, t_best, curve = train_loop(
-            self.net, train_seqs, lambda: self.score(valid_hist, valid_cands), loop, ctx, self.name
-        )
+            self.net, train_seqs, lambda: evaluate(self, valid_hist, valid_cands, protocol=cfg.valid_eval)
+            .summary["ndcg@10"], loop, ctx, self.name)
         return FitReport(best_epoch=best_epoch, best_valid=best, epochs_run=epochs, seconds=secs,
                          seconds_to_best=t_best, curve=curve)
 

@@ -141,6 +141,13 @@ class LLMVectors:
         users = self._user_vectors(hist)
         return torch.einsum("bd,bcd->bc", users, items).float().cpu().numpy()
 
+    def score_all(self, hist: Histories) -> np.ndarray:
+        """<f_item(h_I), f_user(h_U)> for every item (full ranking; column 0 is padding): each item's prompt
+        passes the LLM once per weight state (the item cache), then one matmul per history chunk."""
+        items = self.item_vectors(np.arange(1, self.n_items + 1))
+        scores = (self._user_vectors(hist) @ items.T).float().cpu().numpy()
+        return np.concatenate([np.zeros((len(scores), 1), dtype=scores.dtype), scores], axis=1)
+
     def user_representation(self, hist: Histories) -> np.ndarray:
         """f_user(h_U): the scoring vector (§8.3)."""
         return self._user_vectors(hist).float().cpu().numpy()

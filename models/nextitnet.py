@@ -102,6 +102,9 @@ class NextItNetNet(CFNet):
     def score(self, seq: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         return super().score(seq, cands) + self.out.bias[cands]
 
+    def score_shared(self, seq: torch.Tensor, table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return super().score_shared(seq, table, items) + self.out.bias[items]
+
     def loss(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         batch = trim_left_padding(batch)
         inp, tgt = batch[:, :-1], batch[:, 1:]

@@ -228,6 +228,15 @@ class RECFormer:
         items = F.normalize(self.net.item_table.float().cpu()[cands], dim=-1)
         return (torch.einsum("bd,bcd->bc", user, items) / self.config.temperature).numpy()
 
+    @torch.no_grad()
+    def score_all(self, hist: Histories) -> np.ndarray:
+        """Every item against every history (full ranking; column 0 is padding): the item table is encoded once."""
+        if not self.table_ready:
+            self._reencode_items()
+        user = F.normalize(torch.from_numpy(self.user_representation(hist)), dim=-1)
+        table = F.normalize(self.net.item_table.float().cpu(), dim=-1)
+        return (user @ table.T / self.config.temperature).numpy()
+
     # -- training ------------------------------------------------------------------------------------
     def _loss(self, rows: list[np.ndarray], targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         lay = layout(rows, self.sentences, self.bos, self.pad).to(self.device)

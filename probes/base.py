@@ -26,10 +26,12 @@ class ProbeContext:
     load_dataset: Callable[[str], SeqDataset]
     options: dict[str, str] = field(default_factory=dict)
     task: str = "retrieval"  # generation: the 20 title candidates and HR@1 (probes listing it in ``tasks``)
+    protocol: str = "sampled"  # how targets are ranked (seqbench.eval.evaluator.PROTOCOLS)
 
     def evaluate(self, model: object | None = None, hist: Histories | None = None) -> EvalResult:
-        """``model`` (default: the run's) on the test stage in the run's task; original inputs unless ``hist``."""
-        return evaluate_test(self.model if model is None else model, self.data, hist, self.task)
+        """``model`` (default: the run's) on the test stage in the run's task and protocol; original inputs
+        unless ``hist``."""
+        return evaluate_test(self.model if model is None else model, self.data, hist, self.task, self.protocol)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class ProbeResult:
     test: PairedTest
     probe_stats: dict = field(default_factory=dict)
     steps: list[tuple[str, float, int]] = field(default_factory=list)  # (metric, value, step) series to log
+    protocol: str = "sampled"  # how the conditions ranked their targets (set by the runner)
 
     @property
     def original(self) -> EvalResult:
@@ -83,14 +86,16 @@ def group_result(probe: str, groups: dict[str, EvalResult], compare: tuple[str, 
     return ProbeResult(probe, groups, compare, test, stats)
 
 
-def evaluate_test(model, data: SeqDataset, hist: Histories | None = None, task: str = "retrieval") -> EvalResult:
+def evaluate_test(model, data: SeqDataset, hist: Histories | None = None, task: str = "retrieval",
+                  protocol: str = "sampled") -> EvalResult:
     """The model on the test stage (original inputs unless ``hist`` is given) with the persisted candidates
-    of ``task``."""
+    of ``task`` (their targets only, under full ranking)."""
     return evaluate(model, hist if hist is not None else data.histories("test"),
-                    data.candidates[candidate_set("test", task)], task)
+                    data.candidates[candidate_set("test", task)], task, protocol)
 
 
 def subset(result: EvalResult, mask) -> EvalResult:
     outputs = None if result.outputs is None else [o for o, k in zip(result.outputs, mask, strict=True) if k]
+    top = None if result.top_items is None else result.top_items[mask]
     return EvalResult(result.users[mask], result.ranks[mask], {k: v[mask] for k, v in result.per_user.items()},
-                      metric=result.metric, outputs=outputs)
+                      metric=result.metric, outputs=outputs, protocol=result.protocol, top_items=top)

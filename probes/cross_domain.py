@@ -16,7 +16,7 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 
-from .base import ProbeContext, ProbeResult, evaluate_test, group_result
+from .base import ProbeContext, ProbeResult, group_result
 
 
 def map_items(source: SeqDataset, target: SeqDataset) -> tuple[np.ndarray, float]:
@@ -51,8 +51,8 @@ class CrossDomain:
 
         evaluate_on = getattr(pc.model, "for_dataset", None)  # text models swap titles in
         model = evaluate_on(target, table) if evaluate_on else pc.model
-        cross = evaluate(model, mapped, table[target.candidates["test"]])
-        home = evaluate_test(pc.model, pc.data)
+        cross = evaluate(model, mapped, table[target.candidates["test"]], protocol=pc.protocol)
+        home = pc.evaluate()
         return group_result(self.name, {"in_domain": home, "cross_domain": cross},
                             ("in_domain", "cross_domain"), pc.run.seed, target=name,
                             share_target_items_known=float(known), chance_hr_at_10=0.1)

@@ -44,7 +44,12 @@ def _user_rep(key: str, value: str) -> str:
     return value
 
 
-PARSERS: dict[str, Callable[[str, str], object]] = {"window": _positive_int, "grid": _int_list, "target": _name,
+def _window(key: str, value: str) -> int | str:
+    """A positive integer, or ``all``: the whole input history (Klenitskiy et al.'s shuffle scope)."""
+    return "all" if value.strip().lower() == "all" else _positive_int(key, value)
+
+
+PARSERS: dict[str, Callable[[str, str], object]] = {"window": _window, "grid": _int_list, "target": _name,
                                                     "user_rep": _user_rep}
 
 

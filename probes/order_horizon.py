@@ -23,7 +23,7 @@ from seqbench.data.histories import Histories
 from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, swap_last_two
 from seqbench.stats.multiple import holm
 
-from .base import ProbeContext, ProbeResult, evaluate_test, paired_result
+from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
 DEFAULT_GRID = (2, 3, 5, 10, 20, 50)
@@ -54,14 +54,14 @@ class OrderHorizon:
         hist = pc.data.histories("test")
         window = int(pc.model.window)
         ks = horizon_grid(window, get_option(pc.options, "grid"), int(hist.lengths.max(initial=0)))
-        original = evaluate_test(pc.model, pc.data, hist)
+        original = pc.evaluate(hist=hist)
         if not ks:  # nothing to shuffle (pop, or a window of one item): report the identity comparison
             return paired_result(self.name, original, original, pc.run.seed, window=window, horizon=[],
                                  grid=[], smallest_significant_k=None, best_k=None)
         results = []
         for k in ks:
             moved = shuffle_last(hist, k)
-            res = paired_result(self.name, original, evaluate_test(pc.model, pc.data, moved), pc.run.seed)
+            res = paired_result(self.name, original, pc.evaluate(hist=moved), pc.run.seed)
             results.append((k, res, float((moved.items != hist.items).mean())))
         p_holm = holm([r.test.p_value for _, r, _ in results])
         curve = []

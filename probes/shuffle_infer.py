@@ -6,6 +6,9 @@ the model's own window). With the same K the permutation keys depend only on the
 layout, so every model sees the identical permutation. A K larger than the model's window is capped at the
 window (items the model never reads cannot be reordered for it, and pulling older items into its window
 would change *which* items it sees, not only their order); `probe_stats` records both.
+
+`--probe-set window=all` rearranges the whole input history instead (Klenitskiy et al.'s shuffle scope): the
+model still reads at most its own window, now of the rearranged history, so older items may enter it.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ from seqbench.models.base import UserRepPinning
 from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
-WINDOW_HELP = "rearrange exactly the last K items of every history (default: the model's own window)"
+WINDOW_HELP = ("rearrange exactly the last K items of every history, or 'all' for the whole history "
+               "(default: the model's own window)")
 USER_REP_HELP = ("original: a model with a CF user representation in its prompt ([UserRep]: CoLLM, A-LLMRec) "
                  "keeps the one of the unrearranged history, so only the history tokens move (default: probed)")
 
 
-def effective_window(pc: ProbeContext) -> tuple[int, dict]:
-    """The window to rearrange and what to report about it (requested K, the model's own window)."""
+def effective_window(pc: ProbeContext, hist: Histories) -> tuple[int, dict]:
+    """The window to rearrange in ``hist`` and what to report about it (requested K, the model's own window)."""
     own = int(pc.model.window)
     requested = get_option(pc.options, "window")
+    if requested == "all":
+        longest = int(hist.lengths.max(initial=1))
+        return longest, {"window": "all", "model_window": own, "window_requested": "all",
+                         "window_source": "option: the whole history", "longest_history": longest}
     if requested is None:
         return own, {"window": own, "model_window": own, "window_source": "model"}
     used = min(requested, own)
@@ -64,7 +72,7 @@ class _Rearrangement:
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         hist = pc.data.histories("test")
-        window, stats = effective_window(pc)
+        window, stats = effective_window(pc, hist)
         moved = self.rearrange(hist, window)
         stats["user_rep"] = get_option(pc.options, "user_rep", "probed")
         stats["share_items_moved"] = float((moved.items != hist.items).mean())

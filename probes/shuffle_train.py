@@ -17,17 +17,17 @@ from .options import get_option
 class ShuffleTrain:
     name = "shuffle-train"
     summary = "a second model trained on once-shuffled train sequences, both evaluated on original inputs"
-    option_help = {"window": "shuffle only the last K items of every train sequence (default: all of them)"}
+    option_help = {"window": "shuffle only the last K items of every train sequence (default, or 'all': all of them)"}
     tasks = ("retrieval", "generation")
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         train = pc.data.histories("train")
         window = get_option(pc.options, "window")
-        shuffled = permute_all(train, PERMUTATION_SEED) if window is None else permute_tail(train, window,
-                                                                                          PERMUTATION_SEED)
+        whole = window is None or window == "all"
+        shuffled = permute_all(train, PERMUTATION_SEED) if whole else permute_tail(train, window, PERMUTATION_SEED)
         model = pc.fit(pc.data, shuffled)
         original = pc.evaluate()
         probed = pc.evaluate(model)
         return paired_result(self.name, original, probed, pc.run.seed,
-                             window=window if window is not None else "all",
+                             window="all" if whole else window,
                              share_train_items_moved=float((shuffled.items != train.items).mean()))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ProbeContext, ProbeResult, evaluate_test, group_result, subset
+from .base import ProbeContext, ProbeResult, group_result, subset
 
 SHARE = 0.35
 
@@ -33,7 +33,7 @@ class WarmCold:
     def run(self, pc: ProbeContext) -> ProbeResult:
         warm, cold = warm_cold_items(pc.data.train_item_counts)
         target = pc.data.targets("test")
-        full = evaluate_test(pc.model, pc.data)
+        full = pc.evaluate()
         in_warm, in_cold = warm[target], cold[target]
         if in_warm.sum() < 2 or in_cold.sum() < 2:
             from seqbench.errors import SeqbenchError

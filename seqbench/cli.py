@@ -55,6 +55,13 @@ def data_prepare(
                                               "(whole histories kept, no second k-core).")] = "before",
     sample_seed: Annotated[int, typer.Option(help="Seed of the user sample.")] = 0,
     neg_seed: Annotated[int, typer.Option(help="Seed of the persisted evaluation negatives.")] = 0,
+    split: Annotated[str, typer.Option(help="'leave-last-out' (the paper's) or 'temporal' (a global time "
+                                       "boundary, Klenitskiy et al. RecSys'24; docs/protocols.md).")]
+    = "leave-last-out",
+    boundary: Annotated[float, typer.Option(help="temporal: quantile of all timestamps after which events are "
+                                            "test-period events.")] = 0.9,
+    valid_users: Annotated[int, typer.Option(help="temporal: users held out of training for validation.")] = 500,
+    split_seed: Annotated[int, typer.Option(help="temporal: seed of the validation users.")] = 0,
     strict: Annotated[bool, typer.Option(help="Fail on the first malformed line instead of skipping it.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset of the same name.")] = False,
     user_col: Annotated[str, typer.Option(help="csv: user column.")] = "user_id",
@@ -72,7 +79,7 @@ def data_prepare(
     seed: Annotated[int, typer.Option(help="synthetic: generator seed.")] = 0,
     data_home: DataHome = None,
 ) -> None:
-    """Read a source, filter, split leave-last-out, draw the evaluation candidates, and store it."""
+    """Read a source, filter, split (leave-last-out or temporal), draw the evaluation candidates, and store it."""
     from seqbench.data.pipeline import prepare_source
     from seqbench.data.preprocess import PrepareParams
     from seqbench.data.sources.options import SourceOptions
@@ -80,7 +87,8 @@ def data_prepare(
 
     try:
         params = PrepareParams(k=k, kcore=kcore, sample_users=sample_users, sample_seed=sample_seed,
-                               sample_stage=sample_stage, neg_seed=neg_seed)
+                               sample_stage=sample_stage, neg_seed=neg_seed, split=split, boundary=boundary,
+                               valid_users=valid_users, split_seed=split_seed)
         opts = SourceOptions(strict=strict, meta=meta, user_col=user_col, item_col=item_col, time_col=time_col,
                              title_col=title_col, time_unit=time_unit, sep=sep, order=order, users=users,
                              items=items, seed=seed, item_key_col=item_key_col)
@@ -229,8 +237,12 @@ def run_cmd(
     task: Annotated[str, typer.Option(help="retrieval (rank 1 + 99 candidates, NDCG@10) or generation (LLM4Rec "
                                       "models name a title among 1 + 19 listed candidates, HR@1; other models "
                                       "rank the same 20).")] = "retrieval",
+    eval_: Annotated[str, typer.Option("--eval", help="Ranking protocol: sampled (target + its 99 persisted "
+                                       "negatives, the paper's), full (all items, seen items kept) or full-unseen "
+                                       "(all items but the user's seen ones); several comma-separated run every "
+                                       "probe under each on the same trained model.")] = "sampled",
 ) -> None:
-    """Train a model, apply probes, test the differences, log every (probe, seed) to MLflow."""
+    """Train a model, apply probes, test the differences, log every (probe, protocol, seed) to MLflow."""
     from seqbench.config import parse_sets
     from seqbench.render import extra_lines, result_table, seed_table, verdict
     from seqbench.runner import RunSpec, run
@@ -242,7 +254,8 @@ def run_cmd(
                        seeds=_int_list(seeds) if seeds else [seed], overrides=overrides,
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
                        tracking_uri=tracking_uri, device=device, output=output, retrain=retrain,
-                       checkpoint_every_s=checkpoint_minutes * 60, task=task)
+                       checkpoint_every_s=checkpoint_minutes * 60, task=task,
+                       evals=[e.strip() for e in eval_.split(",") if e.strip()] or ["sampled"])
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)
@@ -270,7 +283,8 @@ def _print_tracking(result: dict) -> None:
     out.print(f"MLflow: experiment '{t.get('experiment')}' in {t.get('tracking_uri')}; artifacts under "
               f"{t.get('artifact_location')}", highlight=False, soft_wrap=True)
     for r in result["runs"]:
-        out.print(f"  run {r['mlflow_run_id']}  {r['model']}/{r['probe']}/seed{r['seed']}", highlight=False,
+        protocol = f" ({r['eval']})" if r.get("eval", "sampled") != "sampled" else ""
+        out.print(f"  run {r['mlflow_run_id']}  {r['model']}/{r['probe']}/seed{r['seed']}{protocol}", highlight=False,
                   soft_wrap=True)
 
 
@@ -298,7 +312,7 @@ def runs_cmd(
         out.print("no seqbench runs in this tracking store", highlight=False)
         return
     table = Table(title=f"{len(rows)} runs (any unique id prefix works in `seqbench compare`)")
-    for col in ("run id", "dataset", "model", "probe", "seed", "NDCG@10 a", "NDCG@10 b", "p", "a / b"):
+    for col in ("run id", "dataset", "model", "probe", "eval", "seed", "NDCG@10 a", "NDCG@10 b", "p", "a / b"):
         right = col in ("seed", "NDCG@10 a", "NDCG@10 b", "p")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
 
@@ -306,7 +320,8 @@ def runs_cmd(
         return "-" if v is None else format(v, f)
 
     for r in rows:
-        table.add_row(r.run_id, r.dataset, r.model, r.probe, r.seed, num(r.ndcg[0], ".4f"), num(r.ndcg[1], ".4f"),
+        table.add_row(r.run_id, r.dataset, r.model, r.probe, r.protocol, r.seed, num(r.ndcg[0], ".4f"),
+                      num(r.ndcg[1], ".4f"),
                       num(r.p_value, ".2g"), "/".join(r.conditions))
     (out if out.is_terminal else Console(width=200)).print(table)  # full ids in logs and pipes
 

@@ -29,6 +29,7 @@ class RunMetrics:
     label: str  # "model/probe/seed (run id prefix)"
     dataset_hash: str
     per_user: pd.Series  # metric value per user id, for the chosen condition
+    protocol: str = "sampled"  # how the run ranked its targets (runs logged before protocols: sampled)
 
 
 @contextmanager
@@ -71,7 +72,8 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
     p = run.data.params
     label = f"{p.get('model', '?')}/{p.get('probe', '?')}/seed{p.get('seed', '?')} ({run_id[:8]})"
     return RunMetrics(run_id, label, run.data.tags.get("dataset_hash", ""),
-                      rows.set_index("user")[metric].astype(np.float64).sort_index())
+                      rows.set_index("user")[metric].astype(np.float64).sort_index(),
+                      run.data.tags.get("eval_protocol", "sampled"))
 
 
 def compare_series(reference: pd.Series, others: list[pd.Series], metric: str = "ndcg@10",
@@ -99,6 +101,9 @@ def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "
         if r.dataset_hash != ref.dataset_hash:
             raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' were evaluated on different data "
                                 f"(dataset_hash {ref.dataset_hash[:12]} vs {r.dataset_hash[:12]})")
+        if r.protocol != ref.protocol:
+            raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' ranked under different protocols "
+                                f"(--eval {ref.protocol} vs {r.protocol}): their metrics are not comparable")
         if not r.per_user.index.equals(ref.per_user.index):
             raise SeqbenchError(f"runs '{ref.run_id}' and '{r.run_id}' evaluated different users")
     tests = compare_series(ref.per_user, [r.per_user for r in runs[1:]], metric, seed)
@@ -107,7 +112,7 @@ def compare_runs(run_ids: list[str], metric: str = "ndcg@10", condition: str = "
         test = t.as_dict()  # the paired test speaks of original/probed; here they are reference/challenger
         test["mean_reference"], test["mean_challenger"] = test.pop("mean_original"), test.pop("mean_probed")
         rows.append({"run_id": r.run_id, "label": r.label, "test": test})
-    return {"metric": metric, "condition": condition, "dataset_hash": ref.dataset_hash,
+    return {"metric": metric, "condition": condition, "dataset_hash": ref.dataset_hash, "eval": ref.protocol,
             "reference": {"run_id": ref.run_id, "label": ref.label, "mean": float(ref.per_user.mean())},
             "n_users": len(ref.per_user), "holm": len(tests) > 1, "comparisons": rows}
 

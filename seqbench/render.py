@@ -30,8 +30,9 @@ def verdict(result: dict, alpha: float = ALPHA) -> str:
 
 def result_table(result: dict) -> Table:
     task = "" if result.get("task", "retrieval") == "retrieval" else f", task {result['task']}"
+    protocol = f", --eval {result['eval']}" if result.get("eval", "sampled") != "sampled" else ""
     table = Table(title=f"{result['model']} on {result['dataset']} — probe {result['probe']} "
-                        f"(seed {result['seed']}{task})")
+                        f"(seed {result['seed']}{task}{protocol})")
     table.add_column("metric")
     conds = list(result["metrics"])
     for c in conds:

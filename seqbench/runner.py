@@ -25,7 +25,7 @@ from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.errors import OptionError
-from seqbench.eval.evaluator import PRIMARY_METRIC, TASKS
+from seqbench.eval.evaluator import PRIMARY_METRIC, TASKS, check_protocol
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.models.store import ModelStore, histories_hash, identity
 from seqbench.probes import ProbeContext, ProbeResult, get_probe, probe_tasks, validate_probe_options
@@ -51,6 +51,7 @@ class RunSpec:
     retrain: bool = False  # train even when the model store holds this trained model
     checkpoint_every_s: float = 0.0  # LLM loops: also checkpoint at most this far apart (0: only at checks)
     task: str = "retrieval"  # or generation: 20 title candidates, HR@1 (docs/MODELS.md §7)
+    evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols, each runs every probe
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -168,17 +169,24 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
 
     main, ctx = trained(data, data.histories("train"), keep=True)
     results = []
-    for probe in (get_probe(p) for p in spec.probes):
-        task = progress.add_task(f"probe {probe.name} (seed {seed})", total=None) if progress else None
-        pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
-                          load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options, task=spec.task)
-        results.append(probe.run(pc))
-        results[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items() if k in declared(probe)}
-        if task is not None:
-            progress.update(task, total=1, completed=1)
-    if len(results) > 1:  # several hypotheses about one model: control the family-wise error
-        for r, p in zip(results, holm([r.test.p_value for r in results]), strict=True):
-            r.test.p_holm = float(p)
+    for protocol in spec.evals:  # the same trained model under each ranking protocol
+        batch = []
+        for probe in (get_probe(p) for p in spec.probes):
+            label = f"probe {probe.name} ({protocol}, seed {seed})" if len(spec.evals) > 1 else \
+                f"probe {probe.name} (seed {seed})"
+            task = progress.add_task(label, total=None) if progress else None
+            pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
+                              load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options,
+                              task=spec.task, protocol=protocol)
+            batch.append(probe.run(pc))
+            batch[-1].protocol = protocol
+            batch[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items() if k in declared(probe)}
+            if task is not None:
+                progress.update(task, total=1, completed=1)
+        if len(batch) > 1:  # several hypotheses about one model: control the family-wise error
+            for r, p in zip(batch, holm([r.test.p_value for r in batch]), strict=True):
+                r.test.p_holm = float(p)
+        results += batch
     return SeedPass(config, main.fit, main.reused, main.identity, results, steps)
 
 
@@ -192,6 +200,8 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
         "probe": res.probe,
         "seed": seed,
         "task": task,
+        "eval": res.protocol,
+        "split": data.split_kind,
         "metrics": {name: cond.summary for name, cond in res.conditions.items()},
         "test": {
             "compare": list(res.compare),
@@ -218,11 +228,12 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
 def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
          res: ProbeResult, out: dict, steps: list[tuple[str, float, int]], extra_tags: dict | None = None) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
-              "task": spec.task,
+              "task": spec.task, "eval": res.protocol, "split": data.split_kind,
               "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
             "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
-            "seed": str(seed), "task": spec.task, "conditions": ",".join(res.compare), **(extra_tags or {})}
+            "seed": str(seed), "task": spec.task, "eval_protocol": res.protocol, "split": data.split_kind,
+            "conditions": ",".join(res.compare), **(extra_tags or {})}
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
@@ -264,6 +275,8 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     probes = [get_probe(p) for p in spec.probes]
     validate_probe_options(probes, spec.probe_options)  # unknown keys or bad values fail before training
     check_task(spec.model, probes, spec.task)
+    for protocol in spec.evals:
+        check_protocol(protocol, spec.task)
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
     layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"), spec.task)
@@ -285,10 +298,11 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
     summary = {}
     if len(spec.seeds) > 1:
         metric = PRIMARY_METRIC[spec.task]
-        for name in spec.probes:
-            rs = [r for r in runs if r["probe"] == name]
+        for name, protocol in ((n, e) for e in spec.evals for n in spec.probes):
+            rs = [r for r in runs if r["probe"] == name and r["eval"] == protocol]
             a, b = rs[0]["test"]["compare"]
-            summary[name] = aggregate_seeds([r["metrics"][a][metric] for r in rs],
+            key = name if len(spec.evals) == 1 else f"{name} ({protocol})"
+            summary[key] = aggregate_seeds([r["metrics"][a][metric] for r in rs],
                                             [r["metrics"][b][metric] for r in rs],
                                             [r["test"]["relative_change"] for r in rs],
                                             [r["test"]["p_value"] for r in rs]).as_dict()

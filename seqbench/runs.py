@@ -26,11 +26,12 @@ class RunRow:
     ndcg: tuple[float | None, float | None]  # NDCG@10 of the two conditions
     p_value: float | None
     start_time: int  # ms since the epoch
+    protocol: str = "sampled"  # ranking protocol (--eval)
 
     def as_dict(self) -> dict:
         a, b = self.conditions
         return {"run_id": self.run_id, "dataset": self.dataset, "model": self.model, "probe": self.probe,
-                "seed": self.seed, "conditions": [a, b], f"{a}_ndcg@10": self.ndcg[0],
+                "seed": self.seed, "eval": self.protocol, "conditions": [a, b], f"{a}_ndcg@10": self.ndcg[0],
                 f"{b}_ndcg@10": self.ndcg[1], "p_value": self.p_value, "start_time": self.start_time}
 
 
@@ -98,5 +99,6 @@ def list_runs(tracking_uri: str | None = None, dataset: str | None = None, model
             seed=tags.get("seed", r.data.params.get("seed", "?")), conditions=(a, b),
             ndcg=(metrics.get(f"{a}_{metric_key('ndcg@10')}"), metrics.get(f"{b}_{metric_key('ndcg@10')}")),
             p_value=metrics.get("p_holm", metrics.get("p_value")), start_time=r.info.start_time or 0,
+            protocol=tags.get("eval_protocol", "sampled"),
         ))
     return rows

@@ -28,6 +28,7 @@ from seqbench.context import resolve_device
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.store import data_home, list_datasets
 from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.eval.evaluator import check_protocol
 from seqbench.models import MODELS, get_spec
 from seqbench.models.store import ModelStore, histories_hash, identity
 from seqbench.probes import PROBES, get_probe, validate_probe_options
@@ -35,7 +36,7 @@ from seqbench.runner import RunSpec, SeedPass, _log, ensure_dataset, resolved_co
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 
-GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set"}
+GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval"}
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
 
@@ -48,12 +49,15 @@ class Grid:
     seeds: list[int]
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model config overrides
     probe_set: dict[str, str] = field(default_factory=dict)  # options for every probe (as --probe-set)
+    evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols (as --eval)
 
     @property
     def sweep_id(self) -> str:
         """Same grid, same id: a rerun continues the same MLflow parent run."""
-        desc = json.dumps({k: getattr(self, k) for k in ("experiment", "datasets", "models", "probes", "seeds",
-                                                          "sets", "probe_set")}, sort_keys=True, default=str)
+        keys = ["experiment", "datasets", "models", "probes", "seeds", "sets", "probe_set"]
+        if self.evals != ["sampled"]:  # grids written before protocols existed keep their id
+            keys.append("evals")
+        desc = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
         return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
 
@@ -100,16 +104,24 @@ def load_grid(path: Path) -> Grid:
         validate_probe_options([get_probe(p) for p in probes], {k: str(v) for k, v in probe_set.items()})
     except SeqbenchError as e:
         raise type(e)(f"{path}: 'probe_set': {e}") from e
+    evals = _names(raw, "eval", path) if "eval" in raw else ["sampled"]
+    for protocol in evals:
+        try:
+            check_protocol(protocol)
+        except SeqbenchError as e:
+            raise type(e)(f"{path}: 'eval': {e}") from e
     experiment = raw.get("experiment", "seqbench")
     if not isinstance(experiment, str) or not experiment:
         raise SeqbenchError(f"{path}: 'experiment' must be a non-empty string, got {experiment!r}")
     return Grid(experiment, _names(raw, "datasets", path), models, probes, _names(raw, "seeds", path, int),
-                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()})
+                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals)
 
 
-def result_identity(model_identity: str, probe: str, probe_options: dict[str, str]) -> str:
-    desc = json.dumps({"model": model_identity, "probe": probe, "options": probe_options}, sort_keys=True)
-    return hashlib.sha256(desc.encode()).hexdigest()[:24]
+def result_identity(model_identity: str, probe: str, probe_options: dict[str, str], protocol: str = "sampled") -> str:
+    fields: dict[str, Any] = {"model": model_identity, "probe": probe, "options": probe_options}
+    if protocol != "sampled":  # results logged before protocols existed keep their identity
+        fields["eval"] = protocol
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -120,6 +132,7 @@ class Point:
     probe: str
     result_id: str
     done: bool = False
+    protocol: str = "sampled"
 
 
 @dataclass
@@ -151,7 +164,8 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
             config = resolved_config(model, layers)
             for seed in grid.seeds:
                 ident = identity(model, config, data.content_hash, train_hash, seed, code)
-                points = [Point(name, model, seed, p, result_identity(ident, p, grid.probe_set)) for p in grid.probes]
+                points = [Point(name, model, seed, p, result_identity(ident, p, grid.probe_set, e), protocol=e)
+                          for e in grid.evals for p in grid.probes]
                 plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points))
     return plans
 
@@ -303,7 +317,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
                 plan = waiting.pop(0)
                 spec = RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
                                probe_options=grid.probe_set, tracking_uri=tracking_uri, device=accelerator,
-                               checkpoint_every_s=checkpoint_every_s)
+                               checkpoint_every_s=checkpoint_every_s, evals=grid.evals)
                 opts = task_resources(plan.model, accelerator, cpus_per_task)
                 live.label(plan.identity, dataset=plan.dataset, model=plan.model, seed=plan.seed)
                 ref = remote.options(max_retries=retries, **opts).remote(spec, plan.layers, plan.seed, str(home),
@@ -357,15 +371,16 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
     if sp.identity != plan.identity:
         raise SeqbenchError(f"task {plan.dataset}/{plan.model}/seed{plan.seed} trained identity {sp.identity}, "
                             f"the driver planned {plan.identity} (different code versions on driver and worker?)")
-    by_probe = {p.probe: p for p in plan.points}
+    by_probe = {(p.probe, p.protocol): p for p in plan.points}
     for res in sp.results:
-        point = by_probe[res.probe]
+        point = by_probe[(res.probe, res.protocol)]
         if point.done:
             continue
         out = result_dict(data, plan.model, plan.seed, res, sp.fit)
         out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id)
         tags = {**reused_tags(sp.reused, sp.identity), "dataset": plan.dataset, "model": plan.model,
                 "family": get_spec(plan.model).family, "probe": res.probe, "seed": str(plan.seed),
+                "eval_protocol": res.protocol,
                 "result_id": point.result_id, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
         out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
         point.done = True

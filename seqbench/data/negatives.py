@@ -6,6 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from seqbench.data.dataset import STAGE_CODES
 from seqbench.errors import DataError
 
 # Candidate sets stored per dataset; column 0 is always the target.
@@ -120,7 +121,8 @@ def _draw_distinct_excluding(
 def sample_candidates(
     user: np.ndarray, item: np.ndarray, split: np.ndarray, n_items: int, seed: int, sizes: dict | None = None
 ) -> dict[str, np.ndarray]:
-    """Candidate matrices (n_users, 1 + n_neg) with the target in column 0.
+    """Candidate matrices (users with a target in the stage, 1 + n_neg) with the target in column 0, rows in
+    ascending user order (every user under leave-last-out).
 
     Negatives come uniformly from items the user never interacted with (train ∪ valid ∪ test), so they
     never contain the target; each set is drawn separately, in a fixed order, from one seeded generator.
@@ -139,11 +141,10 @@ def sample_candidates(
             f"{need} items to sample evaluation negatives from; the dataset is too small"
         )
     rng = np.random.default_rng(seed)
-    target_valid = item[split == 1]
-    target_test = item[split == 2]
+    targets = {stage: np.flatnonzero(split == code) for stage, code in STAGE_CODES.items()}
     out = {}
     for name, n_neg in sizes.items():
-        target = target_valid if name.startswith("valid") else target_test
-        neg = _draw_distinct_excluding(rng, n_items, n_neg, forbidden, n_users)
-        out[name] = np.concatenate([target[:, None].astype(np.int32), neg], axis=1)
+        rows = targets["valid" if name.startswith("valid") else "test"]
+        neg = _draw_distinct_excluding(rng, n_items, n_neg, forbidden, n_users)[user[rows] - 1]
+        out[name] = np.concatenate([item[rows][:, None].astype(np.int32), neg], axis=1)
     return out

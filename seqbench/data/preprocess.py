@@ -1,4 +1,18 @@
-"""Raw interactions -> filtered, time-sorted, re-indexed, leave-last-out split (all vectorised)."""
+"""Raw interactions -> filtered, time-sorted, re-indexed, split (all vectorised).
+
+Two splits (docs/protocols.md):
+
+* ``leave-last-out`` (the paper's): every user's last item is the test target, the one before it the
+  validation target, the rest is training data.
+* ``temporal`` (Klenitskiy et al., RecSys'24): a global time boundary at the ``boundary`` quantile of all
+  timestamps. Events up to the boundary are training data; a user with events after it is a test user whose
+  last event is the target and every earlier event the input; ``valid_users`` users with at least two events
+  before the boundary are held out of training, their last pre-boundary event the validation target.
+
+Each row carries one split code: ``TRAIN`` (trained on), ``VALID`` / ``TEST`` (a target) or ``INPUT`` (read by a
+model as history at evaluation, never trained on: a test user's events after the boundary, a validation user's
+earlier events). A target's input is every earlier row of its user, whatever its code.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seqbench.data.dataset import INPUT, TEST, TRAIN, VALID
 from seqbench.data.raw import RawData, skipped_note
 from seqbench.errors import DataError
 
-TRAIN, VALID, TEST = 0, 1, 2
-MIN_USER_LEN = 3  # one train item, one validation item, one test item
+SPLITS = ("leave-last-out", "temporal")
+# leave-last-out: one train item, one validation item, one test item; temporal: one input item and a target
+MIN_USER_LEN = {"leave-last-out": 3, "temporal": 2}
 SAMPLE_STAGES = ("before", "after")
 
 
@@ -30,6 +46,10 @@ class PrepareParams:
     neg_seed: int = 0
     n_neg: int = 99
     n_neg_title: int = 19
+    split: str = "leave-last-out"  # or "temporal" (see the module docstring)
+    boundary: float = 0.9  # temporal: quantile of all timestamps where the test period starts (after it)
+    valid_users: int = 500  # temporal: users held out of training for validation
+    split_seed: int = 0  # temporal: which users are held out for validation
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -187,6 +207,12 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     keep = ~_duplicate_rows(ucode, icode, ts)
     report["duplicates_dropped"] = int(n_rows - keep.sum())
 
+    if params.split not in SPLITS:
+        raise DataError(f"unknown --split '{params.split}' (use one of {', '.join(SPLITS)})")
+    if params.split == "temporal" and not 0.0 < params.boundary < 1.0:
+        raise DataError(f"--boundary must be in (0, 1), got {params.boundary}")
+    if params.split == "temporal" and params.valid_users < 1:
+        raise DataError(f"--valid-users must be at least 1, got {params.valid_users}")
     if params.sample_stage not in SAMPLE_STAGES:
         raise DataError(f"unknown --sample-stage '{params.sample_stage}' (use one of {', '.join(SAMPLE_STAGES)})")
     if not 0.0 < params.sample_users <= 1.0:
@@ -201,15 +227,16 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     if sampling and params.sample_stage == "after":  # whole histories of the sampled users, no second k-core
         report["users_after_kcore"] = int(len(np.unique(ucode[idx])))
         idx = idx[_sample_users(ucode, idx, params, report)[ucode[idx]]]
-    # Users with too few interactions for train/valid/test (possible with the single-pass rule).
+    # Users with too few interactions for the split (possible with the single-pass rule).
+    min_len = MIN_USER_LEN[params.split]
     counts = np.bincount(ucode[idx], minlength=int(ucode.max()) + 1)
-    short = counts[ucode[idx]] < MIN_USER_LEN
+    short = counts[ucode[idx]] < min_len
     n_short = int(len(np.unique(ucode[idx][short])))
     if n_short:
         if strict:
             example = uraw[ucode[idx][short][0]]
             raise DataError(
-                f"{n_short} users have fewer than {MIN_USER_LEN} interactions after filtering "
+                f"{n_short} users have fewer than {min_len} interactions after filtering "
                 f"(e.g. user '{example}'); drop --strict to skip them"
             )
         idx = idx[~short]
@@ -230,11 +257,7 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     u_c, i_c, t = ucode[order], icode[order], ts[order]
     user = user_kept[perm]
 
-    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
-    ends = np.r_[starts[1:], len(user)]
-    split = np.zeros(len(user), dtype=np.int8)
-    split[ends - 1] = TEST
-    split[ends - 2] = VALID
+    split = temporal_split(user, t, params, report) if params.split == "temporal" else leave_last_out(user)
 
     # Items numbered by first appearance in train sequences, then valid, then test (as the official code).
     stage_order = np.argsort(split, kind="stable")
@@ -263,6 +286,51 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
         descriptions=descriptions,
         report=report,
     )
+
+
+def leave_last_out(user: np.ndarray) -> np.ndarray:
+    """Split codes for rows sorted by (user, time): last row of a user TEST, the one before VALID."""
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    ends = np.r_[starts[1:], len(user)]
+    split = np.zeros(len(user), dtype=np.int8)
+    split[ends - 1] = TEST
+    split[ends - 2] = VALID
+    return split
+
+
+def temporal_split(user: np.ndarray, ts: np.ndarray, params: PrepareParams, report: dict) -> np.ndarray:
+    """Split codes of the global temporal split for rows sorted by (user, time) (module docstring).
+
+    The boundary is ``np.quantile`` (linear) of all timestamps; the test period is strictly after it. Each test
+    user's last row is its target and its other test-period rows are ``INPUT``. Validation users are drawn
+    (seeded) from the users with at least two rows up to the boundary; those rows leave training: the last one
+    is the validation target, the others ``INPUT``.
+    """
+    boundary = float(np.quantile(ts, params.boundary))
+    after = ts > boundary
+    split = np.where(after, INPUT, TRAIN).astype(np.int8)
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    ends = np.r_[starts[1:], len(user)]
+    test_users = after[ends - 1]  # rows are time-sorted per user: a user with any test-period row ends in one
+    split[(ends - 1)[test_users]] = TEST
+    before = np.bincount(user[~after], minlength=int(user.max()) + 1)
+    eligible = np.flatnonzero(before >= 2)
+    if len(eligible) <= params.valid_users:
+        raise DataError(f"--valid-users {params.valid_users}: only {len(eligible)} users have two or more events "
+                        f"up to the boundary ({params.boundary} quantile); lower --valid-users or --boundary")
+    rng = np.random.default_rng(params.split_seed)
+    held = np.zeros(int(user.max()) + 1, dtype=bool)
+    held[np.sort(rng.choice(eligible, size=params.valid_users, replace=False))] = True
+    pre = held[user] & ~after
+    split[pre] = INPUT
+    last_pre = starts + before[user[starts]] - 1  # each user's last row up to the boundary
+    split[last_pre[held[user[starts]]]] = VALID
+    if not test_users.any():
+        raise DataError(f"no event after the {params.boundary} quantile of the timestamps ({boundary:.0f} ms)")
+    report.update(split="temporal", boundary_timestamp_ms=int(boundary), test_users=int(test_users.sum()),
+                  valid_users=int(params.valid_users), train_interactions=int((split == TRAIN).sum()),
+                  test_period_interactions=int(after.sum()))
+    return split
 
 
 def _item_text(

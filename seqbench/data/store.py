@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from seqbench import __version__
 from seqbench.atomic import umask_mode
-from seqbench.data.dataset import SeqDataset
+from seqbench.data.dataset import STAGE_CODES, SeqDataset
 from seqbench.data.negatives import CANDIDATE_SETS, sample_candidates
 from seqbench.data.preprocess import Prepared, PrepareParams
 from seqbench.errors import DataError, UnknownNameError
@@ -99,7 +99,11 @@ def write_dataset(
             )
             cand_cols = {"user": np.arange(1, n_users + 1, dtype=np.int32)}
             for key, mat in cands.items():
-                flat = pa.array(mat.reshape(-1), type=pa.int32())
+                # one row per user; a user without a target in this stage (temporal split) has a row of zeros
+                stage = STAGE_CODES["valid" if key.startswith("valid") else "test"]
+                full = np.zeros((n_users, mat.shape[1]), dtype=np.int32)
+                full[prep.user[prep.split == stage] - 1] = mat
+                flat = pa.array(full.reshape(-1), type=pa.int32())
                 cand_cols[key] = pa.FixedSizeListArray.from_arrays(flat, mat.shape[1])
             # Random item ids: dictionary pages cost twice the write time for little gain; zstd gets most
             # of the size back.
@@ -172,7 +176,8 @@ def load_dataset(name: str, home: Path) -> SeqDataset:
     for key in CANDIDATE_SETS:
         if key in cands.column_names:
             col = cands.column(key).combine_chunks()
-            candidates[key] = col.flatten().to_numpy().reshape(len(col), -1).astype(np.int64)
+            mat = col.flatten().to_numpy().reshape(len(col), -1).astype(np.int64)
+            candidates[key] = mat[mat[:, 0] != 0]  # users with a target in this stage (all: leave-last-out)
     titles = np.concatenate([[""], items["title"].to_numpy(dtype=object)])
     desc = None
     if "description" in items:

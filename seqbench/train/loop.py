@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from seqbench.context import RunContext
-from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.progress import TrainProgress
 
 
@@ -29,15 +28,15 @@ class LoopConfig:
 def train_loop(
     net: torch.nn.Module,
     train_seqs: torch.Tensor,
-    score_valid,
+    valid_ndcg,
     cfg: LoopConfig,
     ctx: RunContext,
     label: str,
 ):
     """Train ``net`` on rows of ``train_seqs`` (one padded sequence per user) with ``net.loss(batch, gen)``.
 
-    ``score_valid()`` returns validation scores (users x candidates, target first). The state with the
-    best validation NDCG@10 is restored at the end. Returns (best_epoch, best_ndcg, epochs_run,
+    ``valid_ndcg()`` returns the validation NDCG@10 (under the model's validation protocol). The state with
+    the best one is restored at the end. Returns (best_epoch, best_ndcg, epochs_run,
     seconds, seconds_to_best, curve).
     """
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -78,7 +77,7 @@ def train_loop(
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             net.eval()
             with torch.no_grad():
-                ndcg = float(np.mean(metrics_from_ranks(ranks_from_scores(score_valid()))["ndcg@10"]))
+                ndcg = float(valid_ndcg())
             ctx.metric("valid_ndcg@10", ndcg, epoch)
             if ndcg > best:
                 best, best_epoch, bad = ndcg, epoch, 0
