@@ -365,14 +365,19 @@ def report_cmd(
     split_hashes: Annotated[bool, typer.Option(help="Report runs of one dataset name with different dataset "
                                                     "hashes as separate datasets instead of refusing.")] = False,
     data_home: DataHome = None,
+    eval_: Annotated[str, typer.Option("--eval", help="Ranking protocol the main sections read (sampled, full or "
+                                       "full-unseen); the 'Ranking protocols' section sets all of them side by "
+                                       "side.")] = "sampled",
 ) -> None:
     """The paper's tables and figures from MLflow runs: Markdown and/or one self-contained HTML page."""
     from seqbench.data.store import data_home as resolve_home
+    from seqbench.eval.evaluator import check_protocol
     from seqbench.report import write_report
 
     try:
+        check_protocol(eval_)
         written = write_report(tracking_uri, out_dir, experiment, dataset, model, fmt, split_hashes,
-                               resolve_home(data_home))
+                               resolve_home(data_home), eval_)
     except SeqbenchError as e:
         _fail(e)
     for path in written:

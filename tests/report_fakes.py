@@ -25,7 +25,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                  dataset_hash: str = "hash-d", model: str = "sasrec", family: str = "CF-SRec",
                  probe: str = "shuffle-infer", seed: int = 0, kind: str = "paired", p_holm: float | None = None,
                  config: dict | None = None, probe_stats: dict | None = None,
-                 curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False) -> str:
+                 curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False,
+                 protocol: str | None = None) -> str:
     """One finished run laid out like runner._log: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
     seed, tags dataset_hash/code_version/family, model_config.* params, result.json, per_user_metrics.parquet,
     resolved_config.json, and optional metric curves."""
@@ -36,6 +37,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
     client.set_tag(run_id, "family", family)
     client.set_tag(run_id, "dataset_hash", dataset_hash)
     client.set_tag(run_id, "code_version", "0.1.0+test")
+    if protocol is not None:  # runs logged before protocols existed have no such tag (and read as sampled)
+        client.set_tag(run_id, "eval_protocol", protocol)
     for k, v in (config or {}).items():
         client.log_param(run_id, f"model_config.{k}", v)
     (a_name, a), (b_name, b) = conditions.items()

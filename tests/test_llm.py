@@ -216,6 +216,9 @@ def test_fit_and_scores(fitted, tiny):
     assert model.user_representation(hist).shape == (12, 128)
     assert model.raw_user_representation(hist).shape == (12, model.llm.config.hidden_size)
     assert model.window == 10
+    full = model.score_all(hist)  # full ranking: every item's prompt once, the same vectors as the candidates'
+    assert full.shape == (12, tiny.n_items + 1)
+    assert np.allclose(np.take_along_axis(full, tiny.candidates["test"][:12], 1), scores, atol=1e-4)
 
 
 def _batch(model, tiny, n=16):

@@ -142,6 +142,9 @@ def test_fit_save_load_round_trip_and_determinism(tiny, tmp_path):
     assert np.array_equal(m3.score(test, cands), s1)
     rep = m3.user_representation(test)
     assert rep.shape == (tiny.n_users, m3.net.bert.config.hidden_size)
+    full = m3.score_all(test)  # full ranking reads the same item table
+    assert full.shape == (tiny.n_users, tiny.n_items + 1)
+    assert np.allclose(np.take_along_axis(full, cands, 1), s1, atol=1e-5)
 
 
 def test_prefixes_per_user_multiplies_the_steps(tiny, monkeypatch):

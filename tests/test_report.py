@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from seqbench.cli import app
 from seqbench.compare import compare_series
 from seqbench.errors import SeqbenchError
-from seqbench.report import figures, tables
+from seqbench.report import figures, protocols, tables
 from seqbench.report.collect import RunSource
 from seqbench.stats.multiple import mean_ci
 from seqbench.tracking import artifact_location
@@ -183,3 +183,36 @@ def test_report_command_on_real_tiny_runs(tiny_home, tracking_uri, tmp_path):
     assert len(ids) == 6 and all(i in md for i in ids)
     r = runner.invoke(app, ["report", "--tracking-uri", tracking_uri, "--out", str(out), "--format", "pdf"])
     assert r.exit_code == 1 and "unknown format 'pdf'" in r.output
+
+
+def test_protocol_tables_set_effects_side_by_side_and_count_flips(store, tmp_path):
+    client, exp = _experiment(store, "protocols")
+    # four models; under full ranking the effects grow, m3's significant drop appears only there, and m2 and m4
+    # swap places in the accuracy order
+    factors = {"m1": (0.5, 0.3), "m2": (0.8, 0.6), "m3": (1.0, 0.7), "m4": (0.9, 0.85)}
+    scale = {"m1": (1.0, 0.5), "m2": (0.9, 0.3), "m3": (0.8, 0.35), "m4": (0.7, 0.2)}
+    for i, (model, (sampled, full)) in enumerate(factors.items()):
+        for protocol, factor, s in (("sampled", sampled, scale[model][0]), ("full", full, scale[model][1])):
+            conditions = paired(i, factor, s) if factor != 1.0 else {"original": base_values(i, s),
+                                                                     "probed": base_values(i, s)}
+            log_fake_run(client, exp, conditions, model=model, protocol=protocol)
+    with RunSource(store[0], "protocols") as source:
+        records, _ = source.collect()
+    assert {r.protocol for r in records} == {"sampled", "full"}
+    effect_table = protocols.effect_tables(records)[0]
+    m3 = [dict(zip(effect_table.columns, r, strict=True)) for r in effect_table.rows if r[0] == "m3"]
+    assert [(r["protocol"], r["verdict"]) for r in m3] == [("sampled", "none"), ("full", "drop")]
+    agreement = protocols.agreement_tables(records)[0]
+    row = dict(zip(agreement.columns, agreement.rows[0], strict=True))
+    assert row["protocols"] == "sampled vs full" and row["models"] == "4"
+    assert row["verdicts that flip"] == "m3: none → drop"
+    assert row["τ (NDCG@10 ranking)"] == "+0.67"  # one discordant pair of six (m2, m4)
+    assert row["τ (effect ranking)"] == "+0.67"  # m3 (0 → -30 %) and m4 (-10 % → -15 %) swap
+    r = runner.invoke(app, ["report", "--tracking-uri", store[0], "--experiment", "protocols", "--out",
+                            str(tmp_path / "rep"), "--format", "md", "--eval", "full"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Ranking protocols" in md and "Protocol agreement" in md and "`full`" in md
+    r = runner.invoke(app, ["report", "--tracking-uri", store[0], "--experiment", "protocols", "--out",
+                            str(tmp_path / "rep"), "--eval", "full-unseen"])
+    assert r.exit_code == 1 and "no runs ranked under --eval full-unseen" in r.output

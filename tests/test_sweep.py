@@ -60,6 +60,22 @@ def test_grid_yaml_and_toml_expand_the_same(tmp_path, tiny):
     assert changed.identity != plans[2].identity  # another config is another trained model
 
 
+def test_protocols_are_grid_points_of_one_trained_model(tmp_path, tiny):
+    base = "datasets: [tiny]\nmodels: [sasrec]\nprobes: [shuffle-infer, jaccard]\nseeds: [0]\n"
+    sampled = load_grid(_grid(tmp_path, base))
+    both = load_grid(_grid(tmp_path, base + "eval: [sampled, full]\n", "both.yaml"))
+    assert sampled.evals == ["sampled"] and both.evals == ["sampled", "full"] and both.sweep_id != sampled.sweep_id
+    one = expand(sampled, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v")
+    two = expand(both, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v")
+    assert len(one) == len(two) == 1 and one[0].identity == two[0].identity  # trained once for every protocol
+    assert [(p.probe, p.protocol) for p in two[0].points] == [("shuffle-infer", "sampled"), ("jaccard", "sampled"),
+                                                              ("shuffle-infer", "full"), ("jaccard", "full")]
+    ids = [p.result_id for p in two[0].points]
+    assert ids[:2] == [p.result_id for p in one[0].points] and len(set(ids)) == 4  # sampled ids as before
+    with pytest.raises(SeqbenchError, match="unknown evaluation protocol 'fast'"):
+        load_grid(_grid(tmp_path, base + "eval: [fast]\n", "bad.yaml"))
+
+
 @pytest.mark.parametrize("text,message,exc", [
     ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nmodel: [x]\n", "unknown key 'model'",
      SeqbenchError),

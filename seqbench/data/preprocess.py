@@ -4,10 +4,11 @@ Two splits (docs/protocols.md):
 
 * ``leave-last-out`` (the paper's): every user's last item is the test target, the one before it the
   validation target, the rest is training data.
-* ``temporal`` (Klenitskiy et al., RecSys'24): a global time boundary at the ``boundary`` quantile of all
-  timestamps. Events up to the boundary are training data; a user with events after it is a test user whose
-  last event is the target and every earlier event the input; ``valid_users`` users with at least two events
-  before the boundary are held out of training, their last pre-boundary event the validation target.
+* ``temporal`` (Klenitskiy et al., RecSys'24, their ``preprocessing/splitter.py``): a global time boundary at the
+  ``boundary`` quantile of all timestamps. Training users are those with at least two events up to the
+  boundary, and those events are the training data; a user whose last event is after the boundary is a test
+  user, its last event the target and every earlier event the input; ``valid_users`` training users are held
+  out of training, their last event up to the boundary the validation target and the earlier ones its input.
 
 Each row carries one split code: ``TRAIN`` (trained on), ``VALID`` / ``TEST`` (a target) or ``INPUT`` (read by a
 model as history at evaluation, never trained on: a test user's events after the boundary, a validation user's
@@ -302,18 +303,19 @@ def temporal_split(user: np.ndarray, ts: np.ndarray, params: PrepareParams, repo
     """Split codes of the global temporal split for rows sorted by (user, time) (module docstring).
 
     The boundary is ``np.quantile`` (linear) of all timestamps; the test period is strictly after it. Each test
-    user's last row is its target and its other test-period rows are ``INPUT``. Validation users are drawn
-    (seeded) from the users with at least two rows up to the boundary; those rows leave training: the last one
-    is the validation target, the others ``INPUT``.
+    user's last row is its target and its other rows after the boundary are ``INPUT``. A user with a single row up
+    to the boundary is no training user: that row is ``INPUT`` too (it forms no next-item pair). Validation
+    users are drawn (seeded) from the training users; their rows leave training: the last one up to the
+    boundary is the validation target, the others ``INPUT``.
     """
     boundary = float(np.quantile(ts, params.boundary))
     after = ts > boundary
-    split = np.where(after, INPUT, TRAIN).astype(np.int8)
+    before = np.bincount(user[~after], minlength=int(user.max()) + 1)
+    split = np.where(after | (before[user] < 2), INPUT, TRAIN).astype(np.int8)
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
     test_users = after[ends - 1]  # rows are time-sorted per user: a user with any test-period row ends in one
     split[(ends - 1)[test_users]] = TEST
-    before = np.bincount(user[~after], minlength=int(user.max()) + 1)
     eligible = np.flatnonzero(before >= 2)
     if len(eligible) <= params.valid_users:
         raise DataError(f"--valid-users {params.valid_users}: only {len(eligible)} users have two or more events "

@@ -126,6 +126,6 @@ def _rank_chunk(scores: np.ndarray, part: Histories, tgt: np.ndarray, exclude_se
     k = min(top_k, masked.shape[1] - 1)
     top = np.zeros((len(tgt), top_k), dtype=np.int64)
     cand = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(masked, cand, 1), axis=1, kind="stable")
+    order = np.lexsort((cand, -np.take_along_axis(masked, cand, 1)), axis=1)  # best first, ties by item id
     top[:, :k] = np.take_along_axis(cand, order, 1)
     return ranks, top

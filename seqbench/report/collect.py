@@ -43,6 +43,7 @@ class RunRecord:
     result: dict
     variant: str = ""  # model, plus the config values that tell its variants apart (filled by label_variants)
     dataset_meta: dict = field(default_factory=dict)
+    protocol: str = "sampled"  # ranking protocol (--eval); runs logged before protocols existed are sampled
 
 
 class RunSource:
@@ -154,7 +155,7 @@ class RunSource:
             model=key("model"), family=key("family") or "?", probe=probe, seed=int(key("seed") or 0),
             code_version=tags.get("code_version", "?"), start_time=info.start_time or 0,
             config={k[len(MODEL_CONFIG):]: v for k, v in params.items() if k.startswith(MODEL_CONFIG)},
-            result=result)
+            result=result, protocol=tags.get("eval_protocol", "sampled"))
 
     def dataset_meta(self, record: RunRecord) -> dict:
         """The prepared dataset's meta.json as the run recorded it (counts, source, parameters)."""
@@ -185,7 +186,7 @@ def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
     """The same (dataset, model, config, probe, seed) run twice: keep the latest, say which was dropped."""
     latest: dict[tuple, RunRecord] = {}
     for r in records:  # in start-time order
-        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed)
+        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed, r.protocol)
         if k in latest:
             notes.append(f"run {latest[k].run_id} superseded by the later run {r.run_id} "
                          f"({r.dataset}/{r.model}/{r.probe}/seed {r.seed})")

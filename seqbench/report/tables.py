@@ -126,7 +126,7 @@ def order_tables(records: list[RunRecord]) -> list[Table]:
                 e = found.get((ds, v, p))
                 row += [rel(e.relative_change, e.ci), pval(e.p)] if e else [MISSING, MISSING]
             window = next((e.stats.get("window") for e in anyone if "window" in e.stats), None)
-            row += [MISSING if window is None else str(int(window)),
+            row += [MISSING if window is None else str(window if isinstance(window, str) else int(window)),
                     num(cos.stats.get("cosine_mean"), 3) if cos else MISSING,
                     num(jac.stats.get("jaccard_at_10"), 3) if jac else MISSING,
                     short(sorted({r for e in [*cells, cos, jac] if e for r in e.run_ids}))]
@@ -222,7 +222,7 @@ def dataset_card(records: list[RunRecord], source: RunSource, data_home: Path | 
 
 
 def runs_table(records: list[RunRecord]) -> Table:
-    rows = [[r.run_id, r.dataset, r.variant, r.probe, str(r.seed), r.code_version]
-            for r in sorted(records, key=lambda r: (r.dataset, r.variant, r.probe, r.seed))]
-    return Table("Runs covered", ["MLflow run id", "dataset", "model", "probe", "seed", "code version"], rows,
+    rows = [[r.run_id, r.dataset, r.variant, r.probe, r.protocol, str(r.seed), r.code_version]
+            for r in sorted(records, key=lambda r: (r.dataset, r.variant, r.probe, r.protocol, r.seed))]
+    return Table("Runs covered", ["MLflow run id", "dataset", "model", "probe", "eval", "seed", "code version"], rows,
                  ["The 8-character run ids in the tables above are prefixes of these."])
