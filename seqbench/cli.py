@@ -62,6 +62,9 @@ def data_prepare(
                                             "test-period events.")] = 0.9,
     valid_users: Annotated[int, typer.Option(help="temporal: users held out of training for validation.")] = 500,
     split_seed: Annotated[int, typer.Option(help="temporal: seed of the validation users.")] = 0,
+    ties: Annotated[str, typer.Option(help="Order of a user's events with equal timestamps: 'file' (as read) or "
+                                      "'random' (seeded by --tie-seed).")] = "file",
+    tie_seed: Annotated[int, typer.Option(help="--ties random: seed of the order.")] = 0,
     strict: Annotated[bool, typer.Option(help="Fail on the first malformed line instead of skipping it.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset of the same name.")] = False,
     user_col: Annotated[str, typer.Option(help="csv: user column.")] = "user_id",
@@ -88,7 +91,7 @@ def data_prepare(
     try:
         params = PrepareParams(k=k, kcore=kcore, sample_users=sample_users, sample_seed=sample_seed,
                                sample_stage=sample_stage, neg_seed=neg_seed, split=split, boundary=boundary,
-                               valid_users=valid_users, split_seed=split_seed)
+                               valid_users=valid_users, split_seed=split_seed, ties=ties, tie_seed=tie_seed)
         opts = SourceOptions(strict=strict, meta=meta, user_col=user_col, item_col=item_col, time_col=time_col,
                              title_col=title_col, time_unit=time_unit, sep=sep, order=order, users=users,
                              items=items, seed=seed, item_key_col=item_key_col)

@@ -236,3 +236,27 @@ def test_protocol_cost_benchmark_writes_its_envelope(tiny_home, tmp_path):
     protocols = saved["result"]["protocols"]
     assert set(protocols) == {"sampled", "full", "full-unseen"} and protocols["sampled"]["ratio_to_sampled"] == 1.0
     assert saved["result"]["users"] == 150 and all(p["median_seconds"] > 0 for p in protocols.values())
+
+
+def test_random_tie_order_is_seeded_and_keeps_time_order(tmp_path):
+    lines = [f"u{u},i{u}_{i},{100 + i // 3}\n" for u in range(8) for i in range(9)]
+    rows = "user_id,item_id,timestamp\n" + "".join(lines)
+    (tmp_path / "log.csv").write_text(rows)  # every user: 9 items on 3 days, 3 per day, in file order
+
+    def prepared(name, **kw):
+        params = PrepareParams(k=1, n_neg=5, n_neg_title=5, **kw)
+        prepare_source("csv", tmp_path / "log.csv", name, tmp_path / "home", params)
+        d = load_dataset(name, tmp_path / "home")
+        return [[int(x.split("_")[1]) for x in d.item_ids[d.item[d.user == u]]] for u in range(1, 9)], d
+
+    file_order, d = prepared("f")
+    assert all(seq == list(range(9)) for seq in file_order)
+    assert d.meta["counts"]["tied_adjacent_pairs"] == pytest.approx(6 / 8)
+    random_order, _ = prepared("r", ties="random")
+    again, _ = prepared("r2", ties="random")
+    other, _ = prepared("r3", ties="random", tie_seed=1)
+    assert random_order == again and random_order != other and random_order != file_order
+    for seq in random_order:  # only equal-time events move: each day's three items stay in their day
+        assert [sorted(seq[3 * k:3 * k + 3]) for k in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    with pytest.raises(DataError, match="unknown --ties"):
+        prepare_source("csv", tmp_path / "log.csv", "x", tmp_path / "home", PrepareParams(k=1, ties="sorted"))

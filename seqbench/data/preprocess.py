@@ -33,6 +33,7 @@ SPLITS = ("leave-last-out", "temporal")
 # leave-last-out: one train item, one validation item, one test item; temporal: one input item and a target
 MIN_USER_LEN = {"leave-last-out": 3, "temporal": 2}
 SAMPLE_STAGES = ("before", "after")
+TIE_ORDERS = ("file", "random")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class PrepareParams:
     boundary: float = 0.9  # temporal: quantile of all timestamps where the test period starts (after it)
     valid_users: int = 500  # temporal: users held out of training for validation
     split_seed: int = 0  # temporal: which users are held out for validation
+    ties: str = "file"  # order of a user's events with equal timestamps: "file" (as read) or "random" (seeded)
+    tie_seed: int = 0  # ties="random": the seed of that order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -214,6 +217,8 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
         raise DataError(f"--boundary must be in (0, 1), got {params.boundary}")
     if params.split == "temporal" and params.valid_users < 1:
         raise DataError(f"--valid-users must be at least 1, got {params.valid_users}")
+    if params.ties not in TIE_ORDERS:
+        raise DataError(f"unknown --ties '{params.ties}' (use one of {', '.join(TIE_ORDERS)})")
     if params.sample_stage not in SAMPLE_STAGES:
         raise DataError(f"unknown --sample-stage '{params.sample_stage}' (use one of {', '.join(SAMPLE_STAGES)})")
     if not 0.0 < params.sample_users <= 1.0:
@@ -253,10 +258,16 @@ def prepare(raw: RawData, params: PrepareParams, strict: bool = False) -> Prepar
     u_kept = ucode[idx]
     user_map = _first_appearance_ids(u_kept)
     user_kept = user_map[u_kept]
-    perm = _user_time_order(user_kept, ts[idx])
+    if params.ties == "random":  # a user's events with equal timestamps in a seeded random order, not the file's
+        shuffled = np.random.default_rng(params.tie_seed).permutation(len(idx))
+        perm = shuffled[_user_time_order(user_kept[shuffled], ts[idx][shuffled])]
+    else:
+        perm = _user_time_order(user_kept, ts[idx])
     order = idx[perm]
     u_c, i_c, t = ucode[order], icode[order], ts[order]
     user = user_kept[perm]
+    same_user = user[1:] == user[:-1]
+    report["tied_adjacent_pairs"] = round(float((same_user & (t[1:] == t[:-1])).sum() / max(same_user.sum(), 1)), 4)
 
     split = temporal_split(user, t, params, report) if params.split == "temporal" else leave_last_out(user)
 
