@@ -421,11 +421,12 @@ def sweep_cmd(
         _fail(e)
     points = [(plan, p) for plan in report.plans for p in plan.points]
     if dry_run:
-        table = Table(title=f"{grid}: {len(points)} grid points in {len(report.plans)} tasks")
-        for col in ("dataset", "model", "seed", "probe", "trained model", "result"):
+        out.print(f"{grid}: {len(points)} grid points in {len(report.plans)} tasks", highlight=False, soft_wrap=True)
+        table = Table()
+        for col in ("dataset", "model", "seed", "probe", "eval", "trained model", "result"):
             table.add_column(col)
         for plan, p in points:
-            table.add_row(p.dataset, p.model, str(p.seed), p.probe, "stored" if plan.stored else "to train",
+            table.add_row(p.dataset, p.model, str(p.seed), p.probe, p.protocol, "stored" if plan.stored else "to train",
                           "done" if p.done else "to do")
         out.print(table)
         return

@@ -76,7 +76,7 @@ class SeqDataset:
         """Model inputs for a stage: 'valid' / 'test' -> every event of the user before its target in that
         stage (leave-last-out: the train sequence / train + valid item), 'train' -> the training events of every
         user that has some (models derive their own training targets from them). ``users`` picks rows of
-        ``stage_users(stage)``."""
+        ``stage_users(stage)`` (ascending for 'train')."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}")
         off = self.user_offsets
@@ -84,8 +84,8 @@ class SeqDataset:
             train = self.split == TRAIN
             if users is None:
                 users = self.stage_users("train")
-            else:
-                users = np.asarray(users, dtype=np.int64)
+            else:  # rows come out in user order
+                users = np.unique(np.asarray(users, dtype=np.int64))
                 train &= np.isin(self.user, users)
             rows = np.flatnonzero(train)
             lens = np.bincount(self.user[rows], minlength=self.n_users + 1)[users]
