@@ -151,8 +151,9 @@ def test_cross_domain_mapping(tiny):
     assert known == 1.0 and (table[1:] == np.arange(1, tiny.n_items + 1)).all()
 
 
+@pytest.mark.parametrize("protocol", ["sampled", "full-unseen"])
 @pytest.mark.parametrize("name", sorted(PROBES))
-def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
+def test_every_probe_runs_on_a_trained_sasrec(tiny, name, protocol):
     seed_everything(0)
     model = create_model("sasrec", tiny.n_items, SMALL)
     model.fit(tiny, tiny.histories("train"), RunContext())
@@ -163,8 +164,9 @@ def test_every_probe_runs_on_a_trained_sasrec(tiny, name):
         return m
 
     res = get_probe(name).run(ProbeContext(model, tiny, RunContext(), fit, lambda n: tiny,
-                                           {"target": "tiny"}))
+                                           {"target": "tiny"}, protocol=protocol))
     assert 0 <= res.test.p_value <= 1 and np.isfinite(res.test.relative_change)
+    assert {c.protocol for c in res.conditions.values()} == {protocol}  # every condition ranked the same way
     if name == "cosine":
         assert -1 <= res.probe_stats["cosine_mean"] <= 1
     if name == "jaccard":
