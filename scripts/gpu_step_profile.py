@@ -1,5 +1,5 @@
 """Where an LLM recommender's training step spends its time on an accelerator (the open question of the
-README's "GPU check": on an H200 the 3B model trained about as fast as the 135M one, so something other than
+docs/gpu.md: on an H200 the 3B model trained about as fast as the 135M one, so something other than
 arithmetic set the pace).
 
 Builds the random-weight LLM of ``--size`` (``gpu_check``'s builder, no download) and a synthetic dataset,

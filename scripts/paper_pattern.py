@@ -79,7 +79,7 @@ COMMON_WINDOW = 10
 # ``--recipe cpu`` stands for this ``--set`` and ``--model-set``; any given explicitly go on top. 560 steps of
 # batch 4 over every train position, a check on 300 seeded validation users every 140 steps (0.0838 of
 # beauty-s05's 1,672 steps an epoch), centred heads, in-batch negatives, and LLaRA with TALLRec's and CoLLM's
-# q/v LoRA instead of its official all-linear one (README, "Learning under a CPU budget").
+# q/v LoRA instead of its official all-linear one (docs/models.md, "Learning under a CPU budget").
 RECIPES = {
     "cpu": {
         "set": "batch_size=4,max_epochs=1,max_steps=560,val_every_frac=0.0838,max_valid_users=300,"
