@@ -42,8 +42,10 @@ class Recommender(Protocol):
 
     def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray: ...
 
-    def score_all(self, hist: Histories) -> np.ndarray:
-        """(B, n_items + 1) scores of every item, column 0 (padding) ignored: full-ranking evaluation."""
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item for ``rows`` of ``hist`` (all rows by default), shape (rows, n_items + 1), column 0
+        (padding) ignored: full-ranking evaluation. The evaluator asks for chunks of rows of one ``hist``, so a
+        model with costly per-history state can compute it once for the whole ``hist``."""
         ...
 
     def user_representation(self, hist: Histories) -> np.ndarray: ...

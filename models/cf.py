@@ -103,8 +103,9 @@ class CFRecommender:
         return torch.cat(out).numpy()
 
     @torch.no_grad()
-    def score_all(self, hist: Histories) -> np.ndarray:
-        """(B, n_items + 1) scores of every item (column 0 is padding), for full-ranking evaluation."""
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item (column 0 is padding) for ``rows`` of ``hist``, for full-ranking evaluation."""
+        hist = hist if rows is None else hist.take(rows)
         self.net.eval()
         items = torch.arange(self.n_items + 1, device=self.device)
         table = self.net.item_vectors(items)

@@ -141,11 +141,14 @@ class LLMVectors:
         users = self._user_vectors(hist)
         return torch.einsum("bd,bcd->bc", users, items).float().cpu().numpy()
 
-    def score_all(self, hist: Histories) -> np.ndarray:
-        """<f_item(h_I), f_user(h_U)> for every item (full ranking; column 0 is padding): each item's prompt
-        passes the LLM once per weight state (the item cache), then one matmul per history chunk."""
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
+        """<f_item(h_I), f_user(h_U)> for every item (full ranking; column 0 is padding) for ``rows`` of ``hist``:
+        each item's prompt and each history pass the LLM once per weight state (the item and user caches, keyed
+        by the whole ``hist``, so the evaluator's chunks and a later cosine reuse them), then one matmul."""
         items = self.item_vectors(np.arange(1, self.n_items + 1))
-        scores = (self._user_vectors(hist) @ items.T).float().cpu().numpy()
+        users = self._user_vectors(hist)
+        users = users if rows is None else users[torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(users.device)]
+        scores = (users @ items.T).float().cpu().numpy()
         return np.concatenate([np.zeros((len(scores), 1), dtype=scores.dtype), scores], axis=1)
 
     def user_representation(self, hist: Histories) -> np.ndarray:

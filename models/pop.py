@@ -55,9 +55,10 @@ class Pop:
             raise ValueError(f"{len(hist)} histories but {len(cands)} candidate rows")
         return self.counts[cands].astype(np.float32)
 
-    def score_all(self, hist: Histories) -> np.ndarray:
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
         """Every item's training count for every user (full ranking; column 0 is padding)."""
-        return np.broadcast_to(self.counts.astype(np.float32), (len(hist), self.n_items + 1)).copy()
+        n = len(hist) if rows is None else len(rows)
+        return np.broadcast_to(self.counts.astype(np.float32), (n, self.n_items + 1)).copy()
 
     def user_representation(self, hist: Histories) -> np.ndarray:
         """The same (1-dim) vector for every user: pop has no user state."""

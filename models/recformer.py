@@ -229,8 +229,10 @@ class RECFormer:
         return (torch.einsum("bd,bcd->bc", user, items) / self.config.temperature).numpy()
 
     @torch.no_grad()
-    def score_all(self, hist: Histories) -> np.ndarray:
-        """Every item against every history (full ranking; column 0 is padding): the item table is encoded once."""
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
+        """Every item against ``rows`` of ``hist`` (full ranking; column 0 is padding): the item table is encoded
+        once."""
+        hist = hist if rows is None else hist.take(rows)
         if not self.table_ready:
             self._reencode_items()
         user = F.normalize(torch.from_numpy(self.user_representation(hist)), dim=-1)

@@ -38,8 +38,8 @@ class FixedScores:
     def __init__(self, table: np.ndarray):
         self.table = np.asarray(table, dtype=np.float32)
 
-    def score_all(self, hist: Histories) -> np.ndarray:
-        return self.table[hist.users - 1]
+    def score_all(self, hist: Histories, rows: np.ndarray | None = None) -> np.ndarray:
+        return self.table[(hist if rows is None else hist.take(rows)).users - 1]
 
     def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self.table[hist.users - 1], candidates, 1)

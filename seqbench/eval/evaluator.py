@@ -92,7 +92,8 @@ def rank_all_items(model, hist: Histories, targets: np.ndarray, exclude_seen: bo
     ``top_k`` items, in chunks of users so that about ``FULL_CHUNK_SCORES`` scores are held at once.
 
     With ``exclude_seen`` the items of the user's input history other than the target are neither counted nor
-    listed. The model provides ``score_all(hist) -> (B, n_items + 1)`` (column 0 is padding).
+    listed. The model provides ``score_all(hist, rows) -> (len(rows), n_items + 1)`` (column 0 is padding); it gets
+    the whole ``hist`` with each chunk's rows, so per-history state it caches is computed once.
     """
     if not callable(getattr(model, "score_all", None)):
         raise OptionError(f"{getattr(model, 'name', type(model).__name__)} cannot rank all items (no score_all): "
@@ -104,7 +105,7 @@ def rank_all_items(model, hist: Histories, targets: np.ndarray, exclude_seen: bo
     while start < len(hist):
         rows = np.arange(start, min(start + step, len(hist)))
         part = hist.take(rows)
-        scores = np.asarray(model.score_all(part), dtype=np.float32)
+        scores = np.asarray(model.score_all(hist, rows), dtype=np.float32)
         step = max(1, FULL_CHUNK_SCORES // scores.shape[1])
         ranks[rows], top[rows] = _rank_chunk(scores, part, targets[rows], exclude_seen, top_k)
         start = int(rows[-1]) + 1

@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 
 from seqbench.eval.evaluator import PROTOCOLS
 
-from .aggregate import ALPHA, effect, variants_of
+from .aggregate import ALPHA, base_probe, effect, variants_of
 from .collect import RunRecord
 from .document import MISSING, Table
 
@@ -36,7 +36,7 @@ def _by_protocol(records: list[RunRecord]) -> dict[tuple[str, str, str], dict[st
     """(dataset, probe, variant) -> protocol -> runs sorted by seed, for the paired order probes."""
     out: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        if r.probe.split(" (")[0] in PAIRED and "original" in r.result.get("metrics", {}):
+        if base_probe(r.probe) in PAIRED and "original" in r.result.get("metrics", {}):
             out[(r.dataset, r.probe, r.variant)][r.protocol].append(r)
     return {k: {p: sorted(v, key=lambda r: r.seed) for p, v in d.items()} for k, d in out.items()}
 
