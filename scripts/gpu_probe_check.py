@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
 def run_case(model: str, task: str, probes: list[str], options: dict, settings: dict, data: SeqDataset,
              device: torch.device, work: Path, store: ModelStore) -> dict:
     """Train (or reuse from ``store``) ``model`` and run ``probes`` on it as ``seqbench run`` would; timed."""
-    from seqbench.runner import RunSpec, model_layers, seed_pass
+    from seqbench.planner import model_layers
+    from seqbench.runner import RunSpec, seed_pass
 
     spec = RunSpec(model=model, probes=probes, probe_options=options, task=task)
     layers = model_layers(model, settings, None, data.meta.get("run_defaults"), task)

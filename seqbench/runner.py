@@ -18,17 +18,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from seqbench.atomic import write_json_atomic
-from seqbench.config import load_config_file, resolve
+from seqbench.config import resolve
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
-from seqbench.data.embedded import DEFAULT_DATASET, EMBEDDED, prepare_embedded
 from seqbench.data.histories import Histories
-from seqbench.data.store import data_home, list_datasets, load_dataset
-from seqbench.errors import OptionError
-from seqbench.eval.evaluator import PRIMARY_METRIC, TASKS, check_protocol
+from seqbench.data.store import data_home, load_dataset
+from seqbench.eval.evaluator import PRIMARY_METRIC, check_protocol
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.models.store import ModelStore, histories_hash, identity
-from seqbench.probes import ProbeContext, ProbeResult, get_probe, probe_tasks, validate_probe_options
+from seqbench.planner import check_task, ensure_dataset, model_layers, resolved_config
+from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.tracking import Tracker, code_version
@@ -54,65 +53,6 @@ class RunSpec:
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols, each runs every probe
 
 
-def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
-    """Load a prepared dataset; the embedded ones (quickstart, quickstart-control) are prepared on first use."""
-    name = name or DEFAULT_DATASET
-    if name in EMBEDDED and name not in list_datasets(home):
-        if console:
-            console.print(f"[dim]preparing the embedded dataset '{name}' ({EMBEDDED[name].about}) in "
-                          f"{home / name}[/dim]")
-        prepare_embedded(name, home)
-    data = load_dataset(name, home)
-    if console and data.meta.get("run_defaults"):
-        shown = ", ".join(f"{k}={v}" for k, v in data.meta["run_defaults"].items())
-        console.print(f"[dim]dataset '{name}' sets {shown} for models that have them (--set overrides)[/dim]")
-    return data
-
-
-def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
-                 dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval") -> list[dict[str, Any]]:
-    """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < config file
-    ([model] or [models.<name>] table) < --set; then the run's task for models that train for it (LLM models)."""
-    file_cfg = load_config_file(config_file)
-    known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
-    if "task" in overrides:
-        raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
-    layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
-    if isinstance(file_cfg.get("model"), dict):
-        layers.append(file_cfg["model"])
-    if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
-        layers.append(file_cfg["models"][model])
-    layers.append(overrides)
-    if "task" in known and task != "retrieval":  # retrieval is the default: identities stay as they were
-        layers.append({"task": task})
-    return layers
-
-
-def check_task(model: str, probes: list, task: str) -> None:
-    """The model and every probe must work in ``task`` (models without a ``tasks`` list rank any candidate set,
-    so they work in both: the CF models' HR@1 over the 20 title candidates is the generation reference)."""
-    if task not in TASKS:
-        raise OptionError(f"unknown task '{task}'; use {' or '.join(TASKS)}")
-    model_tasks = getattr(get_spec(model).load_class(), "tasks", TASKS)
-    if task not in model_tasks:
-        raise OptionError(f"{model} does not support --task {task} (it supports: {', '.join(model_tasks)})")
-    bad = [p.name for p in probes if task not in probe_tasks(p)]
-    if bad:
-        raise OptionError(f"probe(s) {', '.join(bad)} do not work in --task {task}; probes that do: "
-                          + ", ".join(sorted(n for n, cls in _probe_classes().items() if task in probe_tasks(cls))))
-
-
-def _probe_classes() -> dict[str, type]:
-    from seqbench.probes import PROBES
-
-    return PROBES
-
-
-def resolved_config(model: str, layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The model's config after all layers, without building the model (an LLM model would load its LLM)."""
-    return dataclasses.asdict(resolve(get_spec(model).load_class().config_cls, *layers))
-
-
 @dataclass
 class SeedPass:
     """One seed of one model on one dataset: the (stored or fresh) trained model and every probe's result."""
@@ -123,6 +63,18 @@ class SeedPass:
     identity: str
     results: list[ProbeResult]
     steps: list[tuple[str, float, int]]  # what the model reported while training (empty when reused)
+    recipe: str | None = None  # an LLM model's training recipe (models/recipes.py); None for other models
+    recipe_changes: list[str] | None = None  # its recipe-defining settings that differ from the official recipe
+
+    @property
+    def recipe_fields(self) -> dict[str, Any]:
+        """What the result JSON records of the recipe (every model: None where there is no recipe)."""
+        return {"recipe": self.recipe, "recipe_changes": self.recipe_changes}
+
+    @property
+    def recipe_tags(self) -> dict[str, str]:
+        """The MLflow ``recipe`` tag, for models that have a recipe."""
+        return {} if self.recipe is None else {"recipe": self.recipe}
 
 
 MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, value, step)
@@ -187,7 +139,10 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
             for r, p in zip(batch, holm([r.test.p_value for r in batch]), strict=True):
                 r.test.p_holm = float(p)
         results += batch
-    return SeedPass(config, main.fit, main.reused, main.identity, results, steps)
+    from seqbench.models.recipes import recipe_changes, recipe_of
+
+    return SeedPass(config, main.fit, main.reused, main.identity, results, steps, recipe_of(spec.model, config),
+                    recipe_changes(spec.model, config))
 
 
 def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport,
@@ -291,9 +246,9 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
             sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add, live.finish)
             for res in sp.results:
                 out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
-                out.update(reused=sp.reused, model_identity=sp.identity)
+                out.update(reused=sp.reused, model_identity=sp.identity, **sp.recipe_fields)
                 out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
-                                            reused_tags(sp.reused, sp.identity))
+                                            {**reused_tags(sp.reused, sp.identity), **sp.recipe_tags})
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

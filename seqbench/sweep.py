@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +27,15 @@ from rich.console import Console
 from seqbench.config import load_config_file
 from seqbench.context import resolve_device
 from seqbench.data.dataset import SeqDataset
+from seqbench.data.embedded import on_demand
 from seqbench.data.store import data_home, list_datasets
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.eval.evaluator import check_protocol
 from seqbench.models import MODELS, get_spec
-from seqbench.models.store import ModelStore, histories_hash, identity
+from seqbench.models.store import ModelStore
+from seqbench.planner import ensure_dataset, model_layers, planned_identity, resolved_config
 from seqbench.probes import PROBES, get_probe, validate_probe_options
-from seqbench.runner import RunSpec, SeedPass, _log, ensure_dataset, resolved_config, result_dict, seed_pass
+from seqbench.runner import RunSpec, SeedPass, _log, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 
@@ -69,6 +72,20 @@ def _names(raw: dict, key: str, path: Path, kind: type = str) -> list:
                                                           for v in value):
         raise SeqbenchError(f"{path}: '{key}' must be a non-empty list of {kind.__name__}s, got {value!r}")
     return value
+
+
+RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+
+
+def expand_ranges(name: str) -> list[str]:
+    """``syn-order0-u1000-i300-s{0..19}`` -> the 20 names with s0 … s19 (each ``{a..b}``, inclusive)."""
+    m = RANGE.search(name)
+    if m is None:
+        return [name]
+    lo, hi = int(m[1]), int(m[2])
+    if hi < lo:
+        raise SeqbenchError(f"empty range '{m[0]}' in '{name}'")
+    return [n for i in range(lo, hi + 1) for n in expand_ranges(name[:m.start()] + str(i) + name[m.end():])]
 
 
 def load_grid(path: Path) -> Grid:
@@ -113,7 +130,11 @@ def load_grid(path: Path) -> Grid:
     experiment = raw.get("experiment", "seqbench")
     if not isinstance(experiment, str) or not experiment:
         raise SeqbenchError(f"{path}: 'experiment' must be a non-empty string, got {experiment!r}")
-    return Grid(experiment, _names(raw, "datasets", path), models, probes, _names(raw, "seeds", path, int),
+    try:
+        datasets = [n for d in _names(raw, "datasets", path) for n in expand_ranges(d)]
+    except SeqbenchError as e:
+        raise SeqbenchError(f"{path}: 'datasets': {e}") from e
+    return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
                 {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals)
 
 
@@ -158,12 +179,11 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
     plans = []
     for name in grid.datasets:
         data = datasets[name]
-        train_hash = histories_hash(data.histories("train"))
         for model in grid.models:
-            layers = [grid.sets.get(model, {})]
-            config = resolved_config(model, layers)
+            # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
+            layers = model_layers(model, grid.sets.get(model, {}), None, data.meta.get("run_defaults"))
             for seed in grid.seeds:
-                ident = identity(model, config, data.content_hash, train_hash, seed, code)
+                ident = planned_identity(model, layers, data, seed, code)
                 points = [Point(name, model, seed, p, result_identity(ident, p, grid.probe_set, e), protocol=e)
                           for e in grid.evals for p in grid.probes]
                 plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points))
@@ -277,7 +297,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
     grid = load_grid(grid_path)
     home = data_home(home)
     for name in grid.datasets:
-        if name not in list_datasets(home) and name != "synthetic":
+        if name not in list_datasets(home) and not on_demand(name):
             raise UnknownNameError("dataset", name, list_datasets(home))
     datasets = {name: ensure_dataset(name, home, console) for name in grid.datasets}
     store = ModelStore()
@@ -377,8 +397,8 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
         if point.done:
             continue
         out = result_dict(data, plan.model, plan.seed, res, sp.fit)
-        out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id)
-        tags = {**reused_tags(sp.reused, sp.identity), "dataset": plan.dataset, "model": plan.model,
+        out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id, **sp.recipe_fields)
+        tags = {**reused_tags(sp.reused, sp.identity), **sp.recipe_tags, "dataset": plan.dataset, "model": plan.model,
                 "family": get_spec(plan.model).family, "probe": res.probe, "seed": str(plan.seed),
                 "eval_protocol": res.protocol,
                 "result_id": point.result_id, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from seqbench.cli import app
 from seqbench.data.embedded import EMBEDDED, prepare_embedded
 from seqbench.data.store import load_dataset
-from seqbench.runner import model_layers
+from seqbench.planner import model_layers
 
 runner = CliRunner()
 
@@ -52,3 +52,24 @@ def test_embedded_datasets_carry_run_defaults(tmp_path):
     layers = model_layers("sasrec", {"patience": "7"}, None, data.meta["run_defaults"])
     assert layers[0] == {"max_epochs": 30, "patience": 3} and layers[-1] == {"patience": "7"}
     assert model_layers("pop", {}, None, data.meta["run_defaults"])[0] == {}
+
+
+def test_on_demand_dataset_made_by_an_older_generator_is_prepared_again(tmp_path):
+    import json
+
+    from seqbench.data.embedded import ensure_prepared, synthetic_options
+
+    assert synthetic_options("syn-order0.25-u40-i200-s7").order == 0.25
+    assert synthetic_options("syn-order2-u40-i200") is None and synthetic_options("beauty") is None
+    said = []
+    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
+    meta_path = tmp_path / "syn-order0-u40-i200-s1" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["source"]["seed"] == 1 and meta["source"]["users"] == 40 and len(said) == 1
+    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
+    assert len(said) == 1  # current: kept
+    meta["source"]["generator"] = 1
+    meta_path.write_text(json.dumps(meta))
+    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
+    assert "older synthetic generator" in said[-1]
+    assert json.loads(meta_path.read_text())["source"]["generator"] != 1

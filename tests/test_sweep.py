@@ -208,3 +208,38 @@ def test_dry_run_cli_prints_the_grid_and_runs_nothing(tiny_home, tracking_uri, t
     bad = CliRunner().invoke(app, ["sweep", str(_grid(tmp_path, "models: [x]\n", "bad.yaml")), "--dry-run",
                                    "--tracking-uri", tracking_uri])
     assert bad.exit_code == 1 and "bad.yaml" in bad.output
+
+
+def test_sweep_and_run_plan_the_same_config_on_a_dataset_with_run_defaults(tmp_path):
+    """quickstart carries run_defaults (30 epochs, patience 3): a sweep trains what `seqbench run` trains,
+    and an unprepared quickstart is prepared on demand instead of refused."""
+    from seqbench.planner import ensure_dataset, model_layers, planned_identity, resolved_config
+    from seqbench.tracking import code_version
+
+    home = tmp_path / "home"
+    grid = load_grid(_grid(tmp_path, "datasets: [quickstart]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [3]\n"
+                                     "set:\n  sasrec: {d: 16}\n"))
+    report = run_sweep(tmp_path / "grid.yaml", home=home, dry_run=True,
+                       tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    data = ensure_dataset("quickstart", home)
+    run_layers = model_layers("sasrec", {"d": "16"}, None, data.meta["run_defaults"])
+    assert report.plans[0].identity == planned_identity("sasrec", run_layers, data, 3, code_version())
+    config = resolved_config("sasrec", report.plans[0].layers)
+    assert (config["max_epochs"], config["patience"], config["d"]) == (30, 3, 16)
+    assert grid.datasets == ["quickstart"]
+
+
+def test_dataset_ranges_expand_and_synthetic_names_are_made_on_demand(tmp_path):
+    grid = load_grid(_grid(tmp_path, "datasets: ['syn-order0-u60-i300-s{0..2}', syn-order0.5-u60-i300]\n"
+                                     "models: [pop]\nprobes: [shuffle-infer]\nseeds: [0]\n"))
+    assert grid.datasets == ["syn-order0-u60-i300-s0", "syn-order0-u60-i300-s1", "syn-order0-u60-i300-s2",
+                             "syn-order0.5-u60-i300"]
+    report = run_sweep(tmp_path / "grid.yaml", home=tmp_path / "home", dry_run=True,
+                       tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert len(report.plans) == 4 and len({p.identity for p in report.plans}) == 4
+    with pytest.raises(SeqbenchError, match="empty range"):
+        load_grid(_grid(tmp_path, "datasets: ['syn-order0-u60-i300-s{3..1}']\nmodels: [pop]\nprobes: [cosine]\n"
+                                  "seeds: [0]\n"))
+    with pytest.raises(UnknownNameError):
+        run_sweep(_grid(tmp_path, "datasets: [no-such-data]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\n"),
+                  home=tmp_path / "home", dry_run=True, tracking_uri=f"sqlite:///{tmp_path}/m.db")

@@ -2,9 +2,10 @@
 
 Each user has a taste (a sparse Dirichlet mix over item groups). Each step of a sequence either follows a
 sparse item->item transition table from the previous item (probability ``order``) or draws a fresh item
-from the user's taste. Items never repeat within a user. At ``order=0`` a sequence is a draw without
-replacement from a fixed per-user distribution, so its items are exchangeable: shuffling changes nothing
-in distribution (the negative control). At ``order=1`` every next item is one of the previous item's few
+from the user's taste. Items never repeat within a user. The taste draws are made up front (a draw without
+replacement from the user's distribution) and put in a uniformly random order before the walk reads them,
+so at ``order=0`` a sequence's items are exchangeable: every order is equally likely and shuffling changes
+nothing in distribution (the negative control). At ``order=1`` every next item is one of the previous item's few
 successors (the positive control). Titles are built from the item's group, so text carries taste.
 """
 
@@ -111,6 +112,35 @@ _NOUN = [
 ]
 
 N_SUCCESSORS = 3
+# Bumped whenever the same options start to give other data: a dataset prepared on demand with an older
+# generator (the embedded ones, ``syn-…`` names) is prepared again instead of being reused.
+GENERATOR_VERSION = 2
+
+
+def _taste_pools(rng: np.random.Generator, lens: np.ndarray, max_len: int, items: int, taste_draw) -> np.ndarray:
+    """Per user, ``len`` distinct items drawn from its taste, then put in a uniformly random order.
+
+    Drawing without replacement with unequal weights fills the first places with the heavier items; the
+    uniform permutation afterwards removes that, so at ``order=0`` every order of a history is equally
+    likely (the items are exchangeable) and shuffling a history changes nothing in distribution.
+    """
+    users = len(lens)
+    pool = np.full((users, max_len), -1, dtype=np.int64)
+    for t in range(max_len):
+        rows = np.flatnonzero(lens > t)
+        nxt = taste_draw(rows)
+        for _ in range(100):  # rejection for repeats, vectorised over the colliding rows
+            used = (pool[rows, :t] == nxt[:, None]).any(1)
+            if not used.any():
+                break
+            nxt[used] = taste_draw(rows[used])
+        else:  # vanishingly rare: take any unused item
+            for r_i in np.flatnonzero((pool[rows, :t] == nxt[:, None]).any(1)):
+                nxt[r_i] = rng.choice(np.setdiff1d(np.arange(items), pool[rows[r_i], :t]))
+        pool[rows, t] = nxt
+    for u in range(users):
+        pool[u, :lens[u]] = rng.permutation(pool[u, :lens[u]])
+    return pool
 
 
 def generate(
@@ -137,9 +167,6 @@ def generate(
     taste_cdf = np.cumsum(taste, axis=1)
     succ = rng.integers(0, items, size=(items, N_SUCCESSORS))
 
-    lens = rng.integers(min_len, max_len + 1, size=users)
-    seq = np.full((users, max_len), -1, dtype=np.int64)
-
     def taste_draw(rows: np.ndarray) -> np.ndarray:
         g = (rng.random(len(rows))[:, None] > taste_cdf[rows]).sum(1).clip(max=n_groups - 1)
         out = np.empty(len(rows), dtype=np.int64)
@@ -149,33 +176,30 @@ def generate(
             out[sel] = members[gi][np.searchsorted(cdfs[gi], r[sel]).clip(max=len(members[gi]) - 1)]
         return out
 
+    lens = rng.integers(min_len, max_len + 1, size=users)
+    pool = _taste_pools(rng, lens, max_len, items, taste_draw)
+    seq = np.full((users, max_len), -1, dtype=np.int64)
+    cursor = np.zeros(users, dtype=np.int64)  # next unread position of each user's pool
     for t in range(max_len):
         rows = np.flatnonzero(lens > t)
-        nxt = taste_draw(rows)
+        cand = np.full(len(rows), -1, dtype=np.int64)
         if t > 0 and order > 0:
             follow = rng.random(len(rows)) < order
             prev = seq[rows, t - 1]
-            pick = succ[prev, rng.integers(0, N_SUCCESSORS, size=len(rows))]
-            # Prefer any unused successor; fall back to taste when all are used.
-            cand = np.where(follow, pick, nxt)
-            used = (seq[rows, :t] == cand[:, None]).any(1)
-            for s in range(N_SUCCESSORS):
-                alt = succ[prev, s]
-                fix = follow & used & ~(seq[rows, :t] == alt[:, None]).any(1)
-                cand = np.where(fix, alt, cand)
-                used = (seq[rows, :t] == cand[:, None]).any(1)
-            nxt = np.where(follow & used, nxt, cand)
-        # Rejection for repeats (taste draws), vectorised over the colliding rows.
-        for _ in range(100):
-            used = (seq[rows, :t] == nxt[:, None]).any(1)
-            if not used.any():
-                break
-            nxt[used] = taste_draw(rows[used])
-        else:  # vanishingly rare: take any unused item
-            for r_i in np.flatnonzero((seq[rows, :t] == nxt[:, None]).any(1)):
-                free = np.setdiff1d(np.arange(items), seq[rows[r_i], :t])
-                nxt[r_i] = rng.choice(free)
-        seq[rows, t] = nxt
+            first = rng.integers(0, N_SUCCESSORS, size=len(rows))
+            for s in range(N_SUCCESSORS):  # the drawn successor, else the next unused one
+                alt = succ[prev, (first + s) % N_SUCCESSORS]
+                free = follow & (cand < 0) & ~(seq[rows, :t] == alt[:, None]).any(1)
+                cand = np.where(free, alt, cand)
+        steps = np.flatnonzero(cand < 0)  # taste steps: the pool's next item not used yet
+        while len(steps):
+            u = rows[steps]
+            pick = pool[u, cursor[u]]
+            used = (seq[u, :t] == pick[:, None]).any(1)
+            cand[steps[~used]] = pick[~used]
+            cursor[u] += 1
+            steps = steps[used]
+        seq[rows, t] = cand
 
     user = np.repeat(np.arange(users), lens)
     item = seq[seq >= 0]
@@ -209,6 +233,7 @@ def load(path: Path | None, opts: SourceOptions) -> RawData:
     )
     source = {
         "kind": "synthetic",
+        "generator": GENERATOR_VERSION,
         "users": opts.users,
         "items": opts.items,
         "order": opts.order,

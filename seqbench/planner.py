@@ -1,0 +1,85 @@
+"""The one run planner: which dataset, which config layers, which trained-model identity.
+
+`seqbench run`, `seqbench sweep` and every script assemble a run here, so the same model on the same dataset
+with the same settings and seed trains the same config and gets the same identity whichever command asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from seqbench.config import load_config_file, resolve
+from seqbench.data.dataset import SeqDataset
+from seqbench.data.embedded import DEFAULT_DATASET, ensure_prepared
+from seqbench.data.store import load_dataset
+from seqbench.errors import OptionError
+from seqbench.eval.evaluator import TASKS
+from seqbench.models import get_spec
+from seqbench.models.store import histories_hash, identity
+from seqbench.probes import probe_tasks
+
+
+def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
+    """Load a prepared dataset; on-demand ones (quickstart, quickstart-control, ``syn-…``) are prepared first
+    when missing or made by an older generator."""
+    name = name or DEFAULT_DATASET
+    ensure_prepared(name, home, (lambda msg: console.print(f"[dim]{msg}[/dim]")) if console else None)
+    data = load_dataset(name, home)
+    if console and data.meta.get("run_defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data.meta["run_defaults"].items())
+        console.print(f"[dim]dataset '{name}' sets {shown} for models that have them (--set overrides)[/dim]")
+    return data
+
+
+def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
+                 dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval") -> list[dict[str, Any]]:
+    """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < config file
+    ([model] or [models.<name>] table) < --set; then the run's task for models that train for it (LLM models)."""
+    file_cfg = load_config_file(config_file)
+    known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
+    if "task" in overrides:
+        raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
+    layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
+    if isinstance(file_cfg.get("model"), dict):
+        layers.append(file_cfg["model"])
+    if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
+        layers.append(file_cfg["models"][model])
+    layers.append(overrides)
+    if "task" in known and task != "retrieval":  # retrieval is the default: identities stay as they were
+        layers.append({"task": task})
+    return layers
+
+
+def check_task(model: str, probes: list, task: str) -> None:
+    """The model and every probe must work in ``task`` (models without a ``tasks`` list rank any candidate set,
+    so they work in both: the CF models' HR@1 over the 20 title candidates is the generation reference)."""
+    if task not in TASKS:
+        raise OptionError(f"unknown task '{task}'; use {' or '.join(TASKS)}")
+    model_tasks = getattr(get_spec(model).load_class(), "tasks", TASKS)
+    if task not in model_tasks:
+        raise OptionError(f"{model} does not support --task {task} (it supports: {', '.join(model_tasks)})")
+    bad = [p.name for p in probes if task not in probe_tasks(p)]
+    if bad:
+        raise OptionError(f"probe(s) {', '.join(bad)} do not work in --task {task}; probes that do: "
+                          + ", ".join(sorted(n for n, cls in _probe_classes().items() if task in probe_tasks(cls))))
+
+
+def _probe_classes() -> dict[str, type]:
+    from seqbench.probes import PROBES
+
+    return PROBES
+
+
+def resolved_config(model: str, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model's config after all layers, without building the model (an LLM model would load its LLM)."""
+    return dataclasses.asdict(resolve(get_spec(model).load_class().config_cls, *layers))
+
+
+def planned_identity(model: str, layers: list[dict[str, Any]], data: SeqDataset, seed: int, code: str) -> str:
+    """The trained-model identity a run of ``model`` with ``layers`` on ``data`` for ``seed`` will have."""
+    return identity(model, resolved_config(model, layers), data.content_hash, histories_hash(data.histories("train")),
+                    seed, code)
