@@ -42,6 +42,11 @@ class LLMRecConfig:
                         "prompt, LM loss on the target title); set with `seqbench run --task`",
                         choices=("retrieval", "generation"))
     max_new_tokens: int = setting(64, "generation: most tokens decoded per answer", AT_LEAST_1)
+    generation_prompt: str = setting("paper", "generation: wording around the candidate titles. paper: Table 1's "
+                                     "'Choose one \"Title\" to recommend for this user to buy next from the "
+                                     "following item \"Title\" set: <candidates>.'; seqbench: the earlier wording "
+                                     "'The candidate items are: <candidates>. Which candidate will this user "
+                                     "purchase next? Answer with its title only:'", choices=("paper", "seqbench"))
     window: int = setting(PROMPT_WINDOW, "most recent items shown in the prompt", AT_LEAST_1)
     d_proj: int = setting(128, "projection size d' (App. D)", AT_LEAST_1)
     teacher_epochs: int = setting(200, "SASRec teacher: most epochs (official: fixed 200)", AT_LEAST_1)

@@ -2,14 +2,22 @@
 
 The prompt shows the model's own history lines (its soft tokens included: [HistoryEmb] after each title for
 LLaRA / CoLLM / A-LLMRec, [UserRep] for CoLLM / A-LLMRec) and then 20 candidate titles (target + 19
-non-interacted items), each followed by [HistoryEmb] when the model has that token (LLaRA's candidate
-embeddings). Training is LM cross-entropy on the target title plus the end-of-sequence token (paper App. A.1,
-Eq. 5); evaluation decodes greedily and names the candidate with ``seqbench.eval.generation``'s matching rule.
+non-interacted items whose normalised titles all differ), each followed by [HistoryEmb] when the model has
+that token (LLaRA's candidate embeddings). Training is LM cross-entropy on the target title plus the
+end-of-sequence token (paper App. A.1, Eq. 5); evaluation decodes greedily and names the candidate with
+``seqbench.eval.generation``'s matching rule, on the titles exactly as the prompt shows them.
 
-Choices (the paper gives no prompt for this task):
-* the question follows the candidates: ``Which candidate will this user purchase next? Answer with its title
-  only:`` and the answer is `` {title}`` (the space belongs to the title's first token, as in running text),
-  so a valid output is exactly a listed title;
+Wording (``generation_prompt``):
+* ``paper`` (default): the paper's Table 1, verbatim: after the history, ``. Choose one "Title" to recommend
+  for this user to buy next from the following item "Title" set: `` then the candidates and ``.``. Table 1's
+  "(History Item List: [No.# Time: YYYY/MM/DD Title: ...])" is rendered by the model's own history lines
+  (the official code strings its retrieval prompt uses);
+* ``seqbench``: seqbench's earlier wording, ``. The candidate items are: `` then the candidates and ``. Which
+  candidate will this user purchase next? Answer with its title only:``.
+Either way the answer is `` {title}`` (the space belongs to the title's first token, as in running text), so a
+valid output is exactly a listed title.
+
+Choices where the paper is silent:
 * candidate order: sorted by a hash of (user, item, ``LISTING_SEED``), so it is seeded, the same for every
   model and probe, and independent of which other users are evaluated (validation subsets). Training examples
   draw 19 fresh negatives and a random order per batch from the loop's generator;
@@ -37,10 +45,15 @@ if TYPE_CHECKING:
 
 N_CANDIDATES = 20  # target + 19 (§7)
 LISTING_SEED = 20250713
-CANDIDATES_INTRO = ". The candidate items are: "
 CANDIDATE = '"{title}"'
 CANDIDATE_EMB = '"{title}"[HistoryEmb]'
-QUESTION = ". Which candidate will this user purchase next? Answer with its title only:"
+# generation_prompt -> (text between the history and the candidates, text after the candidates)
+GENERATION_PROMPTS = {
+    "paper": ('. Choose one "Title" to recommend for this user to buy next from the following item "Title" set: ',
+              "."),
+    "seqbench": (". The candidate items are: ",
+                 ". Which candidate will this user purchase next? Answer with its title only:"),
+}
 
 
 def listing_order(users: np.ndarray, candidates: np.ndarray, seed: int = LISTING_SEED) -> np.ndarray:
@@ -63,15 +76,19 @@ class GenerationPrompts:
         self.b = model.builder
         self.cand_line = CANDIDATE_EMB if model.history_emb else CANDIDATE
         self.eos = model.tok.eos_token_id
+        wording = model.config.generation_prompt
+        if wording not in GENERATION_PROMPTS:
+            raise ValueError(f"generation_prompt '{wording}' is not one of {', '.join(GENERATION_PROMPTS)}")
+        self.intro, self.outro = GENERATION_PROMPTS[wording]
 
     def texts(self, hist: Histories, listed: np.ndarray) -> tuple[list[str], Histories]:
         """(prompt strings, the shown history): the model's history lines (last ``window`` items), then the
         candidates in ``listed`` order ((B, n) item ids) and the question."""
         b = self.b
         shown = last_k(hist, np.minimum(hist.lengths, b.window))
-        texts = [head + CANDIDATES_INTRO
-                 + HISTORY_SEP.join(self.cand_line.format(title=b.titles[i]) for i in listed[row].tolist()) + QUESTION
-                 for row, head in enumerate(b.history_texts(shown))]
+        texts = [head + self.intro
+                 + HISTORY_SEP.join(self.cand_line.format(title=b.titles[i]) for i in listed[row].tolist())
+                 + self.outro for row, head in enumerate(b.history_texts(shown))]
         return texts, shown
 
     def prompt_rows(self, hist: Histories, listed: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -168,7 +185,9 @@ def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, 
 
 
 def evaluate_generation(model: LLMRecommender, hist: Histories, candidates: np.ndarray) -> dict:
-    """Per-user ``hr@1`` / ``invalid`` and the outputs for persisted (target-first) candidate rows."""
+    """Per-user ``hr@1`` (strict), ``hr@1_lenient``, ``invalid`` and the outputs for persisted (target-first)
+    candidate rows. Outputs are matched against the titles as the prompt showed them (cleaned: a missing title
+    reads "Empty title"), so every target can be named."""
     cands = np.asarray(candidates, dtype=np.int64)
     listed = np.take_along_axis(cands, listing_order(hist.users, cands), axis=1)
     target_at = np.argmax(listed == cands[:, :1], axis=1)
@@ -177,9 +196,11 @@ def evaluate_generation(model: LLMRecommender, hist: Histories, candidates: np.n
     outputs = generate_titles(model, hist, listed, task)
     if task is not None:
         model.progress.remove_task(task)
-    titles = [[model.titles[int(i)] for i in row] for row in listed]
+    shown = model.builder.titles
+    titles = [[shown[int(i)] for i in row] for row in listed]
     scored = score_generation(outputs, titles, target_at)
-    return {"hr@1": scored["hr@1"], "invalid": scored["invalid"], "outputs": outputs}
+    return {"hr@1": scored["hr@1"], "hr@1_lenient": scored["hr@1_lenient"], "invalid": scored["invalid"],
+            "outputs": outputs}
 
 
 def collate_left(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

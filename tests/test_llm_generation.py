@@ -16,7 +16,7 @@ from seqbench.models import create_model
 from seqbench.models.llm_base import shared_llm
 from seqbench.models.llm_generation import GenerationPrompts, collate_left, generate_titles, listing_order
 
-from .test_llm4rec import BASELINES, LORA, T1, T2, batch, cache, fresh_model_store, set_up  # noqa: F401
+from .test_llm4rec import BASELINES, LORA, T1, T2, batch, build, cache, fresh_model_store, set_up  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GEN_HEADS = {"tallrec": set(), "llara": {"f_I"}, "collm": {"f_I", "f_U"}, "a-llmrec": {"f_I", "f_U"}}
@@ -42,9 +42,14 @@ def test_golden_generation_prompts(tiny):
              "This is user representation from recommendation models:[UserRep], and this user has made a series of "
              "purchases in the following order: ")):
         model = set_up(name, tiny, task="generation")
+        assert model.config.generation_prompt == "paper"  # the default: the paper's Table 1 wording
         texts, _ = GenerationPrompts(model).texts(hist, listed)
         lines = ",".join(line.format(k=k, d=d, t=t[i]) for k, d, i in ((1, "2021-03-04", 3), (2, "2021-05-06", 4)))
         cands = ",".join(cand.format(t=t[i]) for i in (7, 2))
+        assert texts == [prefix + lines + '. Choose one "Title" to recommend for this user to buy next from the '
+                         'following item "Title" set: ' + cands + "."]
+        model.config.generation_prompt = "seqbench"  # the named variant: seqbench's earlier wording
+        texts, _ = GenerationPrompts(model).texts(hist, listed)
         assert texts == [prefix + lines + ". The candidate items are: " + cands
                          + ". Which candidate will this user purchase next? Answer with its title only:"]
         ids, soft = GenerationPrompts(model).prompts(hist, listed)
@@ -53,6 +58,13 @@ def test_golden_generation_prompts(tiny):
         answer = GenerationPrompts(model).answer(7)
         assert answer[-1] == model.tok.eos_token_id
         assert model.tok.decode(answer[:-1]) == " " + t[7]
+
+
+def test_generation_prompt_setting_is_validated_and_selectable(tiny):
+    model = build("llara", tiny, task="generation", generation_prompt="seqbench")
+    assert model.config.generation_prompt == "seqbench"
+    with pytest.raises(SeqbenchError, match="generation_prompt"):
+        build("llara", tiny, task="generation", generation_prompt="mine")
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -114,8 +126,30 @@ def test_evaluation_scores_decoded_titles_with_the_matching_rule(tiny, monkeypat
     assert res.metric == "hr@1" and res.outputs == answers
     assert res.per_user["hr@1"].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert res.per_user["invalid"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert res.per_user["hr@1_lenient"].tolist() == [1.0, 0.0, 0.0, 1.0]  # row 3 names the target among others
+    assert res.summary["hr@1"] == 0.25 and res.summary["hr@1_valid"] == 0.5 and res.summary["hr@1_lenient"] == 0.5
     with pytest.raises(SeqbenchError, match="generation"):
         model.score(hist, tiny.candidates["test"][:4])
+
+
+def test_a_target_without_a_title_can_be_named(tiny, monkeypatch):
+    """The prompt shows a missing title as "Empty title"; matching compares the same cleaned titles."""
+    model = set_up("tallrec", tiny, task="generation")
+    all_cands = tiny.candidates["test_title"]
+    rows = np.array([0, int(np.flatnonzero(all_cands[:, 0] != all_cands[0, 0])[0])])  # two different targets
+    hist = tiny.histories("test").take(rows)
+    cands = all_cands[rows]
+    titles = list(tiny.titles)
+    titles[cands[0, 0]] = ""  # neither target has a title (the dataset keeps a missing one as "")
+    titles[cands[1, 0]] = " \t"
+    model._setup_prompts(titles)
+    texts, _ = GenerationPrompts(model).texts(hist, cands)
+    assert '"Empty title"' in texts[0]
+    monkeypatch.setattr("seqbench.models.llm_generation.generate_titles",
+                        lambda m, h, listed, task=None: ["Empty title", '"empty title"'])
+    res = evaluate(model, hist, cands, task="generation")
+    assert res.per_user["hr@1"].tolist() == [1.0, 1.0] and res.per_user["invalid"].tolist() == [0.0, 0.0]
+    assert res.per_user["hr@1_lenient"].tolist() == [1.0, 1.0]
 
 
 def test_llmsrec_refuses_the_generation_task(tiny):
@@ -143,7 +177,7 @@ def test_cli_generation_task_with_shuffle_probes(tiny_home, tracking_uri, tmp_pa
     assert {x["probe"] for x in res} == {"shuffle-infer", "shuffle-train"}
     for x in res:
         assert x["task"] == "generation" and x["test"]["metric"] == "hr@1"
-        assert set(x["metrics"]["original"]) == {"hr@1", "invalid"}
+        assert set(x["metrics"]["original"]) == {"hr@1", "hr@1_valid", "hr@1_lenient", "invalid"}
         assert "best_valid_hr@1" in x["fit"]  # model selection on validation HR@1 of the decoded titles
     from mlflow import MlflowClient
 
@@ -162,6 +196,8 @@ def test_cli_generation_reference_row_and_refusals(tiny_home, tracking_uri, tmp_
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["task"] == "generation" and res["test"]["metric"] == "hr@1"  # SASRec ranks the 20 title candidates
+    m = res["metrics"]["original"]  # a ranking always names one candidate: the three HR@1 readings agree
+    assert m["hr@1"] == m["hr@1_valid"] == m["hr@1_lenient"] and m["invalid"] == 0
     r = _run(["--model", "sasrec", "--task", "generation", "--probe", "cosine"], tiny_home, tracking_uri)
     assert r.exit_code == 2 and "cosine" in r.output and "shuffle-infer" in r.output
     r = _run(["--model", "llmsrec", "--task", "generation"], tiny_home, tracking_uri)

@@ -19,12 +19,37 @@ import pyarrow.parquet as pq
 from seqbench import __version__
 from seqbench.atomic import umask_mode
 from seqbench.data.dataset import STAGE_CODES, SeqDataset
-from seqbench.data.negatives import CANDIDATE_SETS, sample_candidates
+from seqbench.data.negatives import (
+    CANDIDATE_SETS,
+    TITLE_SUFFIX,
+    TitleCandidatesError,
+    repeated_title_rows,
+    sample_candidates,
+)
 from seqbench.data.preprocess import Prepared, PrepareParams
 from seqbench.errors import DataError, UnknownNameError
+from seqbench.eval.generation import title_keys
 
 FORMAT_VERSION = 1
 FILES = ("interactions.parquet", "items.parquet", "users.parquet", "candidates.parquet", "meta.json")
+# meta["title_candidates"] of a dataset whose *_title sets list 20 different normalised titles per row; a
+# dataset that could not get them says "none: <why>" instead and has no *_title sets. Datasets prepared
+# before the rule have no such entry: their title sets are checked when loaded.
+TITLE_RULE = "distinct normalised titles"
+
+
+class CandidateSets(dict):
+    """The persisted candidate matrices by name; a set the dataset lacks raises a :class:`DataError` that says
+    why (e.g. the title-generation sets of a catalogue without enough distinct titles)."""
+
+    def __init__(self, sets: dict[str, np.ndarray], missing: dict[str, str] | None = None):
+        super().__init__(sets)
+        self.missing = dict(missing or {})
+
+    def __missing__(self, key: str) -> np.ndarray:
+        if key in self.missing:
+            raise DataError(f"no '{key}' candidates: {self.missing[key]}")
+        raise KeyError(key)
 
 
 def data_home(override: str | Path | None = None) -> Path:
@@ -75,7 +100,6 @@ def write_dataset(
     target = home / name
     if target.exists() and not overwrite:
         raise DataError(f"dataset '{name}' already exists at {target}; pass --overwrite to replace it")
-    n_items = len(prep.item_ids)
     sizes = {"valid": params.n_neg, "test": params.n_neg,
              "valid_title": params.n_neg_title, "test_title": params.n_neg_title}
     home_existed = home.exists()
@@ -89,7 +113,7 @@ def write_dataset(
         with ThreadPoolExecutor(max_workers=1) as pool:
             tables = pool.submit(_write_tables, prep, tmp)
             try:
-                cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, sizes)
+                cands, title_note = _candidates(prep, params, sizes)
             except BaseException:
                 wait([tables])
                 raise
@@ -120,6 +144,7 @@ def write_dataset(
             "counts": {k: v for k, v in prep.report.items()},
             "timestamp_unit": "ms",
             "candidates": {k: int(v.shape[1]) for k, v in cands.items()},
+            "title_candidates": title_note,
             "content_hash": digest,
             **(extra_meta or {}),
         }
@@ -138,6 +163,24 @@ def write_dataset(
                 home.rmdir()
         raise
     return target
+
+
+def _candidates(prep: Prepared, params: PrepareParams, sizes: dict) -> tuple[dict[str, np.ndarray], str]:
+    """The candidate sets and meta["title_candidates"]. The title sets list distinct normalised titles; when
+    the catalogue cannot give every user that, they are left out (retrieval needs no titles) and the note says
+    why, which is what `seqbench run --task generation` then reports."""
+    n_items = len(prep.item_ids)
+    keys = title_keys(np.concatenate([np.array([""], dtype=object), np.asarray(prep.titles, dtype=object)]))
+    try:
+        cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, sizes, keys,
+                                  prep.report)
+        return cands, TITLE_RULE
+    except TitleCandidatesError as e:
+        retrieval = {k: v for k, v in sizes.items() if not k.endswith(TITLE_SUFFIX)}
+        # the retrieval sets are drawn first from the same generator: identical to the ones drawn above
+        cands = sample_candidates(prep.user, prep.item, prep.split, n_items, params.neg_seed, retrieval)
+        prep.report["title_candidates"] = f"none ({e})"
+        return cands, f"none: {e}"
 
 
 def _write_tables(prep: Prepared, tmp: Path) -> None:
@@ -179,6 +222,9 @@ def load_dataset(name: str, home: Path) -> SeqDataset:
             mat = col.flatten().to_numpy().reshape(len(col), -1).astype(np.int64)
             candidates[key] = mat[mat[:, 0] != 0]  # users with a target in this stage (all: leave-last-out)
     titles = np.concatenate([[""], items["title"].to_numpy(dtype=object)])
+    candidates = CandidateSets(candidates, _missing_title_sets(meta, candidates, titles))
+    for key in candidates.missing:
+        candidates.pop(key, None)
     desc = None
     if "description" in items:
         desc = np.concatenate([[""], items["description"].to_numpy(dtype=object)])
@@ -194,3 +240,25 @@ def load_dataset(name: str, home: Path) -> SeqDataset:
         item_ids=np.concatenate([[""], items["item_id"].to_numpy(dtype=object)]),
         candidates=candidates,
     )
+
+
+def _missing_title_sets(meta: dict, candidates: dict[str, np.ndarray], titles: np.ndarray) -> dict[str, str]:
+    """Title sets a loaded dataset must not offer, with the reason: none were built, or they come from a
+    version that let two candidates of a row share a normalised title (checked here, as such datasets carry no
+    ``title_candidates`` entry)."""
+    names = [k for k in CANDIDATE_SETS if k.endswith(TITLE_SUFFIX)]
+    note = meta.get("title_candidates")
+    if isinstance(note, str) and note.startswith("none"):
+        return dict.fromkeys(names, f"dataset '{meta.get('name')}' has no title-generation candidates ({note})")
+    if note is not None:
+        return {}
+    keys = title_keys(titles)
+    stale = {k: repeated_title_rows(candidates[k], keys) for k in names if k in candidates}
+    if not any(stale.values()):
+        return {}
+    detail = ", ".join(f"{k}: {n} of {len(candidates[k])} rows" for k, n in stale.items() if n)
+    reason = (f"dataset '{meta.get('name')}' was prepared by an older seqbench whose title candidates could repeat a "
+              f"normalised title within a row ({detail}), which makes any answer naming it invalid; prepare it "
+              "again (its interactions, split and retrieval candidates stay the same; the title sets and so the "
+              "content hash change)")
+    return dict.fromkeys(names, reason)

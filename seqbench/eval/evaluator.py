@@ -3,7 +3,10 @@
 Two tasks share the protocol (docs/protocols.md): ``retrieval`` ranks the target (primary metric NDCG@10);
 ``generation`` lists 1 target + 19 negatives (the persisted ``*_title`` sets) and scores HR@1. A model
 trained for generation (``model.generation``) decodes a title that is matched to a candidate; any other model
-ranks the same 20 candidates, which gives the paper's SASRec HR@1 reference row.
+ranks the same 20 candidates, which gives the paper's SASRec HR@1 reference row. Both report the three HR@1
+readings of ``seqbench.eval.generation``: per user ``hr@1`` (strict), ``hr@1_lenient`` and ``invalid``, and in the
+summary also ``hr@1_valid`` (hits over valid answers). A ranking always names exactly one candidate, so for a
+ranking model the three are equal and ``invalid`` is 0.
 
 Retrieval ranks under one of three protocols (``--eval``): ``sampled``, the target among its persisted 99 sampled
 negatives (the paper's); ``full``, the target among all items with the user's seen items kept (Klenitskiy et
@@ -19,6 +22,7 @@ import numpy as np
 
 from seqbench.data.histories import Histories
 from seqbench.errors import OptionError
+from seqbench.eval.generation import valid_only_hr
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores, summarize
 
 TASKS = ("retrieval", "generation")
@@ -48,7 +52,10 @@ class EvalResult:
 
     @property
     def summary(self) -> dict[str, float]:
-        return summarize(self.per_user)
+        out = summarize(self.per_user)
+        if self.metric == "hr@1" and "invalid" in self.per_user:  # the generation task: LLaRA's valid-only HR@1
+            out["hr@1_valid"] = valid_only_hr(self.per_user["hr@1"], self.per_user["invalid"])
+        return out
 
 
 def check_protocol(protocol: str, task: str = "retrieval") -> None:
@@ -72,8 +79,8 @@ def evaluate(model, hist: Histories, candidates: np.ndarray, task: str = "retrie
     if task == "generation" and getattr(model, "generation", False):
         out = model.evaluate_generation(hist, candidates)
         hit = np.asarray(out["hr@1"], dtype=np.float64)
-        return EvalResult(users=hist.users, ranks=(hit == 0).astype(np.int64),
-                          per_user={"hr@1": hit, "invalid": np.asarray(out["invalid"], dtype=np.float64)},
+        per_user = {k: np.asarray(out[k], dtype=np.float64) for k in ("hr@1", "hr@1_lenient", "invalid")}
+        return EvalResult(users=hist.users, ranks=(hit == 0).astype(np.int64), per_user=per_user,
                           metric="hr@1", outputs=list(out["outputs"]))
     if protocol != "sampled":
         ranks, top = rank_all_items(model, hist, np.asarray(candidates)[:, 0], exclude_seen=protocol == "full-unseen")
@@ -82,7 +89,10 @@ def evaluate(model, hist: Histories, candidates: np.ndarray, task: str = "retrie
     scores = model.score(hist, candidates)
     ranks = ranks_from_scores(scores)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), axis=1, kind="stable")[:, :TOP_K]
-    return EvalResult(users=hist.users, ranks=ranks, per_user=metrics_from_ranks(ranks), scores=scores,
+    per_user = metrics_from_ranks(ranks)
+    if task == "generation":  # a ranking names exactly one candidate: always valid, lenient = strict
+        per_user |= {"hr@1_lenient": per_user["hr@1"].copy(), "invalid": np.zeros(len(ranks))}
+    return EvalResult(users=hist.users, ranks=ranks, per_user=per_user, scores=scores,
                       metric=PRIMARY_METRIC[task], top_items=np.take_along_axis(np.asarray(candidates), order, 1))
 
 

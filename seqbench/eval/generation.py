@@ -1,6 +1,10 @@
 """Scoring of the title-generation task (docs/MODELS.md §7, paper Tables 1 and 4): which of the 20 listed
 candidate titles did a generated text name?
 
+Titles are compared as the prompt shows them (:func:`clean_title`: a missing title reads "Empty title"), so a
+target without a title can be named like any other. This module needs no torch: the data layer uses
+:func:`title_keys` to draw title candidates whose normalised titles all differ (``seqbench.data.negatives``).
+
 Matching rule (the spec's [REC], stricter than A-LLMRec's substring test and close to LLaRA's "valid" output):
 1. Normalise output and titles: Unicode NFKC, case-folded, every run of non-alphanumeric characters (quotes,
    brackets, punctuation, whitespace) turned into one space, trimmed; a title that normalises to nothing never
@@ -9,8 +13,15 @@ Matching rule (the spec's [REC], stricter than A-LLMRec's substring test and clo
 3. A named title contained in another named title is dropped ("Heat" inside "Heat 2"): the longer one was meant.
 4. Exactly one named candidate left: that is the prediction. None, or several: the output is *invalid*.
 
-HR@1 counts a hit iff the prediction is the target; invalid outputs count as misses and their share is reported.
-Candidates with identical normalised titles cannot be told apart: naming one names all, so the output is invalid.
+Three HR@1 readings of the same outputs (``score_generation``):
+* ``hr@1`` (strict, seqbench's primary metric): hits / all users; an invalid output is a miss.
+* ``hr@1_valid`` (LLaRA's ``calculate_hr1``): hits / users whose output is valid (names exactly one candidate);
+  0 when no output is valid, as LLaRA's code returns. Not a per-user metric: a ratio of two per-user sums.
+* ``hr@1_lenient`` (A-LLMRec's ``eval.py``): a hit when the target's normalised title occurs anywhere in the
+  normalised output, whatever else it names (A-LLMRec tests ``answer in prediction`` on lower-cased strings,
+  no word boundaries); over all users.
+Candidates with identical normalised titles cannot be told apart (naming one names all: invalid); prepared
+datasets therefore list title candidates whose normalised titles all differ.
 """
 
 from __future__ import annotations
@@ -23,10 +34,38 @@ import numpy as np
 
 INVALID = -1
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+EMPTY_TITLE = "Empty title"
+# The LLM prompts' soft-token strings (seqbench.llm.backbone.SOFT_TOKENS, kept equal by a test): a title never
+# carries one into a prompt. Spelled out here so that the data layer needs no torch.
+SOFT_TOKEN_STRINGS = ("[UserRep]", "[HistoryEmb]", "[UserOut]", "[ItemOut]")
+
+
+def clean_title(title: str | None) -> str:
+    """A title as the prompts show it: 'Empty title' when missing (§1); literal soft-token strings removed so a
+    title can never inject one."""
+    title = "" if title is None else str(title)
+    for tok in SOFT_TOKEN_STRINGS:
+        title = title.replace(tok, "")
+    return title if title.strip() else EMPTY_TITLE
 
 
 def normalise(text: str) -> str:
     return _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", str(text)).casefold()).strip()
+
+
+def title_key(title: str | None) -> str:
+    """What matching compares for an item: its normalised prompt title."""
+    return normalise(clean_title(title))
+
+
+def title_keys(titles: Sequence[str | None]) -> np.ndarray:
+    """One integer per title, equal exactly when the normalised prompt titles are equal (ids in sorted order of
+    the normalised strings, so the ids depend only on the set of titles)."""
+    keys = [title_key(t) for t in titles]
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    _, inv = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    return inv.astype(np.int64).reshape(-1)
 
 
 def match_candidate(output: str, titles: Sequence[str]) -> int:
@@ -39,14 +78,36 @@ def match_candidate(output: str, titles: Sequence[str]) -> int:
     return next(iter(named)) if len(named) == 1 else INVALID
 
 
+def lenient_hit(output: str, target_title: str) -> bool:
+    """A-LLMRec's reading: the target's normalised title occurs anywhere in the normalised output."""
+    target = normalise(target_title)
+    return bool(target) and target in normalise(output)
+
+
+def valid_only_hr(hit: np.ndarray, invalid: np.ndarray) -> float:
+    """LLaRA's HR@1: hits over the users whose output is valid (0.0 when none is)."""
+    valid = float(len(invalid) - np.sum(invalid))
+    return float(np.sum(hit)) / valid if valid > 0 else 0.0
+
+
 def score_generation(outputs: Sequence[str], candidate_titles: Sequence[Sequence[str]],
                      targets: Sequence[int]) -> dict[str, np.ndarray | float]:
-    """Per-user ``hr@1`` (0/1) and ``invalid`` (0/1) arrays plus their means; ``targets`` = index of the target
-    in each row's candidate list."""
+    """Per-user ``hr@1`` (strict), ``hr@1_lenient`` and ``invalid`` (0/1 arrays) plus the summaries
+    ``hr@1_mean``, ``hr@1_valid`` (LLaRA's valid-only HR@1), ``hr@1_lenient_mean`` and ``invalid_share``;
+    ``targets`` = index of the target in each row's candidate list. Titles are compared as given: pass the
+    titles the prompt showed (:func:`clean_title`)."""
     if not len(outputs) == len(candidate_titles) == len(targets):
         raise ValueError(f"{len(outputs)} outputs, {len(candidate_titles)} candidate lists, {len(targets)} targets")
+    targets = np.asarray(targets, dtype=np.int64)
     pred = np.array([match_candidate(o, c) for o, c in zip(outputs, candidate_titles, strict=True)], dtype=np.int64)
-    hit = (pred == np.asarray(targets, dtype=np.int64)).astype(np.float64)
+    hit = (pred == targets).astype(np.float64)
     invalid = (pred == INVALID).astype(np.float64)
-    return {"hr@1": hit, "invalid": invalid, "hr@1_mean": float(hit.mean()) if len(hit) else 0.0,
-            "invalid_share": float(invalid.mean()) if len(invalid) else 0.0}
+    lenient = np.array([lenient_hit(o, c[t]) for o, c, t in zip(outputs, candidate_titles, targets.tolist(),
+                                                                strict=True)], dtype=np.float64)
+    return {"hr@1": hit, "hr@1_lenient": lenient, "invalid": invalid, "hr@1_mean": _mean(hit),
+            "hr@1_valid": valid_only_hr(hit, invalid), "hr@1_lenient_mean": _mean(lenient),
+            "invalid_share": _mean(invalid)}
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(a.mean()) if len(a) else 0.0
