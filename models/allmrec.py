@@ -14,15 +14,16 @@ e_I with L_Retrieval.
 Choices: the text is the item title (the dataset's text field) embedded once by a frozen all-MiniLM-L6-v2
 (384-d) instead of a fine-tuned SBERT nq-distilbert (768-d): fine-tuning would add a text-encoder
 forward/backward to every stage-1 step for a part whose only output is enc_I. Stage 1 is cached on disk per
-(dataset, seed, teacher, train histories, text encoder, stage-1 settings), like the teacher.
+(teacher identity, code version, dataset, seed, train histories, text encoder, stage-1 settings):
+:meth:`ALLMRec.stage1_key`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate, clean_title
 from seqbench.llm.text_encoder import MINILM
+from seqbench.version import code_version
 
 from .item_text import text_embeddings
 from .llm_base import LLMRecommender
@@ -101,6 +103,15 @@ def train_stage1(stage1: Stage1, e_table: torch.Tensor, text: torch.Tensor, hist
     stage1.eval()
 
 
+def weights_digest(net: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers, by name."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 class ALLMRec(LLMRecommender):
     name: ClassVar[str] = "a-llmrec"
     config_cls: ClassVar[type[ALLMRecConfig]] = ALLMRecConfig
@@ -113,10 +124,7 @@ class ALLMRec(LLMRecommender):
     def prepare(self, data: SeqDataset, train: Histories, ctx: RunContext) -> None:
         """Stage 1 (trained, or loaded from the cache), then the frozen z table feeds f_I in stage 2."""
         cfg = self.config
-        key = {"data": data.content_hash, "seed": ctx.seed, "train": histories_hash(train),
-               "teacher": dataclasses.asdict(self.teacher.config), "text_encoder": cfg.text_encoder,
-               "stage1": [cfg.d_latent, cfg.stage1_epochs, cfg.stage1_batch_size, cfg.stage1_lr]}
-        path = cache_path("stage1", "allmrec", data, key)
+        path = cache_path("stage1", "allmrec", data, self.stage1_key(data, train, ctx.seed))
         if cfg.stage1_cache and (path / "stage1.pt").is_file():
             self._load_stage1(path)
             return
@@ -133,6 +141,18 @@ class ALLMRec(LLMRecommender):
         self._use_stage1(stage1)
         if cfg.stage1_cache:
             save_atomic(path, self.save_extra)
+
+    def stage1_key(self, data: SeqDataset, train: Histories, seed: int) -> dict[str, Any]:
+        """Everything stage 1 depends on: the teacher it aligns (its model-store identity, which covers the
+        teacher's settings, data, train histories, seed and code version; a digest of its weights when it came
+        with a saved model instead), the code version, the data and train histories, the seed, the text encoder
+        and the stage-1 settings. A retrained teacher of another identity never meets a stage 1 fitted to
+        another teacher's item table."""
+        cfg = self.config
+        return {"teacher": self.teacher_identity or weights_digest(self.teacher.net), "code": code_version(),
+                "data": data.content_hash, "seed": seed, "train": histories_hash(train),
+                "text_encoder": cfg.text_encoder,
+                "stage1": [cfg.d_latent, cfg.stage1_epochs, cfg.stage1_batch_size, cfg.stage1_lr]}
 
     def _use_stage1(self, stage1: Stage1) -> None:
         for p in stage1.parameters():

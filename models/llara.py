@@ -14,8 +14,7 @@ from typing import ClassVar
 
 from .llm_base import LLMRecommender
 from .llm_config import LoRARecConfig
-
-LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from .recipes import LLAMA_LINEAR
 
 
 @dataclass

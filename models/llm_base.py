@@ -85,6 +85,7 @@ class LLMRecommender(LLMVectors):
         self.device = torch.device("cpu")
         self.llm = self.tok = self.peft = None
         self.teacher = None
+        self.teacher_identity: str | None = None  # the teacher's model-store identity (None: loaded with a model)
         self.heads: RetrievalHeads | None = None
         self.E: torch.Tensor | None = None  # frozen item table feeding f_I (SASRec's, or A-LLMRec's z)
         self.titles: list[str] = []
@@ -177,7 +178,9 @@ class LLMRecommender(LLMVectors):
         """Train (or load from the cache) the SASRec teacher on exactly these train histories."""
         cfg = self.config
         layer = teacher_layer(cfg.teacher_epochs, cfg.teacher_patience, cfg.teacher_loss)
-        self._set_teacher(sasrec_teacher(data, train, ctx, layer, cfg.teacher_cache))
+        stored = sasrec_teacher(data, train, ctx, layer, cfg.teacher_cache)
+        self._set_teacher(stored.model)
+        self.teacher_identity = stored.identity
 
     def _set_teacher(self, teacher) -> None:
         teacher.net.to(self.device).eval()  # pitfall (a): never in train mode

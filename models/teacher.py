@@ -1,5 +1,6 @@
 """The frozen SASRec teacher every CF-aware LLM recommender shares (spec MODELS.md §3.1 "Use as CF-SRec"), and
-the on-disk cache for pre-trained parts that are not recommenders (A-LLMRec's stage 1).
+the on-disk cache for pre-trained parts that are not recommenders (A-LLMRec's stage 1, keyed by the teacher's
+identity; frozen text embeddings).
 
 One teacher per trained-model identity (dataset, seed, teacher config, train histories, code version), kept in
 the trained-model store: LLaRA, CoLLM, A-LLMRec and LLM-SRec on the same data and seed load the same SASRec;
@@ -56,7 +57,9 @@ def sasrec_teacher(data: SeqDataset, train: Histories, ctx: RunContext, layer: d
     """SASRec trained on exactly these train histories, or taken from the trained-model store, where it lives
     under the same kind of identity as any model ``seqbench run`` trains (name, config, dataset, train
     histories, seed, code version); ``use_cache=False`` retrains it. Its fit gets its own checkpoint (keyed by
-    its identity), never the student's, whose file holds the LLM loop's state."""
+    its identity), never the student's, whose file holds the LLM loop's state. Returns the store's
+    :class:`~seqbench.models.store.Stored`: the model and its identity, which keys what is built on the teacher
+    (A-LLMRec's stage 1)."""
     from seqbench.models import create_model
     from seqbench.version import code_version
 
@@ -75,6 +78,5 @@ def sasrec_teacher(data: SeqDataset, train: Histories, ctx: RunContext, layer: d
     config = dataclasses.asdict(teacher.config)
     ident = identity("sasrec", config, data.content_hash, histories_hash(train), ctx.seed, code_version())
     meta = {"model": "sasrec", "role": "teacher", "dataset": data.name, "seed": ctx.seed, "config": config}
-    stored = ModelStore().get_or_fit(ident, lambda: teacher, fit, dataclasses.replace(ctx, checkpoint=None), meta,
-                                     retrain=not use_cache)
-    return stored.model
+    return ModelStore().get_or_fit(ident, lambda: teacher, fit, dataclasses.replace(ctx, checkpoint=None), meta,
+                                   retrain=not use_cache)

@@ -47,6 +47,7 @@ Smoke (seconds): python scripts/paper_pattern.py --llm tiny-random --dtype fp32 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -59,14 +60,15 @@ from rich.console import Console
 from seqbench.atomic import write_json_atomic
 from seqbench.benchinfo import finish, machine_info
 from seqbench.compare import compare_runs
-from seqbench.config import parse_model_sets, parse_sets
+from seqbench.config import parse_model_sets, parse_sets, resolve
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
 from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.llm.backbone import resolve_dtype
-from seqbench.models import settings_per_model
+from seqbench.models import get_spec, settings_per_model
+from seqbench.models.recipes import is_proxy, recipe_of
 from seqbench.runner import RunSpec, run
 from seqbench.stats.multiple import holm
 from seqbench.version import code_version
@@ -194,9 +196,25 @@ def verdict(rows: list[dict]) -> dict:
             "undecided": [lab for lab, v in [*blind.items(), *sens.items()] if v is None]}
 
 
+def row_recipe(model: str, settings: dict[str, str]) -> dict:
+    """The row's training recipe (``models/recipes.py``: official, cpu-proxy, custom; None for SASRec) named
+    from its settings, and whether the row is a proxy for the official recipe. Settings this code no longer
+    reads name no recipe: ``unrecorded``, a proxy."""
+    try:
+        config = dataclasses.asdict(resolve(get_spec(model).load_class().config_cls, settings))
+    except SeqbenchError:
+        return {"recipe": "unrecorded", "proxy": True}
+    recipe = recipe_of(model, config)
+    return {"recipe": recipe, "proxy": is_proxy(recipe)}
+
+
 def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict], stale: list[dict]) -> dict:
-    """Holm over the rows present (shuffle-infer p, and each row's test against pop), the pattern verdict."""
+    """Holm over the rows present (shuffle-infer p, and each row's test against pop), the pattern verdict, each
+    row's recipe and the proxy rows (``proxy_rows``: LLM rows trained with a non-official recipe, whose verdict
+    stands in for the official recipe's)."""
     rows = sorted(rows, key=lambda r: EXPECTED.index(r["label"]) if r["label"] in EXPECTED else len(EXPECTED))
+    for r in [*rows, *stale]:
+        r.update(row_recipe(r["model"], r.get("settings") or {}))
     for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         r["p_holm"] = float(p)
     with_pop = [r for r in rows if "vs_pop" in r]
@@ -209,7 +227,7 @@ def summarise(name: str, data_hash: str, pop_id: str, rows: list[dict], stale: l
     if not complete and pattern["holds"] is not False:  # a verdict on part of the models would overstate it
         pattern["holds"] = None
     return {"dataset": name, "dataset_hash": data_hash, "pop_run_id": pop_id, "rows": rows,
-            "complete": complete, "pattern": pattern,
+            "complete": complete, "pattern": pattern, "proxy_rows": [r["label"] for r in rows if r["proxy"]],
             "code_versions": sorted({r.get("code_version", "?") for r in rows}),
             "stale_rows": stale}
 
@@ -319,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                       + (f" (undecided, not above pop: {', '.join(undecided)})" if undecided else ""))
         for r in d["rows"]:
             pop = r.get("vs_pop", {})
-            console.print(f"  {r['label']:<20} ndcg@10 {r['ndcg@10']:.4f}  shuffle {r['relative_change']:+.1%} "
+            label = f"{r['label']} (proxy)" if r.get("proxy") else r["label"]
+            console.print(f"  {label:<28} ndcg@10 {r['ndcg@10']:.4f}  shuffle {r['relative_change']:+.1%} "
                           f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}] p_holm {r['p_holm']:.2g}  "
                           f"cos {r['cosine_mean']:.3f}  window {r['window_used']}  vs pop "
                           f"{pop.get('relative_change', float('nan')):+.1%} "

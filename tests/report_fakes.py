@@ -26,10 +26,10 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                  probe: str = "shuffle-infer", seed: int = 0, kind: str = "paired", p_holm: float | None = None,
                  config: dict | None = None, probe_stats: dict | None = None,
                  curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False,
-                 protocol: str | None = None) -> str:
+                 protocol: str | None = None, recipe: str | None = None) -> str:
     """One finished run laid out like runner._log: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
     seed, tags dataset_hash/code_version/family, model_config.* params, result.json, per_user_metrics.parquet,
-    resolved_config.json, and optional metric curves."""
+    resolved_config.json, optional metric curves, and an LLM model's ``recipe`` (tag and result field)."""
     run_id = client.create_run(experiment_id, run_name=f"{dataset}/{model}/{probe}/seed{seed}").info.run_id
     ids = {"dataset": dataset, "model": model, "probe": probe, "seed": str(seed)}
     for k, v in ids.items():
@@ -39,6 +39,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
     client.set_tag(run_id, "code_version", "0.1.0+test")
     if protocol is not None:  # runs logged before protocols existed have no such tag (and read as sampled)
         client.set_tag(run_id, "eval_protocol", protocol)
+    if recipe is not None:  # runs logged before recipes existed have none (an LLM model's reads as unrecorded)
+        client.set_tag(run_id, "recipe", recipe)
     for k, v in (config or {}).items():
         client.log_param(run_id, f"model_config.{k}", v)
     (a_name, a), (b_name, b) = conditions.items()
@@ -49,7 +51,7 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                           for c, v in conditions.items()},
               "test": {"compare": [a_name, b_name], **{k: v for k, v in test.as_dict().items()
                                                        if k not in ("mean_original", "mean_probed")}},
-              "probe_stats": probe_stats or {}, "fit": {}, "mlflow_run_id": run_id}
+              "probe_stats": probe_stats or {}, "fit": {}, "mlflow_run_id": run_id, "recipe": recipe}
     client.log_dict(run_id, result, "result.json")
     client.log_dict(run_id, {"dataset_meta": {"name": dataset, "counts": {"users": N_USERS, "items": 50,
                                                                           "interactions": 600}}},
@@ -97,8 +99,8 @@ def full_experiment(client, experiment_id: str) -> dict[str, list[str]]:
         log(f"sasrec/{probe}", groups, probe=probe, kind="independent", p_holm=0.01)
     curves = {"train_loss": [3.0, 2.5, 2.0, 1.8], "train_retrieval": [1.4, 1.2, 1.0, 0.9],
               "train_distill": [0.5, 0.4, 0.3, 0.3], "valid_hr_at_10": [0.2, 0.3, 0.35, 0.4]}
-    for distill in ("true", "false"):
+    for distill, recipe in (("true", "custom"), ("false", None)):  # None: logged before runs recorded recipes
         log(f"llmsrec-{distill}/shuffle-infer", paired(3, 0.98, 0.8), model="llmsrec", family="LLM4Rec",
             config={"distill": distill, "lr": "0.0001", "llm": "tiny-random"}, curves=curves,
-            probe_stats={"window": 10})
+            probe_stats={"window": 10}, recipe=recipe)
     return runs

@@ -198,6 +198,34 @@ def test_allmrec_stage1_hands_off_a_frozen_item_table_and_is_cached(tiny, monkey
     assert torch.equal(again.E, model.E)
 
 
+def test_allmrec_stage1_cache_is_keyed_by_the_teachers_identity(tiny, monkeypatch):
+    """The same teacher finds its stage 1 in the cache; another teacher (another setting, or the same settings
+    under another code version, which retrains it under a new identity) trains its own."""
+    from seqbench.models import allmrec
+
+    trained: list[str] = []
+    real = allmrec.train_stage1
+
+    def counted(*args, **kwargs):
+        trained.append("stage 1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(allmrec, "train_stage1", counted)
+    first = set_up("a-llmrec", tiny, RunContext(seed=2))  # seed 2: nothing cached for it yet
+    same = set_up("a-llmrec", tiny, RunContext(seed=2))
+    assert len(trained) == 1 and same.teacher_identity == first.teacher_identity
+    assert torch.equal(same.E, first.E)
+    other = set_up("a-llmrec", tiny, RunContext(seed=2), teacher_patience=3)
+    assert other.teacher_identity != first.teacher_identity and len(trained) == 2
+    # only the teacher sees the new version (it reads code_version when it is built): stage 1 follows it
+    monkeypatch.setattr("seqbench.version.code_version", lambda: "0.0.0+another")
+    newer = set_up("a-llmrec", tiny, RunContext(seed=2))
+    assert newer.teacher_identity not in (first.teacher_identity, other.teacher_identity)
+    assert len(trained) == 3
+    key = newer.stage1_key(tiny, tiny.histories("train"), 2)
+    assert key["teacher"] == newer.teacher_identity and key["code"] == allmrec.code_version()
+
+
 @pytest.mark.parametrize("name", ["a-llmrec", "tallrec"])
 def test_save_load_round_trip(name, tiny, tmp_path):
     model = set_up(name, tiny)
@@ -235,6 +263,12 @@ def test_cli_trains_and_probes_a_baseline(tiny_home, tracking_uri, tmp_path, mon
     result = json.loads(out.read_text())
     assert result["model"] == "collm" and result["probe_stats"]["window"] == 10
     assert set(result["metrics"]) == {"original", "probed"}
+    # a tiny LLM on a short schedule: a proxy, recorded by name in the result and in the run's tags
+    assert result["recipe"] == "custom"
+    assert {"llm", "batch_size", "lora_targets", "teacher_epochs"} <= set(result["recipe_changes"])
+    import mlflow
+
+    assert mlflow.MlflowClient(tracking_uri).get_run(result["mlflow_run_id"]).data.tags["recipe"] == "custom"
 
 
 def test_user_states_are_computed_once_per_history_and_weights(tiny, monkeypatch):

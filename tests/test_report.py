@@ -67,7 +67,7 @@ def test_overall_aggregates_seeds_marks_best_and_tests_against_best_cf(collected
     assert gru["NDCG@10 vs sasrec"] == tables.rel(gru_test.relative_change, gru_test.ci95)
     assert gru["p (Holm)"] == tables.pval(gru_test.p_holm) and gru["CI over"] == "users"
     assert _row(table, "pop")["p (Holm)"] == tables.pval(pop_test.p_holm)
-    assert _row(table, "llmsrec (distill=false, llm=tiny-random)")["p (Holm)"] == tables.pval(llm_test.p_holm)
+    assert _row(table, "llmsrec (distill=false, llm=tiny-random, proxy)")["p (Holm)"] == tables.pval(llm_test.p_holm)
 
 
 def test_order_table_holm_marks_and_missing_cells(collected):
@@ -92,11 +92,30 @@ def test_group_and_variant_tables(collected):
     assert float(probes["transition"][3]) == pytest.approx(base_values(5).mean(), abs=1e-4)
     (variants,) = tables.ablation_tables(records, source)
     assert variants.title == "Variants of llmsrec"
-    assert sorted(r[1] for r in variants.rows) == ["llmsrec (distill=false, llm=tiny-random)",
-                                                   "llmsrec (distill=true, llm=tiny-random)"]
+    assert sorted(r[1] for r in variants.rows) == ["llmsrec (distill=false, llm=tiny-random, proxy)",
+                                                   "llmsrec (distill=true, llm=tiny-random, proxy)"]
     card = tables.dataset_card(records, source, None)
     assert card.rows[0][:6] == ["d", "hash-d", "–", "60", "50", "600"]
-    assert len(tables.runs_table(records).rows) == len(records) == 12
+    runs = tables.runs_table(records)
+    assert len(runs.rows) == len(records) == 12
+    recipes = {(row[2], row[-1]) for row in runs.rows}
+    assert {("sasrec", "–"), ("llmsrec (distill=true, llm=tiny-random, proxy)", "custom"),
+            ("llmsrec (distill=false, llm=tiny-random, proxy)", "unrecorded")} <= recipes
+
+
+def test_rows_trained_with_a_non_official_recipe_are_marked_proxies(store):
+    client, exp = _experiment(store, "recipes")
+    for llm, recipe in (("meta-llama/Llama-3.2-3B-Instruct", "official"), ("smollm2-135m", "cpu-proxy")):
+        log_fake_run(client, exp, paired(3, 0.98, 0.8), model="tallrec", family="LLM4Rec", config={"llm": llm},
+                     recipe=recipe)
+    log_fake_run(client, exp, paired(0, 0.7))
+    with RunSource(store[0], "recipes") as source:
+        records, _ = source.collect()
+        (table,) = tables.overall_tables(records, source)
+    assert {r.variant: r.proxy for r in records} == {"tallrec (llm=meta-llama/Llama-3.2-3B-Instruct)": False,
+                                                     "tallrec (llm=smollm2-135m, proxy)": True, "sasrec": False}
+    assert {row[0] for row in table.rows} == {r.variant for r in records}
+    assert any(n.startswith("`proxy` in a model's label") for n in table.notes)
 
 
 def test_every_table_type_gets_its_figures(collected):

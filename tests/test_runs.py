@@ -60,6 +60,7 @@ def test_run_prints_ids_experiment_and_artifacts(store):
         assert tags["dataset"] == "tiny" and tags["model"] == "sasrec" and tags["seed"] == "0"
         assert tags["family"] == "CF-SRec" and tags["task"] == "retrieval" and tags["probe"] in ("shuffle-infer",
                                                                                                 "reverse")
+        assert "recipe" not in tags  # only LLM recommenders have a training recipe
     assert (db_dir / "mlartifacts").is_dir()
     assert not (tmp_path / "cwd" / "mlruns").exists() and list((tmp_path / "cwd").iterdir()) == []
 

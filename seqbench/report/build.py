@@ -9,7 +9,7 @@ from seqbench.atomic import write_atomic
 from seqbench.errors import SeqbenchError
 
 from . import figures, protocols, tables
-from .collect import RunRecord, RunSource
+from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import Document, Section
 from .render import to_html, to_markdown
 
@@ -34,6 +34,7 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
         f"Ranking protocol of the sections before \"Ranking protocols\": `{protocol}`"
         + (f" (runs under {', '.join(f'`{p}`' for p in others)} appear in \"Ranking protocols\"; "
            f"`seqbench report --eval PROTOCOL` reads another)." if others else "."),
+        *([PROXY_NOTE] if any(r.proxy for r in records) else []),
     ]
     sections = [
         Section("Datasets", tables=[tables.dataset_card(records, source, data_home)]),

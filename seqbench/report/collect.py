@@ -22,6 +22,8 @@ from seqbench.errors import SeqbenchError
 from seqbench.tracking import NOT_RESULTS
 
 RESULT = "result.json"
+LLM_FAMILY = "LLM4Rec"
+UNRECORDED = "unrecorded"  # an LLM run logged before runs recorded their training recipe
 PER_USER = "per_user_metrics.parquet"
 CONFIG = "resolved_config.json"
 MODEL_CONFIG = "model_config."
@@ -44,6 +46,12 @@ class RunRecord:
     variant: str = ""  # model, plus the config values that tell its variants apart (filled by label_variants)
     dataset_meta: dict = field(default_factory=dict)
     protocol: str = "sampled"  # ranking protocol (--eval); runs logged before protocols existed are sampled
+    recipe: str | None = None  # an LLM model's training recipe (models/recipes.py); None for other models
+
+    @property
+    def proxy(self) -> bool:
+        """Trained with another recipe than the official one (or logged before runs recorded theirs)."""
+        return self.recipe is not None and self.recipe != "official"
 
 
 class RunSource:
@@ -150,12 +158,15 @@ class RunSource:
         result = json.loads(path.read_text())
         options = {k[len(PROBE_OPTIONS):]: v for k, v in params.items() if k.startswith(PROBE_OPTIONS)}
         probe = key("probe") + (f" ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options else "")
+        recipe = tags.get("recipe") or result.get("recipe")
+        if recipe is None and key("family") == LLM_FAMILY:
+            recipe = UNRECORDED
         return RunRecord(
             run_id=info.run_id, dataset=key("dataset"), dataset_hash=tags.get("dataset_hash", ""),
             model=key("model"), family=key("family") or "?", probe=probe, seed=int(key("seed") or 0),
             code_version=tags.get("code_version", "?"), start_time=info.start_time or 0,
             config={k[len(MODEL_CONFIG):]: v for k, v in params.items() if k.startswith(MODEL_CONFIG)},
-            result=result, protocol=tags.get("eval_protocol", "sampled"))
+            result=result, protocol=tags.get("eval_protocol", "sampled"), recipe=recipe)
 
     def dataset_meta(self, record: RunRecord) -> dict:
         """The prepared dataset's meta.json as the run recorded it (counts, source, parameters)."""
@@ -195,11 +206,17 @@ def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
 
 
 ALWAYS_NAMED = ("llm",)  # an LLM model's backbone is part of what the numbers mean: always in its label
+PROXY = "proxy"  # the label's mark of a row trained with a non-official recipe
+PROXY_NOTE = (f"`{PROXY}` in a model's label: an LLM recommender trained with another recipe than the official one "
+              "(the paper's LLM and the official code's settings, `models/recipes.py`), such as the CPU recipe; its "
+              "numbers stand in for the official recipe's, they do not reproduce them. The Runs covered table names "
+              f"each run's recipe (`{UNRECORDED}`: logged before runs recorded it).")
 
 
 def label_variants(records: list[RunRecord]) -> None:
     """A model run with several configs gets one label per config, naming only the values that differ (and the
-    LLM of LLM-based models, always)."""
+    LLM of LLM-based models, always); a config any of whose runs is a proxy (``RunRecord.proxy``) is marked
+    ``proxy``."""
     by_model: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
         by_model[r.model].append(r)
@@ -207,10 +224,8 @@ def label_variants(records: list[RunRecord]) -> None:
         configs = {tuple(sorted(r.config.items())) for r in runs}
         keys = sorted({k for c in configs for k, _ in c})
         differing = [k for k in keys if k in ALWAYS_NAMED or len({dict(c).get(k) for c in configs}) > 1]
-        if not differing:
-            for r in runs:
-                r.variant = model
-            continue
+        proxies = {tuple(sorted(r.config.items())) for r in runs if r.proxy}
         for r in runs:
-            values = ", ".join(f"{k}={r.config.get(k, '-')}" for k in differing)
-            r.variant = f"{model} ({values})"
+            values = [f"{k}={r.config.get(k, '-')}" for k in differing]
+            values += [PROXY] if tuple(sorted(r.config.items())) in proxies else []
+            r.variant = f"{model} ({', '.join(values)})" if values else model

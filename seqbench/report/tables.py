@@ -21,7 +21,7 @@ from .aggregate import (
     variants_of,
     versus_best_cf,
 )
-from .collect import RunRecord, RunSource
+from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import MISSING, Table
 
 SIG_NOTE = (f"`*`: significant at α = {ALPHA} (Holm-adjusted over the probes of a run where several ran; with "
@@ -52,6 +52,11 @@ def rel(change: float, ci: tuple[float, float]) -> str:
 
 def pval(p: float | None) -> str:
     return MISSING if p is None else f"{p:.2g}" + ("*" if p < ALPHA else "")
+
+
+def proxy_note(records: list[RunRecord], variants: list[str]) -> list[str]:
+    """The proxy mark's explanation, for a table with a proxy row."""
+    return [PROXY_NOTE] if any(r.proxy for r in records if r.variant in variants) else []
 
 
 def overall_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
@@ -85,7 +90,7 @@ def overall_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
                          "bootstrap 95 % CI and the two-sided Wilcoxon p on per-user NDCG@10 (each user's value "
                          "averaged over the model's seeds), Holm-adjusted over the models compared "
                          "(`seqbench compare`'s statistics).")
-        notes.append(SIG_NOTE)
+        notes += [SIG_NOTE, *proxy_note(records, variants)]
         tables.append(Table(f"Overall performance on {ds}", ["model", "family", "seeds", "NDCG@10", "HR@10",
                                                              "CI over", f"NDCG@10 vs {ref or 'best CF'}", "p (Holm)",
                                                              "runs"], rows, notes, bold))
@@ -133,7 +138,8 @@ def order_tables(records: list[RunRecord]) -> list[Table]:
             rows.append(row)
         notes = ["Δ: relative change of NDCG@10, probed vs original (mean over seeds; CI: paired bootstrap with one "
                  "seed, t-interval over seeds with several). `shuffle-infer` permutes the last `window` test items; "
-                 "`shuffle-train` retrains on shuffled train sequences and evaluates on original inputs.", SIG_NOTE]
+                 "`shuffle-train` retrains on shuffled train sequences and evaluates on original inputs.", SIG_NOTE,
+                 *proxy_note(records, [row[0] for row in rows])]
         tables.append(Table(f"Order sensitivity on {ds}", cols, rows, notes))
     return tables
 
@@ -222,7 +228,9 @@ def dataset_card(records: list[RunRecord], source: RunSource, data_home: Path | 
 
 
 def runs_table(records: list[RunRecord]) -> Table:
-    rows = [[r.run_id, r.dataset, r.variant, r.probe, r.protocol, str(r.seed), r.code_version]
+    rows = [[r.run_id, r.dataset, r.variant, r.probe, r.protocol, str(r.seed), r.code_version, r.recipe or MISSING]
             for r in sorted(records, key=lambda r: (r.dataset, r.variant, r.probe, r.protocol, r.seed))]
-    return Table("Runs covered", ["MLflow run id", "dataset", "model", "probe", "eval", "seed", "code version"], rows,
-                 ["The 8-character run ids in the tables above are prefixes of these."])
+    return Table("Runs covered", ["MLflow run id", "dataset", "model", "probe", "eval", "seed", "code version",
+                                  "recipe"], rows,
+                 ["The 8-character run ids in the tables above are prefixes of these. recipe: an LLM recommender's "
+                  "training recipe (`official`, `cpu-proxy` or `custom`, `models/recipes.py`); – for other models."])
