@@ -10,15 +10,15 @@ from .cross_domain import CrossDomain
 from .jaccard import Jaccard
 from .options import validate_probe_options
 from .order_horizon import OrderHorizon
-from .shuffle_infer import Recency, Reverse, ShuffleInfer
+from .shuffle_infer import Recency, Reverse, ShuffleInfer, TieShuffle
 from .shuffle_train import ShuffleTrain
 from .transition import Transition
 from .warm_cold import WarmCold
 
 PROBES: dict[str, type] = {
     cls.name: cls
-    for cls in (ShuffleInfer, ShuffleTrain, Cosine, Transition, WarmCold, CrossDomain, Reverse, Recency, Jaccard,
-                OrderHorizon)
+    for cls in (ShuffleInfer, ShuffleTrain, Cosine, Transition, WarmCold, CrossDomain, Reverse, Recency, TieShuffle,
+                Jaccard, OrderHorizon)
 }
 
 

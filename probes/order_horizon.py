@@ -21,13 +21,13 @@ import dataclasses
 
 from seqbench.data.histories import Histories
 from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, swap_last_two
+from seqbench.stats import ALPHA
 from seqbench.stats.multiple import holm
 
 from .base import ProbeContext, ProbeResult, paired_result
 from .options import get_option
 
 DEFAULT_GRID = (2, 3, 5, 10, 20, 50)
-ALPHA = 0.05
 
 
 def horizon_grid(window: int, requested: list[int] | None = None, longest: int | None = None) -> list[int]:

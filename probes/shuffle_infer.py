@@ -16,8 +16,17 @@ from __future__ import annotations
 import contextlib
 from contextlib import AbstractContextManager
 
+import numpy as np
+
 from seqbench.data.histories import Histories
-from seqbench.data.permutation import PERMUTATION_SEED, permute_tail, reverse_tail, swap_last_two
+from seqbench.data.permutation import (
+    PERMUTATION_SEED,
+    permute_tail,
+    permute_ties,
+    reverse_tail,
+    swap_last_two,
+    tied_positions,
+)
 from seqbench.errors import OptionError
 from seqbench.models.base import UserRepPinning
 
@@ -107,3 +116,21 @@ class Recency(_Rearrangement):
 
     def rearrange(self, hist: Histories, window: int) -> Histories:
         return swap_last_two(hist)
+
+
+class TieShuffle(_Rearrangement):
+    """A model that reacts to this reads an order the data does not have: on day-resolution data (Amazon)
+    many adjacent events share a timestamp, and their order is whatever the prepared file's tie-break was."""
+
+    name = "tie-shuffle"
+    summary = "test histories' items permuted only among events with the same timestamp (within `window`)"
+
+    def rearrange(self, hist: Histories, window: int) -> Histories:
+        return permute_ties(hist, window, PERMUTATION_SEED)
+
+    def extra(self, pc: ProbeContext, hist: Histories, moved: Histories, original, probed) -> dict:
+        window, _ = effective_window(pc, hist)
+        tied = tied_positions(hist, window)
+        per_user = np.add.reduceat(tied, hist.offsets[:-1]) > 0 if len(tied) else np.zeros(0, dtype=bool)
+        return {"share_positions_tied": float(tied.mean()) if len(tied) else 0.0,
+                "share_users_with_ties": float(per_user.mean()) if len(per_user) else 0.0}

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from seqbench.errors import SeqbenchError
+from seqbench.errors import OptionError, SeqbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, list and describe datasets.")
@@ -368,19 +368,28 @@ def report_cmd(
     split_hashes: Annotated[bool, typer.Option(help="Report runs of one dataset name with different dataset "
                                                     "hashes as separate datasets instead of refusing.")] = False,
     data_home: DataHome = None,
-    eval_: Annotated[str, typer.Option("--eval", help="Ranking protocol the main sections read (sampled, full or "
-                                       "full-unseen); the 'Ranking protocols' section sets all of them side by "
-                                       "side.")] = "sampled",
+    eval_: Annotated[str | None, typer.Option("--eval", help="Ranking protocol the main sections read (sampled, "
+                                              "full or full-unseen; default: sampled, or a study's first); the "
+                                              "'Ranking protocols' section sets all of them side by side.")] = None,
+    study: Annotated[str | None, typer.Option(help="A study (studies/NAME.yaml, or a path): its experiment, "
+                                              "datasets, models and probes, and the views it lists.")] = None,
 ) -> None:
     """The paper's tables and figures from MLflow runs: Markdown and/or one self-contained HTML page."""
     from seqbench.data.store import data_home as resolve_home
     from seqbench.eval.evaluator import check_protocol
-    from seqbench.report import write_report
+    from seqbench.report import write_report, write_study_report
 
     try:
-        check_protocol(eval_)
-        written = write_report(tracking_uri, out_dir, experiment, dataset, model, fmt, split_hashes,
-                               resolve_home(data_home), eval_)
+        if eval_ is not None:
+            check_protocol(eval_)
+        if study is not None:
+            if experiment != "seqbench" or dataset or model:
+                raise OptionError("--study sets the experiment, datasets and models; drop --experiment, --dataset "
+                                  "and --model")
+            written = write_study_report(study, tracking_uri, out_dir, fmt, resolve_home(data_home), eval_)
+        else:
+            written = write_report(tracking_uri, out_dir, experiment, dataset, model, fmt, split_hashes,
+                                   resolve_home(data_home), eval_ or "sampled")
     except SeqbenchError as e:
         _fail(e)
     for path in written:

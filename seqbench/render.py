@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from seqbench.eval.metrics import METRIC_KEYS
-
-ALPHA = 0.05
+from seqbench.stats import ALPHA
 
 
 def verdict(result: dict, alpha: float = ALPHA) -> str:

@@ -39,7 +39,8 @@ from seqbench.runner import RunSpec, SeedPass, _log, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 
-GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval"}
+GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views"}
+STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
 
@@ -53,6 +54,7 @@ class Grid:
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model config overrides
     probe_set: dict[str, str] = field(default_factory=dict)  # options for every probe (as --probe-set)
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols (as --eval)
+    views: list[str] = field(default_factory=list)  # what `seqbench report --study` shows (empty: every view)
 
     @property
     def sweep_id(self) -> str:
@@ -134,8 +136,21 @@ def load_grid(path: Path) -> Grid:
         datasets = [n for d in _names(raw, "datasets", path) for n in expand_ranges(d)]
     except SeqbenchError as e:
         raise SeqbenchError(f"{path}: 'datasets': {e}") from e
+    views = _names(raw, "views", path) if "views" in raw else []
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
-                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals)
+                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals, views)
+
+
+def find_study(name: str | Path) -> Path:
+    """A study file: a path as given, else ``studies/<name>.yaml`` (or .yml, .toml, .json)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for suffix in (".yaml", ".yml", ".toml", ".json"):
+        if (STUDIES / f"{name}{suffix}").is_file():
+            return STUDIES / f"{name}{suffix}"
+    known = sorted(p.stem for p in STUDIES.glob("*.*")) if STUDIES.is_dir() else []
+    raise UnknownNameError("study", str(name), known)
 
 
 def result_identity(model_identity: str, probe: str, probe_options: dict[str, str], protocol: str = "sampled") -> str:

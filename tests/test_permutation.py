@@ -38,3 +38,38 @@ def test_reverse_and_recency():
     assert reverse_tail(h, 3).items.tolist() == [1, 4, 3, 2, 6, 5]
     assert swap_last_two(h).items.tolist() == [1, 2, 4, 3, 6, 5]
     assert sorted(permute_all(h, 0).row(0).tolist()) == [1, 2, 3, 4]
+
+
+def test_tie_shuffle_moves_items_only_among_equal_timestamps():
+    from seqbench.data.permutation import permute_ties, tied_positions
+
+    rng = np.random.default_rng(3)
+    lens = rng.integers(2, 25, 300)
+    off = np.concatenate([[0], np.cumsum(lens)])
+    times = np.concatenate([np.sort(rng.integers(0, 6, n)) for n in lens]) * 86_400_000  # day resolution
+    h = Histories(np.arange(1, 301), rng.integers(1, 10_000, off[-1]), times, off)
+    p = permute_ties(h, window=8, seed=1)
+    assert (p.times == h.times).all() and (p.offsets == h.offsets).all()
+    for b in range(len(h)):
+        r0, r1, t = h.row(b), p.row(b), h.times[h.offsets[b]:h.offsets[b + 1]]
+        cut = max(0, len(r0) - 8)
+        assert (r0[:cut] == r1[:cut]).all()
+        for day in np.unique(t[cut:]):  # within the window, each day's items stay on that day
+            same = np.flatnonzero(t == day)
+            same = same[same >= cut]
+            assert sorted(r0[same].tolist()) == sorted(r1[same].tolist())
+    moved = p.items != h.items
+    assert moved.any() and not (moved & ~tied_positions(h, 8)).any()  # only tied positions move
+    untied = Histories(h.users, h.items, np.arange(off[-1]), off)
+    assert (permute_ties(untied, 8, 1).items == h.items).all() and not tied_positions(untied, 8).any()
+
+
+def test_tied_positions_inside_the_window_only():
+    from seqbench.data.permutation import tied_positions
+
+    # one row: days 0 0 1 1 1 2; with a window of 3 the first day-1 item is outside, day 2 alone
+    h = Histories(np.array([1]), np.arange(1, 7), np.array([0, 0, 1, 1, 1, 2]), np.array([0, 6]))
+    assert tied_positions(h).tolist() == [True, True, True, True, True, False]
+    assert tied_positions(h, 3).tolist() == [False, False, False, True, True, False]
+    assert tied_positions(h, 4).tolist() == [False, False, True, True, True, False]
+    assert tied_positions(h, 2).tolist() == [False, False, False, False, False, False]

@@ -15,6 +15,7 @@ from seqbench.data.histories import Histories
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
+from seqbench.data.stats import dataset_stats, tie_stats
 from seqbench.data.store import load_dataset
 from seqbench.errors import DataError, OptionError
 from seqbench.eval import evaluator
@@ -230,9 +231,9 @@ def test_protocol_cost_benchmark_writes_its_envelope(tiny_home, tmp_path):
     out = tmp_path / "bench.json"
     result = load_script("bench_eval_protocols").main(["--dataset", "tiny", "--data-home", str(tiny_home),
                                                        "--repeats", "1", "--threads", "1", "--out", str(out)])
-    saved = json.loads(out.read_text())
+    (saved,) = json.loads(out.read_text())["runs"]
     assert saved == json.loads(json.dumps(result))
-    assert {"benchmark", "command", "commit", "started", "machine", "result"} <= set(saved)
+    assert {"benchmark", "variant", "command", "commit", "started", "machine", "result"} <= set(saved)
     protocols = saved["result"]["protocols"]
     assert set(protocols) == {"sampled", "full", "full-unseen"} and protocols["sampled"]["ratio_to_sampled"] == 1.0
     assert saved["result"]["users"] == 150 and all(p["median_seconds"] > 0 for p in protocols.values())
@@ -252,7 +253,14 @@ def test_random_tie_order_is_seeded_and_keeps_time_order(tmp_path):
     file_order, d = prepared("f")
     assert all(seq == list(range(9)) for seq in file_order)
     assert d.meta["counts"]["tied_adjacent_pairs"] == pytest.approx(6 / 8)
-    random_order, _ = prepared("r", ties="random")
+    ties = dataset_stats(d)
+    assert ties["tie_order"] == "file" and ties["tied_adjacent_pairs"] == pytest.approx(6 / 8)
+    # each test input is the first 8 items (3 + 3 + 2 per day): every user has permutable ties in the window,
+    # and with a window of 1 none
+    assert ties["test_users_with_ties_in_last_10"] == 1.0 and ties["test_users_with_ties_in_history"] == 1.0
+    assert tie_stats(d, window=1)["test_users_with_ties_in_last_1"] == 0.0
+    random_order, rd = prepared("r", ties="random")
+    assert dataset_stats(rd)["tie_order"] == "random (seed 0)"
     again, _ = prepared("r2", ties="random")
     other, _ = prepared("r3", ties="random", tie_seed=1)
     assert random_order == again and random_order != other and random_order != file_order

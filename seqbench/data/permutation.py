@@ -42,3 +42,34 @@ def swap_last_two(hist: Histories) -> Histories:
 def permute_all(hist: Histories, seed: int = PERMUTATION_SEED) -> Histories:
     """Shuffle every row entirely (shuffled training permutes whole train sequences once)."""
     return permute_tail(hist, int(hist.lengths.max(initial=1)), seed)
+
+
+def permute_ties(hist: Histories, window: int, seed: int = PERMUTATION_SEED) -> Histories:
+    """Shuffle, within the last ``window`` items of every row, only items that share a timestamp: the order
+    among tied events is an artefact of how the data was prepared, not something the data records.
+    Items with distinct timestamps keep their places (rows are in time order)."""
+    n = len(hist.items)
+    seg = segment_ids(hist.offsets)
+    idx = np.arange(n)
+    in_window = (hist.offsets[seg + 1] - 1 - idx) < window
+    rand = np.random.default_rng(seed).random(n)
+    order = np.lexsort((np.where(in_window, rand, 0.0), np.where(in_window, hist.times, idx), in_window, seg))
+    return hist.with_items(hist.items[order])
+
+
+def tied_positions(hist: Histories, window: int | None = None) -> np.ndarray:
+    """Per position: whether it shares its timestamp with a neighbour of the same row (within the last
+    ``window`` items of the row when given)."""
+    seg = segment_ids(hist.offsets)
+    same = (seg[1:] == seg[:-1]) & (hist.times[1:] == hist.times[:-1])
+    tied = np.zeros(len(hist.items), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    if window is not None:
+        idx = np.arange(len(hist.items))
+        tied &= (hist.offsets[seg + 1] - 1 - idx) < window
+        # a tie with the item just outside the window cannot be permuted inside it
+        first = hist.offsets[seg + 1] - np.minimum(hist.lengths[seg], window)
+        alone = (idx == first) & ~np.r_[same, False]
+        tied &= ~alone
+    return tied

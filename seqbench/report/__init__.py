@@ -3,6 +3,6 @@
 collect (runs -> records) -> aggregate (seeds, tests) -> tables / figures -> document -> render (md, html).
 """
 
-from .build import FORMATS, build_document, write_report
+from .build import FORMATS, VIEWS, build_document, write_report, write_study_report
 
-__all__ = ["FORMATS", "build_document", "write_report"]
+__all__ = ["FORMATS", "VIEWS", "build_document", "write_report", "write_study_report"]

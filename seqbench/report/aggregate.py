@@ -16,16 +16,17 @@ import pandas as pd
 
 from seqbench.compare import compare_series
 from seqbench.errors import SeqbenchError
+from seqbench.stats import ALPHA
 from seqbench.stats.multiple import aggregate_seeds, mean_ci
 
 from .collect import RunRecord, RunSource
 
-ALPHA = 0.05
 METRIC = "ndcg@10"
 CF_FAMILY = "CF-SRec"
 # probes whose "original" condition is the trained model on the real test input, in order of preference
 ORIGINAL_FROM = ("shuffle-infer", "cosine", "shuffle-train", "reverse", "recency", "jaccard")
-REARRANGE = ("shuffle-infer", "shuffle-train", "reverse", "recency")  # order probes with their own NDCG change
+# order probes with their own NDCG change
+REARRANGE = ("shuffle-infer", "shuffle-train", "reverse", "recency", "tie-shuffle")
 
 
 def base_probe(probe: str) -> str:

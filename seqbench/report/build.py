@@ -2,24 +2,85 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from seqbench.atomic import write_atomic
-from seqbench.errors import SeqbenchError
+from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.eval.evaluator import TASKS
 
-from . import figures, protocols, tables
+from . import calibration, figures, generation, protocols, tables
+from .aggregate import base_probe
 from .collect import PROXY_NOTE, RunRecord, RunSource
-from .document import Document, Section
+from .document import Document, Figure, Section, Table
 from .render import to_html, to_markdown
 
 FORMATS = ("md", "html", "both")
 
 
+@dataclass
+class ViewInput:
+    """What a view reads: the runs of the chosen protocol, every retrieval run, the generation runs."""
+
+    source: RunSource
+    records: list[RunRecord]
+    every: list[RunRecord]
+    generation: list[RunRecord]
+    notes: list[str]
+    data_home: Path | None
+
+
+def _order(v: ViewInput) -> Section:
+    return Section("Order sensitivity (shuffle-infer, shuffle-train, cosine)", tables=tables.order_tables(v.records),
+                   figures=figures.order_figures(v.records, v.source) + figures.cosine_figures(v.records)
+                   + figures.horizon_figures(v.records))
+
+
+def _power(v: ViewInput) -> Section:
+    parts = calibration.power(v.records, v.source)
+    return Section("Power (order strength x test users)", tables=[p for p in parts if isinstance(p, Table)],
+                   figures=[p for p in parts if isinstance(p, Figure)])
+
+
+# A study file picks its views by these names (``views:``); a report without a study shows DEFAULT_VIEWS.
+VIEWS: dict[str, Callable[[ViewInput], Section]] = {
+    "datasets": lambda v: Section("Datasets", tables=[tables.dataset_card(v.records, v.source, v.data_home)]),
+    "overall": lambda v: Section("Overall performance", tables=tables.overall_tables(v.records, v.source)),
+    "order": _order,
+    "groups": lambda v: Section("Group probes (transition, warm-cold, cross-domain)",
+                                tables=tables.group_tables(v.records), figures=figures.group_figures(v.records)),
+    "variants": lambda v: Section("Variants (ablations)", tables=tables.ablation_tables(v.records, v.source)),
+    "protocols": lambda v: Section("Ranking protocols", tables=protocols.effect_tables(v.every)
+                                   + protocols.agreement_tables(v.every)),
+    "generation": lambda v: Section("Title generation (HR@1)",
+                                    tables=generation.generation_tables(v.generation, v.source)),
+    "false-positives": lambda v: Section("False positives (data without order)",
+                                         tables=calibration.false_positive_tables(v.records)),
+    "power": _power,
+    "training": lambda v: Section("Training curves (LLM models)",
+                                  figures=figures.training_figures(v.records, v.source)),
+    "runs": lambda v: Section("Runs covered", text=[f"- {n}" for n in v.notes],
+                              tables=[tables.runs_table(v.every + v.generation)]),
+}
+DEFAULT_VIEWS = ("datasets", "overall", "order", "groups", "variants", "protocols", "generation", "training", "runs")
+
+
+def check_views(views: list[str]) -> None:
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise UnknownNameError("report view", unknown[0], list(VIEWS))
+
+
 def build_document(source: RunSource, records: list[RunRecord], notes: list[str],
-                   data_home: Path | None = None, protocol: str = "sampled") -> Document:
-    """The sections read the runs of one ranking ``protocol``; "Ranking protocols" reads them all."""
-    every = records
+                   data_home: Path | None = None, protocol: str = "sampled",
+                   views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report") -> Document:
+    """The views read the retrieval runs of one ranking ``protocol``; "protocols" reads every retrieval run,
+    "generation" the generation runs."""
+    check_views(list(views))
+    gen = [r for r in records if r.task == "generation"]
+    every = [r for r in records if r.task != "generation"]
     records = [r for r in every if r.protocol == protocol]
     others = sorted({r.protocol for r in every} - {protocol})
     versions = sorted({r.code_version for r in every})
@@ -28,7 +89,8 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
         f"Tracking store: `{source.tracking_uri}`, experiment `{source.experiment}`; {len(records)} runs. "
         f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
         f"Code versions: {', '.join(f'`{v}`' for v in versions)}.",
-        "Dataset hashes: " + ", ".join(f"{d} `{h[:12]}`" for d, h in hashes) + ".",
+        "Dataset hashes: " + ", ".join(f"{d} `{h[:12]}`" for d, h in hashes[:12])
+        + (f" and {len(hashes) - 12} more" if len(hashes) > 12 else "") + ".",
         f"Every row names its MLflow runs (id prefixes; full ids in the last section, Runs covered). Browse them with "
         f"`seqbench ui --tracking-uri {source.tracking_uri}`.",
         f"Ranking protocol of the sections before \"Ranking protocols\": `{protocol}`"
@@ -36,33 +98,39 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
            f"`seqbench report --eval PROTOCOL` reads another)." if others else "."),
         *([PROXY_NOTE] if any(r.proxy for r in records) else []),
     ]
-    sections = [
-        Section("Datasets", tables=[tables.dataset_card(records, source, data_home)]),
-        Section("Overall performance", tables=tables.overall_tables(records, source)),
-        Section("Order sensitivity (shuffle-infer, shuffle-train, cosine)", tables=tables.order_tables(records),
-                figures=figures.order_figures(records, source) + figures.cosine_figures(records)
-                + figures.horizon_figures(records)),
-        Section("Group probes (transition, warm-cold, cross-domain)", tables=tables.group_tables(records),
-                figures=figures.group_figures(records)),
-        Section("Variants (ablations)", tables=tables.ablation_tables(records, source)),
-        Section("Ranking protocols", tables=protocols.effect_tables(every) + protocols.agreement_tables(every)),
-        Section("Training curves (LLM models)", figures=figures.training_figures(records, source)),
-        Section("Runs covered", text=[f"- {n}" for n in notes], tables=[tables.runs_table(every)]),
-    ]
+    given = ViewInput(source, records, every, gen, notes, data_home)
+    sections = [VIEWS[name](given) for name in views]
     for s in sections:
         if not s.tables and not s.figures and not s.text:
             s.text.append("No runs of this kind in the store.")
-    return Document("seqbench report", preamble, sections)
+    return Document(title, preamble, sections)
+
+
+def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, fmt: str = "both",
+                       data_home: Path | None = None, protocol: str | None = None) -> list[Path]:
+    """The views a study file asks for, from the runs of its experiment on its datasets, models and probes."""
+    from seqbench.sweep import find_study, load_grid
+
+    path = find_study(study)
+    grid = load_grid(path)
+    views = grid.views or list(DEFAULT_VIEWS)
+    check_views(views)
+    return write_report(tracking_uri, out, grid.experiment, grid.datasets, grid.models, fmt, data_home=data_home,
+                        protocol=protocol or grid.evals[0], probes=grid.probes, views=views,
+                        title=f"seqbench study: {path.stem}")
 
 
 def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
                  models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
-                 data_home: Path | None = None, protocol: str = "sampled") -> list[Path]:
+                 data_home: Path | None = None, protocol: str = "sampled", probes: list[str] | None = None,
+                 views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report") -> list[Path]:
     """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``."""
     if fmt not in FORMATS:
         raise SeqbenchError(f"unknown format '{fmt}'; valid formats: {', '.join(FORMATS)}")
     with RunSource(tracking_uri, experiment) as source:
-        records, notes = source.collect(datasets, models, split_hashes)
+        records, notes = source.collect(datasets, models, split_hashes, tasks=TASKS)
+        if probes is not None:
+            records = [r for r in records if base_probe(r.probe) in probes]
         if not records:
             wanted = "; ".join(f"{k} {', '.join(v)}" for k, v in (("dataset", datasets), ("model", models)) if v)
             raise SeqbenchError(f"no finished seqbench runs in experiment '{experiment}' at {tracking_uri}"
@@ -70,7 +138,7 @@ def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbenc
         if protocol not in {r.protocol for r in records}:
             raise SeqbenchError(f"no runs ranked under --eval {protocol} in experiment '{experiment}'; it has: "
                                 f"{', '.join(sorted({r.protocol for r in records}))}")
-        doc = build_document(source, records, notes, data_home, protocol)
+        doc = build_document(source, records, notes, data_home, protocol, views, title)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if fmt in ("md", "both"):

@@ -26,7 +26,7 @@ LOSS_KEYS = ("train_loss", "train_retrieval", "train_distill", "train_uniform")
 VALID_KEYS = ("valid_hr_at_10", "valid_ndcg_at_10")
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
@@ -71,7 +71,7 @@ def order_figures(records: list[RunRecord], source: RunSource) -> list[Figure]:
         ax.legend(fontsize=7)
         figs.append(Figure(f"order_{ds}", f"NDCG@10 on {ds}, original vs rearranged histories (bars: mean over "
                                           "seeds; error bars: 95 % CI over seeds, or over users with one seed).",
-                           _png(fig)))
+                           png_bytes(fig)))
     return figs
 
 
@@ -107,8 +107,9 @@ def cosine_figures(records: list[RunRecord]) -> list[Figure]:
             ax.set_xlabel("cosine", fontsize=8)
         for ax in list(axes.flat)[len(hists):]:
             ax.axis("off")
-        figs.append(Figure(f"cosine_{ds}", f"Per-user cosine between the user representations of the original and "
-                                           f"the shuffled test history on {ds} (users summed over seeds).", _png(fig)))
+        caption = (f"Per-user cosine between the user representations of the original and the shuffled test "
+                   f"history on {ds} (users summed over seeds).")
+        figs.append(Figure(f"cosine_{ds}", caption, png_bytes(fig)))
     return figs
 
 
@@ -133,7 +134,7 @@ def group_figures(records: list[RunRecord]) -> list[Figure]:
             ax.set_title(p, fontsize=9)
             ax.set_ylabel("NDCG@10")
             ax.legend(fontsize=7)
-        figs.append(Figure(f"groups_{ds}", f"NDCG@10 per user group on {ds} (mean over seeds).", _png(fig)))
+        figs.append(Figure(f"groups_{ds}", f"NDCG@10 per user group on {ds} (mean over seeds).", png_bytes(fig)))
     return figs
 
 
@@ -166,7 +167,7 @@ def training_figures(records: list[RunRecord], source: RunSource) -> list[Figure
         right.legend(fontsize=7)
         safe = r.variant.replace(" ", "").replace("/", "_").replace(",", "_").replace("(", "_").replace(")", "")
         figs.append(Figure(f"training_{r.dataset}_{safe}", f"Training of {r.variant} on {r.dataset}, seed {r.seed} "
-                                                           f"(run {r.run_id[:8]}).", _png(fig)))
+                                                           f"(run {r.run_id[:8]}).", png_bytes(fig)))
     return figs
 
 
@@ -192,5 +193,5 @@ def horizon_figures(records: list[RunRecord]) -> list[Figure]:
         ax.set_ylabel("relative change of NDCG@10")
         ax.legend(fontsize=7)
         figs.append(Figure(f"horizon_{ds}", f"Order horizon on {ds}: shuffling only the last k items (band: 95 % CI).",
-                           _png(fig)))
+                           png_bytes(fig)))
     return figs

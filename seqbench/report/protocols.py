@@ -15,12 +15,14 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from seqbench.eval.evaluator import PROTOCOLS
+from seqbench.stats import ALPHA
 
-from .aggregate import ALPHA, base_probe, effect, variants_of
+from .aggregate import base_probe, effect, variants_of
 from .collect import RunRecord
 from .document import MISSING, Table
 
-PAIRED = ("shuffle-infer", "shuffle-train", "reverse", "recency", "jaccard")  # probes with an "original" condition
+# probes with an "original" condition
+PAIRED = ("shuffle-infer", "shuffle-train", "reverse", "recency", "tie-shuffle", "jaccard")
 
 
 def verdict(relative_change: float, p: float) -> str:

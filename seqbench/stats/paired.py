@@ -73,6 +73,14 @@ def _rank_biserial(diff: np.ndarray) -> float:
     return float((r[d > 0].sum() - r[d < 0].sum()) / total)
 
 
+def wilcoxon_p(original: np.ndarray, probed: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of a paired comparison; 1 when no pair differs (zeros dropped)."""
+    a, b = np.asarray(original, dtype=np.float64), np.asarray(probed, dtype=np.float64)
+    if not (b - a).any():
+        return 1.0
+    return float(stats.wilcoxon(b, a, zero_method="wilcox").pvalue)
+
+
 def paired_test(
     original: np.ndarray, probed: np.ndarray, metric: str = "ndcg@10", seed: int = 0, n_resamples: int = 2000
 ) -> PairedTest:
@@ -82,7 +90,7 @@ def paired_test(
         raise ValueError("paired_test needs two 1-D arrays of the same length (>= 2)")
     diff = b - a
     n_nonzero = int((diff != 0).sum())
-    p = 1.0 if n_nonzero == 0 else float(stats.wilcoxon(b, a, zero_method="wilcox").pvalue)
+    p = wilcoxon_p(a, b)
     ma, mb = float(a.mean()), float(b.mean())
     rel = (mb - ma) / ma if ma != 0 else float("nan")
     cis = _bootstrap_cis(a, b, paired=True, degenerate=n_nonzero == 0, seed=seed, n_resamples=n_resamples)

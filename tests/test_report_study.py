@@ -1,0 +1,105 @@
+"""`seqbench report --study`: a study file's views from its experiment's runs; the calibration views' numbers."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from seqbench.cli import app
+from seqbench.errors import UnknownNameError
+from seqbench.report import calibration
+from seqbench.report.build import write_study_report
+from seqbench.report.collect import RunSource
+from seqbench.stats import ALPHA
+from seqbench.sweep import find_study, load_grid
+from seqbench.tracking import artifact_location
+from tests.report_fakes import N_USERS, base_values, log_fake_run
+
+runner = CliRunner()
+NULL_SEEDS = range(20)
+
+
+def _null(seed: int) -> dict[str, np.ndarray]:
+    """No order effect: the probed condition is the original plus symmetric noise."""
+    base = base_values(seed)
+    noise = np.random.default_rng(1000 + seed).normal(0, 0.05, N_USERS)
+    return {"original": base, "probed": np.clip(base + noise, 0, 1)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('study') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cal", artifact_location=artifact_location(uri))
+    for s in NULL_SEEDS:
+        log_fake_run(client, exp, _null(s), dataset=f"syn-order0-u60-i300-s{s}", dataset_hash=f"h{s}")
+    for o, factor in (("0.2", 0.9), ("0.9", 0.3)):
+        for s in range(2):
+            base = base_values(50 + s)
+            log_fake_run(client, exp, {"original": base, "probed": base * factor},
+                         dataset=f"syn-order{o}-u60-i300-s{s}", dataset_hash=f"h{o}{s}")
+    log_fake_run(client, exp, _null(99), dataset="ml-100k", dataset_hash="hm")  # not a synthetic dataset
+    return uri
+
+
+def test_false_positive_table_counts_significant_runs_with_exact_intervals(store):
+    with RunSource(store, "cal") as source:
+        records, _ = source.collect()
+    (table,) = calibration.false_positive_tables(records)
+    (row,) = table.rows  # order 0 only: the ordered and the real datasets are not counted
+    ps = [stats.wilcoxon(_null(s)["probed"], _null(s)["original"]).pvalue for s in NULL_SEEDS]
+    k = sum(p < ALPHA for p in ps)
+    ci = stats.binomtest(k, 20).proportion_ci(method="exact")
+    assert row[:3] == ["sasrec", "shuffle-infer", "20"]
+    assert row[3] == f"{k}/20 = {k / 20:.1%} [{ci.low:.1%}, {ci.high:.1%}]"
+    assert row[6] == f"D = {stats.kstest(ps, 'uniform').statistic:.2f}, p = {stats.kstest(ps, 'uniform').pvalue:.2g}"
+
+
+def test_power_cuts_each_model_into_disjoint_user_subsets(store):
+    with RunSource(store, "cal") as source:
+        records, _ = source.collect()
+        table, figure = calibration.power(records, source, sizes=(20, 60))
+    assert table.columns[-2:] == ["20 users", "60 users"] and figure.png.startswith(b"\x89PNG")
+    rows = {r[0]: r for r in table.rows}
+    assert set(rows) == {"0", "0.2", "0.9"}
+    assert rows["0"][1] == "20" and rows["0"][3].split(" =")[0].endswith("/60")  # 20 models x 3 subsets of 20
+    assert rows["0.9"][3].startswith("6/6") and rows["0.9"][4].startswith("2/2")  # a 70 % drop: always found
+    # a uniform 10 % drop of every user is found in every subset too: the smallest detected effect
+    assert "at least 80% power: 20 test users: order 0.2, a mean change of -10.0%" in table.notes[0]
+
+
+def test_study_report_renders_the_views_the_study_names(store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "cal.yaml").write_text(
+        "experiment: cal\ndatasets: ['syn-order0-u60-i300-s{0..19}']\nmodels: [sasrec]\nseeds: [0]\n"
+        "probes: [shuffle-infer]\nviews: [false-positives, runs]\n")
+    assert find_study("cal").resolve() == tmp_path / "studies" / "cal.yaml" and load_grid(find_study("cal")).views
+    r = runner.invoke(app, ["report", "--study", "cal", "--tracking-uri", store, "--out", str(tmp_path / "o"),
+                            "--format", "md"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "o" / "report.md").read_text()
+    assert text.startswith("# seqbench study: cal")
+    assert "## False positives (data without order)" in text and "## Runs covered" in text
+    assert "Overall performance" not in text and "ml-100k" not in text  # only its views, only its datasets
+    with pytest.raises(UnknownNameError, match="unknown study 'nope'; valid studys: cal"):
+        find_study("nope")
+    (tmp_path / "studies" / "bad.yaml").write_text(
+        "datasets: [d]\nmodels: [sasrec]\nseeds: [0]\nprobes: [shuffle-infer]\nviews: [no-such-view]\n")
+    with pytest.raises(UnknownNameError, match="unknown report view 'no-such-view'"):
+        write_study_report("bad", store, tmp_path / "o2")
+
+
+def test_every_committed_study_loads_and_names_known_views():
+    from pathlib import Path
+
+    from seqbench.report import VIEWS
+
+    studies = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+    assert studies
+    for path in studies:
+        grid = load_grid(path)
+        assert set(grid.views) <= set(VIEWS), path
