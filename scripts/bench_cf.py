@@ -2,14 +2,14 @@
 
 Prepares ``../shared/data/ml-100k`` (relative to the repo root) into a data home, trains every selected
 model with each seed through ``create_model(...).fit`` (early stopping on validation NDCG@10), evaluates
-on the shared test candidates (§7) and writes ``reports/bench_cf.json`` atomically:
+on the shared test candidates (§7) and stores the run in ``benchmarks/results/cf.json`` (the benchmark envelope
+of ``seqbench.benchinfo``: command, commit, machine with CPU flags, threads and load before and after; options
+that differ from the defaults are the run's ``variant``), whose ``result`` is:
 
     {model: {"best_epoch", "seconds_to_best", "seconds_per_epoch", "test_ndcg@10", "test_hr@10",
              "epochs_run", "curve": [[epoch, train_loss, valid_ndcg], ...], "config", "per_seed": {...}}}
 
 Scalars are medians over seeds; ``curve`` is the first seed's; ``per_seed`` holds every seed's values.
-The top-level ``"machine"`` entry (not a model) records the CPU model and flags (bf16 or not), torch's thread
-count and the load average before and after (``seqbench.benchinfo``): a loaded machine inflates timings.
 
     python scripts/bench_cf.py                                   # all models, seed 0 (long on CPU)
     python scripts/bench_cf.py --models gru4rec,pop --seeds 0,1,2
@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.atomic import write_json_atomic
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, device_name, record, result_file, variant_of
 from seqbench.config import parse_sets
 from seqbench.context import RunContext, resolve_device, seed_everything
 from seqbench.data.dataset import SeqDataset
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=None, help="cap every trained model's max_epochs")
     ap.add_argument("--data-home", type=Path, default=None, help="where ml-100k is prepared (default: temp)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_cf.json")
+    ap.add_argument("--out", type=Path, default=result_file("cf", ROOT))
     args = ap.parse_args(argv)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -114,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: MovieLens-100k not found at {RAW} (expected ml-100k.inter there)", file=sys.stderr)
         return 0
 
-    info = machine_info()
+    run = begin("cf", __file__, argv, variant_of(ap, args, skip=("out", "data_home")))
     with tempfile.TemporaryDirectory(prefix="bench_cf_") as tmp:
         data = load_data(args.data_home or Path(tmp))
         print(f"{DATASET}: {data.n_users} users, {data.n_items} items", file=sys.stderr)
-        result: dict[str, dict] = {"machine": info}
+        result: dict[str, dict] = {}
         for name in models:
             fields = {f.name for f in dataclasses.fields(get_spec(name).load_class().config_cls)}
             cap = {"max_epochs": args.max_epochs} if args.max_epochs and "max_epochs" in fields else {}
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:10s} test ndcg@10 {r['test_ndcg@10']:.4f} hr@10 {r['test_hr@10']:.4f} "
                   f"best epoch {r['best_epoch']:.0f}/{r['epochs_run']:.0f} "
                   f"{r['seconds_per_epoch']:.2f} s/epoch {r['seconds_to_best']:.0f} s to best", file=sys.stderr)
-            result["machine"] = finish(info)
-            write_json_atomic(result, args.out)  # after every model, so a long run leaves partial results
+            # after every model, so a long run leaves partial results
+            record(run, result, args.out, device=device_name(resolve_device(args.device)))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -2,7 +2,9 @@
 
 For each setting of the synthetic order knob (0 = exchangeable histories; a strong setting) and each of
 N seeds, a synthetic dataset is generated with that seed, SASRec is trained with that seed, and the
-shuffle-infer, shuffle-train and cosine probes run on it. Writes reports/bench_controls.json:
+shuffle-infer, shuffle-train and cosine probes run on it. Stores the run in benchmarks/results/controls.json
+(the envelope of ``seqbench.benchinfo``: command, commit, machine; options that differ from the defaults are the
+run's ``variant``), whose ``result`` is:
 
   {"order_0": {probe: {"significant_rate", "mean_relative_change", ...}, "dataset": {...}},
    "order_strong": {...same...}, "settings": {...}}
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from seqbench.atomic import write_json_atomic
+from seqbench.benchinfo import begin, find_run, record, result_file, store, variant_of
 from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
@@ -80,7 +81,7 @@ def summarize(rows: dict[str, list[dict]], data_rows: list[dict], alpha: float) 
     return block
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--strong", type=float, default=0.8, help="order knob of the strong setting")
@@ -89,19 +90,20 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--jobs", type=int, default=2, help="replicates run in parallel processes (1 core each)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="SASRec setting key=value")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_controls.json")
+    ap.add_argument("--out", type=Path, default=result_file("controls", ROOT))
     ap.add_argument("--dataset-only", action="store_true",
-                    help="recompute only the dataset-level figures (rules ratio, t-score) into an existing --out")
-    args = ap.parse_args()
+                    help="recompute only the dataset-level figures (rules ratio, t-score) of the stored run of "
+                         "the same variant in --out")
+    args = ap.parse_args(argv)
     from seqbench.config import parse_sets
 
     overrides = parse_sets(args.sets)
+    run = begin("controls", __file__, argv, variant_of(ap, args, skip=("out", "dataset_only")))
     work = tempfile.mkdtemp(prefix="seqbench-controls-")
     settings = {"order_0": 0.0, "order_strong": args.strong}
     report: dict = {"settings": {"seeds": args.seeds, "order_strong": args.strong, "users": args.users,
                                  "items": args.items, "alpha": args.alpha, "model": "sasrec",
-                                 "overrides": overrides, "probes": PROBES, "jobs": args.jobs,
-                                 "command": "python " + " ".join(sys.argv)}}
+                                 "overrides": overrides, "probes": PROBES, "jobs": args.jobs}}
     start = time.perf_counter()
     rows = {label: {p: [] for p in PROBES} for label in settings}
     data_rows: dict[str, list[dict]] = {label: [] for label in settings}
@@ -116,20 +118,20 @@ def main() -> None:
             print(f"{label} seed {seed}: " + ", ".join(
                 f"{p} {r['relative_change']:+.1%} (p={r['p_value']:.2g})" for p, r in probe_rows.items()),
                 flush=True)
-    if args.dataset_only:  # keep the probe results, refresh the dataset block
-        import json
-
-        report = json.loads(args.out.read_text())
+    if args.dataset_only:  # keep the stored run's probe results, refresh its dataset block
+        stored = find_run(args.out, run["variant"])
+        if stored is None:
+            raise SystemExit(f"--dataset-only: {args.out} holds no run of variant {run['variant']}")
         for label in settings:
-            report[label]["dataset"] = {k: float(np.mean([d[k] for d in data_rows[label]]))
-                                        for k in data_rows[label][0]}
-        write_json_atomic(report, args.out)
+            stored["result"][label]["dataset"] = {k: float(np.mean([d[k] for d in data_rows[label]]))
+                                                  for k in data_rows[label][0]}
+        store(stored, args.out)
         print(f"updated the dataset figures in {args.out}")
         return
     for label in settings:
         report[label] = summarize(rows[label], data_rows[label], args.alpha)
     report["seconds"] = round(time.perf_counter() - start, 1)
-    write_json_atomic(report, args.out)
+    record(run, report, args.out, device="cpu")
     print(f"wrote {args.out}")
 
 

@@ -2,8 +2,9 @@
 in the same process, one after the other (docs/protocols.md).
 
 The model trains for ``--epochs`` epochs only: the cost of an evaluation does not depend on how well the model
-learned. Each protocol is timed ``--repeats`` times; the JSON keeps every time, the median and the ratio of each
-median to the sampled one, with the command, commit and machine (CPU, flags, threads, load before and after):
+learned. Each protocol is timed ``--repeats`` times; the run (the envelope of ``seqbench.benchinfo``: command,
+commit, machine with CPU, flags, threads, load before and after) goes to ``benchmarks/results/eval_protocols.json``
+and keeps every time, the median and the ratio of each median to the sampled one:
 
     python scripts/bench_eval_protocols.py --dataset beauty            # the committed figure (needs `beauty`)
     python scripts/bench_eval_protocols.py --dataset quickstart --repeats 1 --out /tmp/b.json   # smoke run
@@ -12,23 +13,19 @@ median to the sampled one, with the command, commit and machine (CPU, flags, thr
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from seqbench.atomic import write_json_atomic
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, record, result_file, variant_of
 from seqbench.context import RunContext, seed_everything
 from seqbench.data.store import data_home
 from seqbench.eval.evaluator import PROTOCOLS, evaluate
 from seqbench.models import create_model
 from seqbench.runner import ensure_dataset
-from seqbench.version import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=1, help="training epochs before timing (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="timings per protocol (default 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2: this machine's cores)")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_eval_protocols.json")
+    ap.add_argument("--out", type=Path, default=result_file("eval_protocols", ROOT))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    info = machine_info()
+    run = begin("eval_protocols", __file__, argv, variant_of(ap, args, skip=("out", "data_home")))
     data = ensure_dataset(args.dataset, data_home(args.data_home))
     seed_everything(0, torch.device("cpu"))
     model = create_model(args.model, data.n_items, {"max_epochs": args.epochs, "eval_every": args.epochs})
@@ -69,13 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
     base = timings["sampled"]["median_seconds"]
     for t in timings.values():
         t["ratio_to_sampled"] = round(t["median_seconds"] / base, 2)
-    given = argv if argv is not None else sys.argv[1:]
-    out = {"benchmark": "eval_protocols", "command": "python scripts/bench_eval_protocols.py " + shlex.join(given),
-           "commit": code_version(), "started": started, "machine": finish(info),
-           "result": {"dataset": data.name, "dataset_hash": data.content_hash, "users": len(hist),
-                      "items": data.n_items, "model": args.model, "train_epochs": args.epochs,
-                      "train_seconds": round(train_s, 2), "repeats": args.repeats, "protocols": timings}}
-    write_json_atomic(out, args.out)
+    result = {"dataset": data.name, "dataset_hash": data.content_hash, "users": len(hist), "items": data.n_items,
+              "model": args.model, "train_epochs": args.epochs, "train_seconds": round(train_s, 2),
+              "repeats": args.repeats, "protocols": timings}
+    out = record(run, result, args.out, device="cpu")
     print(f"wrote {args.out}", file=sys.stderr)
     return out
 

@@ -1,6 +1,8 @@
 """Throughput of the LLM recommenders' training and evaluation next to the bare LLM (issues 5 and 9).
 
-Writes ``reports/bench_llm.json`` with, per model under ``models`` (``--models llmsrec,tallrec,llara,collm,
+Stores the run in ``benchmarks/results/llm.json`` (the envelope of ``seqbench.benchinfo``: command, commit,
+machine with CPU flags, native bf16, load average before and after; options that differ from the defaults are
+the run's ``variant``); its ``result`` holds, per model under ``models`` (``--models llmsrec,tallrec,llara,collm,
 a-llmrec``; default ``llmsrec``):
 * ``train_useful_tok_s``: real (non-pad) prompt tokens per second through training steps (user and
   candidate-item prompts, forward + backward into the soft tokens and LoRA adapters, optimizer step, negative
@@ -13,8 +15,7 @@ a-llmrec``; default ``llmsrec``):
   frozen-LLM models only activation gradients.
 and, once for the LLM, in the same run: ``ceiling_fwd_tok_s`` (plain forward), ``ceiling_fwdbwd_tok_s``
 (forward + backward, ``labels`` loss, every weight trainable) and ``ceiling_fwdbwd_frozen_tok_s`` (forward +
-backward into the input embeddings, weights frozen), on random 16 x 256 batches; ``machine`` holds
-``benchinfo.machine_info`` (CPU flags, native bf16, load average before and after).
+backward into the input embeddings, weights frozen), on random 16 x 256 batches.
 
 Usage: ``python scripts/bench_llm.py`` (SmolLM2-135M, ml-100k prepared with ``seqbench data prepare recbole
 --source ../shared/data/ml-100k --name ml-100k``); smoke: ``python scripts/bench_llm.py --llm tiny-random
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, record, result_file, variant_of
 from seqbench.config import parse_sets
 from seqbench.context import RunContext
 from seqbench.data.store import data_home, load_dataset
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="model settings k=v,... (each model takes the keys it has), e.g. the CPU recipe "
                          "batch_size=4,val_every_frac=0.5,max_valid_users=100")
-    ap.add_argument("--out", default="reports/bench_llm.json")
+    ap.add_argument("--out", type=Path, default=result_file("llm", Path(__file__).resolve().parents[1]))
     args = ap.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
@@ -223,16 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     except SeqbenchError as e:
         raise SystemExit(str(e)) from None
     torch.set_num_threads(args.threads)
-    info = machine_info()
+    run = begin("llm", __file__, argv, variant_of(ap, args, skip=("out", "data_home")))
 
     data = dataset(args.dataset, args.data_home)
     models = {m: bench_model(m, data, args) for m in names}
     out = {"models": models, **ceiling(args.llm, args.dtype, args.ceiling_reps),
            "details": {"llm": args.llm, "dataset": data.name, "threads": args.threads, "ceiling_batch": [16, 256],
-                       "machine": platform.processor() or platform.machine()},
-           "machine": finish(info)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+                       "machine": platform.processor() or platform.machine()}}
+    record(run, out, args.out, device="cpu")
     print(json.dumps(out, indent=2))
 
 

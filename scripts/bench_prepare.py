@@ -2,7 +2,9 @@
 
 Writes a raw Amazon Reviews 2023 file (every published field, realistic review text) and its meta file
 into a temp folder, then runs parse -> filter -> split -> negatives -> write in a child process so its
-peak RSS can be read on its own, and writes ``reports/bench_prepare.json`` atomically.
+peak RSS can be read on its own, and stores the run in ``benchmarks/results/prepare.json`` (the envelope of
+``seqbench.benchinfo``: command, commit, machine with the load average just before and after the prepare step;
+options that differ from the defaults are the run's ``variant``).
 
     python scripts/bench_prepare.py                  # 5,000,000 lines
     python scripts/bench_prepare.py --lines 200000   # quick check
@@ -14,16 +16,15 @@ import argparse
 import gzip
 import json
 import multiprocessing as mp
-import os
-import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from seqbench.benchinfo import begin, record, result_file, variant_of
 
 CHUNK = 250_000
 WORDS_TEXT = (
@@ -137,19 +138,6 @@ def measure(review: Path, home: Path, k: int) -> tuple[float, dict, float, float
     return seconds, report, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=5_000_000)
@@ -162,8 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--review", type=Path, default=None,
                     help="measure an existing raw review file (meta_ file beside it) instead of generating")
-    default_out = Path(__file__).resolve().parents[1] / "reports" / "bench_prepare.json"
-    ap.add_argument("--out", type=Path, default=default_out)
+    ap.add_argument("--out", type=Path, default=result_file("prepare", Path(__file__).resolve().parents[1]))
     args = ap.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="seqbench-bench-", dir=args.workdir))
@@ -178,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         gen_s = time.perf_counter() - t
         file_mb = review.stat().st_size / 2**20
         print(f"{args.lines:,} lines, {file_mb:,.0f} MB ready in {gen_s:.1f}s: {review}", flush=True)
-        load_before = os.getloadavg()[0]
+        # started, and the load average before, at the prepare step itself (generating the file is not timed)
+        run = begin("prepare", __file__, argv, variant_of(ap, args, skip=("out", "workdir", "keep")))
         seconds, report, peak_mb, cpu_s = measure(review, folder / "home", args.k)
-        load_after = os.getloadavg()[0]
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -201,14 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         "malformed_lines": report.get("malformed_lines", 0),
         "generate_seconds": round(gen_s, 1),
         "cpu_seconds": round(cpu_s, 1),
-        # Other work on the machine slows the wall clock; the 1-minute load average shows how much.
-        "load_avg_before": round(load_before, 2),
-        "load_avg_after": round(load_after, 2),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    write_json_atomic(args.out, result)
+    # other work on the machine slows the wall clock: the machine's load average before and after shows how much
+    record(run, result, args.out)
     print(json.dumps(result, indent=2))
 
 

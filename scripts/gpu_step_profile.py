@@ -9,8 +9,10 @@ overhead, deterministic kernels, any SDPA kernel: what every device ran before t
 per prompt kind without deterministic mode; the same without cuDNN's attention kernels (seqbench's accelerator
 defaults since). ``grid``: the first profile's 2 x 2 of grouping and deterministic mode. Each variant reports
 seconds per step, LLM forwards per step and padded / useful tokens; one profiled step of the accelerator
-defaults (``grid``: of the CPU's) gives the operators with the most self time (device and host). Writes
-``reports/gpu_step_profile.json`` after every variant; each report's ``variants`` block states its settings.
+defaults (``grid``: of the CPU's) gives the operators with the most self time (device and host). Stores the run
+in ``benchmarks/results/gpu_step_profile.json`` after every variant (the envelope of ``seqbench.benchinfo``;
+options that differ from the defaults are the run's ``variant``); each result's ``variants`` block states its
+settings.
 
 Usage on a CUDA machine (a few minutes): ``python scripts/gpu_step_profile.py --size 135m --device cuda
 --tokenizer DIR``; CPU smoke (the test suite): ``--size tiny --device cpu --dtype fp32 --steps 1``.
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn.attention import SDPBackend
 
-from seqbench.benchinfo import finish, machine_info
+from seqbench.benchinfo import begin, device_name, record, result_file, variant_of
 from seqbench.llm.prompts import ACCELERATOR_GROUP_OVERHEAD, CPU_GROUP_OVERHEAD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -133,15 +135,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--items", type=int, default=400)
     ap.add_argument("--tokenizer", type=Path, default=None)
     ap.add_argument("--variants", choices=sorted(VARIANT_SETS), default="defaults")
-    ap.add_argument("--output", type=Path, default=Path("reports/gpu_step_profile.json"))
+    ap.add_argument("--output", type=Path,
+                    default=result_file("gpu_step_profile", Path(__file__).resolve().parents[1]))
     args = ap.parse_args(argv)
 
-    from seqbench.atomic import write_json_atomic
     from seqbench.context import resolve_device, seed_everything
     from seqbench.llm import backbone
     from seqbench.llm.backbone import resolve_dtype
 
-    info = machine_info()
+    run = begin("gpu_step_profile", __file__, argv, variant_of(ap, args, skip=("output", "tokenizer")))
     device = resolve_device(args.device)
     variants = VARIANT_SETS[args.variants]
     profiled = ACCELERATOR_DEFAULTS if ACCELERATOR_DEFAULTS in variants else "cpu_defaults"
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "steps": args.steps,
                   "variants": {k: {"group_overhead": v[0], "deterministic": v[1], "cudnn_attention": v[2]}
                                for k, v in variants.items()},
-                  "results": results, "command": " ".join(sys.argv), "machine": info}
+                  "results": results}
         for name in [m for m in args.models.split(",") if m]:
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 for variant, (overhead, deterministic, cudnn) in variants.items():
@@ -171,15 +173,14 @@ def main(argv: list[str] | None = None) -> dict:
                     results.setdefault(name, {}).setdefault(f"batch_{batch}", {})[variant] = r
                     print(f"{name} batch {batch} {variant}: {r['step_seconds']:.3f} s/step, "
                           f"{r['forwards_per_step']:.1f} forwards, {r['useful_tok_s']:.0f} tok/s", flush=True)
-                    write_json_atomic(report, args.output)  # after every variant: a cut-off run keeps its part
+                    # after every variant: a cut-off run keeps its part
+                    env = record(run, report, args.output, device=device_name(device))
                     del model
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report["machine"] = finish(info)
-    write_json_atomic(report, args.output)
-    return report
+    return env
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ def _gaudi_available() -> bool:
 def seed_everything(seed: int, device: torch.device | None = None) -> None:
     """Seed Python, NumPy and torch; on the CPU (``device`` None or cpu) also torch's deterministic kernels, so
     CPU runs repeat bit for bit (the protocol's promise). On an accelerator deterministic mode is switched off:
-    on an H200 it made an LLM training step 1.2-2.9x slower (``reports/gpu_step_profile_grid.json``), and
-    seeded accelerator runs are repeatable only up to kernel nondeterminism anyway."""
+    on an H200 it made an LLM training step 1.2-2.9x slower (``benchmarks/results/gpu_step_profile.json``, run
+    ``variants=grid``), and seeded accelerator runs are repeatable only up to kernel nondeterminism anyway."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

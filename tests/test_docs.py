@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-CITED = re.compile(r"`((?:reports|studies|scripts|docs|models|probes|seqbench|tests)/[\w./-]+"
+CITED = re.compile(r"`((?:reports|benchmarks|studies|scripts|docs|models|probes|seqbench|tests)/[\w./-]+"
                    r"\.(?:json|yaml|py|md|sh))`")
 HISTORY = {"CHANGELOG.md"}  # the changelog may name files that no longer exist
 

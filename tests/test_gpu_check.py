@@ -1,6 +1,6 @@
 """The GPU check's tiny CPU form: same code path as scripts/gpu_check.sh on a toy Llama, so it cannot rot."""
 
-import json
+from seqbench.benchinfo import ENVELOPE, load_runs
 
 from .conftest import load_script
 
@@ -11,14 +11,16 @@ def test_gpu_check_tiny_cpu_form_writes_its_report(tmp_path):
     mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
               "--batch-size", "16", "--valid-users", "16", "--peak-tflops", "1", "--output", str(out),
               "--models", "llmsrec,tallrec"])
-    rep = json.loads(out.read_text())
+    (run,) = load_runs(out)
+    assert set(ENVELOPE) <= set(run) and run["variant"]["size"] == "tiny" and run["machine"]["device"] == "cpu"
+    rep = run["result"]
     assert list(rep["models"]) == ["llmsrec", "tallrec"]
     for m in rep["models"].values():
         assert m["train"]["useful_tokens"] > 0 and m["train"]["steps"] == -(-m["train"]["examples"] // 16)
         assert m["eval"]["users"] == rep["dataset"]["users"] and m["eval"]["useful_tokens_per_s"] > 0
         assert 0 < m["mfu"]["train"] < 1 and 0 < m["mfu"]["eval"] < 1
         assert m["epoch_estimate_seconds"]["ml-100k (943 users)"] > 0
-    assert rep["llm"]["random_weights"] and "load_avg_after" in rep["machine"]
+    assert rep["llm"]["random_weights"] and "load_avg_after" in run["machine"]
 
 
 def test_gpu_check_135m_is_smollm2_135m_shape():
@@ -38,7 +40,7 @@ def test_gpu_step_profile_tiny_cpu_form_times_every_variant(tmp_path):
     out = tmp_path / "profile.json"
     mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--steps", "1", "--users", "150",
               "--items", "160", "--models", "tallrec", "--batch-sizes", "4", "--output", str(out)])
-    rep = json.loads(out.read_text())
+    rep = load_runs(out)[-1]["result"]
     runs = rep["results"]["tallrec"]["batch_4"]
     assert list(runs) == list(mod.VARIANT_SETS["defaults"]) == list(rep["variants"])
     assert rep["variants"]["cpu_defaults"] == {"group_overhead": 48, "deterministic": True, "cudnn_attention": True}
@@ -55,7 +57,7 @@ def test_gpu_probe_check_tiny_cpu_form_runs_every_case(tmp_path):
     out = tmp_path / "probes.json"
     mod.main(["--size", "tiny", "--device", "cpu", "--dtype", "fp32", "--users", "150", "--items", "160",
               "--steps", "1", "--output", str(out)])
-    rep = json.loads(out.read_text())
+    rep = load_runs(out)[-1]["result"]
     assert [(c["model"], c["task"], c["options"]) for c in rep["cases"]] == [(m, t, o) for m, t, _, o in mod.CASES]
     assert [c["reused"] for c in rep["cases"]] == [False, True, False, False]  # CoLLM's second case: the store
     for case, (_, task, probes, options) in zip(rep["cases"], mod.CASES, strict=True):

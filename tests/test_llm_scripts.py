@@ -32,7 +32,7 @@ def test_bench_llm_takes_the_cpu_recipe(tmp_path, monkeypatch):
                                "--eval-items", "8", "--ceiling-reps", "1", "--threads", "1",
                                "--teacher-epochs", "1", "--set", "batch_size=3,max_valid_users=5,val_every_frac=0.5",
                                "--out", str(out)])
-    d = json.loads(out.read_text())["models"]["tallrec"]["details"]
+    d = json.loads(out.read_text())["runs"][0]["result"]["models"]["tallrec"]["details"]
     assert d["batch_size"] == 3 and d["validation_users"] == 5 and d["validation_checks_per_epoch"] == 2
     assert d["settings"] == {"batch_size": "3", "max_valid_users": "5", "val_every_frac": "0.5"}
     with pytest.raises(SystemExit, match="no model among tallrec"):

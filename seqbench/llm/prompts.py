@@ -268,7 +268,8 @@ ACCELERATOR_GROUP_OVERHEAD = 10**9  # on a GPU a forward costs its kernel launch
 def group_overhead(setting: int | None, device: torch.device) -> int:
     """``plan_groups``'s per-forward cost: the setting, or by device. On an H200 splitting a training batch
     into length groups (4.7 forwards a step at batch 4, 8.3 at 20) made steps 1.2-4.1x slower than one forward
-    per prompt kind: the GPU waits while the host launches kernels (``reports/gpu_step_profile_grid.json``)."""
+    per prompt kind: the GPU waits while the host launches kernels (``benchmarks/results/gpu_step_profile.json``,
+    run ``variants=grid``)."""
     if setting is not None:
         return setting
     return CPU_GROUP_OVERHEAD if device.type == "cpu" else ACCELERATOR_GROUP_OVERHEAD
