@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from seqbench.data.histories import Histories
+from seqbench.eval.generation import clean_title  # torch-free there, so the data layer shares it
 
 from .backbone import SOFT_TOKENS, TokenIds
 
@@ -64,14 +65,6 @@ TEXT_PROMPT = PromptTemplate(USER_PREFIX, USER_SUFFIX, TEXT_HISTORY_LINE, TEXT_I
 def format_dates(ms: np.ndarray) -> np.ndarray:
     """Millisecond timestamps -> 'YYYY-MM-DD' strings in UTC (docs/MODELS.md §1), vectorised."""
     return np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), unit="D")
-
-
-def clean_title(title: str) -> str:
-    """'Empty title' when missing (§1); literal soft-token strings removed so a title can never inject one."""
-    title = "" if title is None else str(title)
-    for tok in SOFT_TOKENS:
-        title = title.replace(tok, "")
-    return title if title.strip() else "Empty title"
 
 
 def user_prompt_text(titles: Sequence[str], times_ms: Sequence[int], user_rep: bool = False,

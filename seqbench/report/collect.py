@@ -1,9 +1,10 @@
 """MLflow runs -> one record per (dataset, model variant, probe, seed), read the same way for any store.
 
 A run is identified by params ``dataset``/``model``/``probe``/``seed``, falling back to tags of the same names
-(both layouts exist); ``result.json`` carries the metrics, test and probe statistics. Runs of one dataset name
-with different ``dataset_hash`` (another split or other candidates) are refused, or split into separate
-datasets on request, exactly as ``seqbench compare`` never mixes them.
+(both layouts exist); ``result.json`` carries the metrics, test and probe statistics. Each record carries its
+task (``retrieval`` or ``generation``); :meth:`RunSource.collect` reads retrieval runs unless asked for more. Runs
+of one dataset name with different ``dataset_hash`` (another split or other candidates) are refused, or split into
+separate datasets on request, exactly as ``seqbench compare`` never mixes them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RunRecord:
     variant: str = ""  # model, plus the config values that tell its variants apart (filled by label_variants)
     dataset_meta: dict = field(default_factory=dict)
     protocol: str = "sampled"  # ranking protocol (--eval); runs logged before protocols existed are sampled
+    task: str = "retrieval"  # retrieval or generation (--task); runs logged before tasks existed are retrieval
     recipe: str | None = None  # an LLM model's training recipe (models/recipes.py); None for other models
 
     @property
@@ -100,9 +102,10 @@ class RunSource:
         """A logged metric's history as (step, value), in step order."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
-    def collect(self, datasets: list[str] | None = None, models: list[str] | None = None,
-                split_hashes: bool = False) -> tuple[list[RunRecord], list[str]]:
-        """The experiment's finished seqbench runs (filtered by dataset/model name) and notes on what was skipped."""
+    def collect(self, datasets: list[str] | None = None, models: list[str] | None = None, split_hashes: bool = False,
+                tasks: tuple[str, ...] = ("retrieval",)) -> tuple[list[RunRecord], list[str]]:
+        """The experiment's finished seqbench runs of ``tasks`` (filtered by dataset/model name) and notes on what
+        was skipped."""
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             names = [e.name for e in self.client.search_experiments()]
@@ -111,7 +114,7 @@ class RunSource:
         notes: list[str] = []
         records: list[RunRecord] = []
         for run in self._runs(exp.experiment_id):
-            rec = self._record(run, notes, datasets, models)
+            rec = self._record(run, notes, datasets, models, tasks)
             if rec is not None:
                 records.append(rec)
         records = split_or_refuse(records, split_hashes)
@@ -130,8 +133,8 @@ class RunSource:
             if not token:
                 return
 
-    def _record(self, run, notes: list[str], datasets: list[str] | None,
-                models: list[str] | None) -> RunRecord | None:
+    def _record(self, run, notes: list[str], datasets: list[str] | None, models: list[str] | None,
+                tasks: tuple[str, ...] = ("retrieval",)) -> RunRecord | None:
         info, params, tags = run.info, run.data.params, run.data.tags
 
         def key(name: str) -> str | None:
@@ -144,9 +147,10 @@ class RunSource:
             return None
         if datasets and key("dataset") not in datasets or models and key("model") not in models:
             return None
-        if key("task") not in (None, "retrieval"):
-            notes.append(f"run {info.run_id} skipped: task {key('task')} (the report's tables are the retrieval "
-                         "task's; compare title-generation runs with `seqbench compare --metric hr@1`)")
+        task = key("task") or "retrieval"
+        if task not in tasks:
+            notes.append(f"run {info.run_id} skipped: task {task} (this reading covers {', '.join(tasks)}; "
+                         "`seqbench report` shows title-generation runs in their own section)")
             return None
         if info.status != "FINISHED":
             notes.append(f"run {info.run_id} skipped: status {info.status}")
@@ -162,7 +166,7 @@ class RunSource:
         if recipe is None and key("family") == LLM_FAMILY:
             recipe = UNRECORDED
         return RunRecord(
-            run_id=info.run_id, dataset=key("dataset"), dataset_hash=tags.get("dataset_hash", ""),
+            task=task, run_id=info.run_id, dataset=key("dataset"), dataset_hash=tags.get("dataset_hash", ""),
             model=key("model"), family=key("family") or "?", probe=probe, seed=int(key("seed") or 0),
             code_version=tags.get("code_version", "?"), start_time=info.start_time or 0,
             config={k[len(MODEL_CONFIG):]: v for k, v in params.items() if k.startswith(MODEL_CONFIG)},
@@ -197,7 +201,7 @@ def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
     """The same (dataset, model, config, probe, seed) run twice: keep the latest, say which was dropped."""
     latest: dict[tuple, RunRecord] = {}
     for r in records:  # in start-time order
-        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed, r.protocol)
+        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed, r.protocol, r.task)
         if k in latest:
             notes.append(f"run {latest[k].run_id} superseded by the later run {r.run_id} "
                          f"({r.dataset}/{r.model}/{r.probe}/seed {r.seed})")
@@ -217,10 +221,10 @@ def label_variants(records: list[RunRecord]) -> None:
     """A model run with several configs gets one label per config, naming only the values that differ (and the
     LLM of LLM-based models, always); a config any of whose runs is a proxy (``RunRecord.proxy``) is marked
     ``proxy``."""
-    by_model: dict[str, list[RunRecord]] = defaultdict(list)
-    for r in records:
-        by_model[r.model].append(r)
-    for model, runs in by_model.items():
+    by_model: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:  # per task: a table of one task never shows the other task's configurations
+        by_model[(r.task, r.model)].append(r)
+    for (_, model), runs in by_model.items():
         configs = {tuple(sorted(r.config.items())) for r in runs}
         keys = sorted({k for c in configs for k, _ in c})
         differing = [k for k in keys if k in ALWAYS_NAMED or len({dict(c).get(k) for c in configs}) > 1]
