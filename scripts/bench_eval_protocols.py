@@ -25,7 +25,7 @@ from seqbench.context import RunContext, seed_everything
 from seqbench.data.store import data_home
 from seqbench.eval.evaluator import PROTOCOLS, evaluate
 from seqbench.models import create_model
-from seqbench.runner import ensure_dataset
+from seqbench.planner import ensure_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

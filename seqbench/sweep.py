@@ -39,7 +39,8 @@ from seqbench.runner import RunSpec, SeedPass, _log, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 
-GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views"}
+GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
+             "proxies_in_verdict"}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
@@ -55,6 +56,7 @@ class Grid:
     probe_set: dict[str, str] = field(default_factory=dict)  # options for every probe (as --probe-set)
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols (as --eval)
     views: list[str] = field(default_factory=list)  # what `seqbench report --study` shows (empty: every view)
+    proxies_in_verdict: bool = False  # the paper-pattern view counts rows trained with a non-official recipe
 
     @property
     def sweep_id(self) -> str:
@@ -137,8 +139,12 @@ def load_grid(path: Path) -> Grid:
     except SeqbenchError as e:
         raise SeqbenchError(f"{path}: 'datasets': {e}") from e
     views = _names(raw, "views", path) if "views" in raw else []
+    proxies = raw.get("proxies_in_verdict", False)
+    if not isinstance(proxies, bool):
+        raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
-                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals, views)
+                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals, views,
+                proxies)
 
 
 def find_study(name: str | Path) -> Path:

@@ -103,3 +103,46 @@ def test_every_committed_study_loads_and_names_known_views():
     for path in studies:
         grid = load_grid(path)
         assert set(grid.views) <= set(VIEWS), path
+
+
+@pytest.fixture(scope="module")
+def pattern_store(tmp_path_factory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('pattern') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("pp", artifact_location=artifact_location(uri))
+    weak = base_values(7, scale=0.3)
+    strong = base_values(7)
+    log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline")
+    log_fake_run(client, exp, {"original": strong, "probed": strong * 0.4}, model="sasrec")
+    log_fake_run(client, exp, _null(3) | {"original": strong, "probed": np.clip(strong + np.random.default_rng(5)
+                 .normal(0, 0.01, N_USERS), 0, 1)}, model="tallrec", family="LLM4Rec", recipe="official")
+    log_fake_run(client, exp, {"original": weak, "probed": weak}, model="llara", family="LLM4Rec", recipe="official")
+    log_fake_run(client, exp, {"original": strong, "probed": strong * 0.5}, model="llmsrec", family="LLM4Rec",
+                 recipe="cpu-proxy")
+    return uri
+
+
+def test_paper_pattern_classifies_rows_and_keeps_proxies_out_of_the_verdict(pattern_store):
+    from seqbench.report import pattern
+
+    with RunSource(pattern_store, "pp") as source:
+        records, _ = source.collect()
+        (table,) = pattern.pattern_tables(records, source)
+        (counted,) = pattern.pattern_tables(records, source, proxies_in_verdict=True)
+    reading = {r[0]: r[-1] for r in table.rows}
+    assert reading == {"sasrec": "order-sensitive", "tallrec": "order-blind",
+                       "llara": "undecided",  # no drop, but it does not beat pop either
+                       "llmsrec (proxy)": "order-sensitive"}
+    assert "**undecided (no row of collm, a-llmrec, llmsrec; llara undecided)**" in table.notes[1]
+    assert "stay out of the verdict: llmsrec (proxy)" in table.notes[2]
+    assert "**undecided (no row of collm, a-llmrec; llara undecided)**" in counted.notes[1]
+
+
+def test_pattern_verdict_holds_fails_or_stays_undecided():
+    from seqbench.report.pattern import pattern_verdict
+
+    every = {m: (m, "order-blind") for m in ("tallrec", "llara", "collm", "a-llmrec")} | \
+        {m: (m, "order-sensitive") for m in ("sasrec", "llmsrec")}
+    assert pattern_verdict(every) == "holds"
+    assert pattern_verdict(every | {"llara": ("llara", "order-sensitive")}) == "fails (llara is order-sensitive)"
+    assert pattern_verdict(every | {"sasrec": ("sasrec", "undecided")}).startswith("undecided (sasrec undecided")

@@ -11,7 +11,7 @@ from seqbench.atomic import write_atomic
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.eval.evaluator import TASKS
 
-from . import calibration, figures, generation, protocols, tables
+from . import calibration, figures, generation, pattern, protocols, tables
 from .aggregate import base_probe
 from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import Document, Figure, Section, Table
@@ -30,6 +30,7 @@ class ViewInput:
     generation: list[RunRecord]
     notes: list[str]
     data_home: Path | None
+    proxies_in_verdict: bool = False  # a study's choice: proxy rows count in the paper-pattern verdict
 
 
 def _order(v: ViewInput) -> Section:
@@ -56,6 +57,8 @@ VIEWS: dict[str, Callable[[ViewInput], Section]] = {
                                    + protocols.agreement_tables(v.every)),
     "generation": lambda v: Section("Title generation (HR@1)",
                                     tables=generation.generation_tables(v.generation, v.source)),
+    "paper-pattern": lambda v: Section("Paper pattern (shuffle-infer at the study's window, against pop)",
+                                       tables=pattern.pattern_tables(v.records, v.source, v.proxies_in_verdict)),
     "false-positives": lambda v: Section("False positives (data without order)",
                                          tables=calibration.false_positive_tables(v.records)),
     "power": _power,
@@ -75,7 +78,8 @@ def check_views(views: list[str]) -> None:
 
 def build_document(source: RunSource, records: list[RunRecord], notes: list[str],
                    data_home: Path | None = None, protocol: str = "sampled",
-                   views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report") -> Document:
+                   views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report",
+                   proxies_in_verdict: bool = False) -> Document:
     """The views read the retrieval runs of one ranking ``protocol``; "protocols" reads every retrieval run,
     "generation" the generation runs."""
     check_views(list(views))
@@ -98,7 +102,7 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
            f"`seqbench report --eval PROTOCOL` reads another)." if others else "."),
         *([PROXY_NOTE] if any(r.proxy for r in records) else []),
     ]
-    given = ViewInput(source, records, every, gen, notes, data_home)
+    given = ViewInput(source, records, every, gen, notes, data_home, proxies_in_verdict)
     sections = [VIEWS[name](given) for name in views]
     for s in sections:
         if not s.tables and not s.figures and not s.text:
@@ -117,13 +121,14 @@ def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, f
     check_views(views)
     return write_report(tracking_uri, out, grid.experiment, grid.datasets, grid.models, fmt, data_home=data_home,
                         protocol=protocol or grid.evals[0], probes=grid.probes, views=views,
-                        title=f"seqbench study: {path.stem}")
+                        title=f"seqbench study: {path.stem}", proxies_in_verdict=grid.proxies_in_verdict)
 
 
 def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
                  models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
                  data_home: Path | None = None, protocol: str = "sampled", probes: list[str] | None = None,
-                 views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report") -> list[Path]:
+                 views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report",
+                 proxies_in_verdict: bool = False) -> list[Path]:
     """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``."""
     if fmt not in FORMATS:
         raise SeqbenchError(f"unknown format '{fmt}'; valid formats: {', '.join(FORMATS)}")
@@ -138,7 +143,7 @@ def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbenc
         if protocol not in {r.protocol for r in records}:
             raise SeqbenchError(f"no runs ranked under --eval {protocol} in experiment '{experiment}'; it has: "
                                 f"{', '.join(sorted({r.protocol for r in records}))}")
-        doc = build_document(source, records, notes, data_home, protocol, views, title)
+        doc = build_document(source, records, notes, data_home, protocol, views, title, proxies_in_verdict)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if fmt in ("md", "both"):

@@ -1,0 +1,105 @@
+"""The paper's pattern as a verdict: are the LLM4Rec baselines order-blind while SASRec and LLM-SRec are not?
+
+Per dataset, every model's shuffle-infer run (a study fixes one window for all, e.g. ``probe_set: {window: 10}``,
+so every shuffle moves the same items) and its original per-user NDCG@10 tested against ``pop``'s on the same
+users (paired Wilcoxon). Both families of p-values are Holm-adjusted over the rows of the dataset. A row is
+
+* **order-sensitive** when shuffling gives a significant drop;
+* **order-blind** when it does not, and the model beats pop (it learned something, and ignores order);
+* **undecided** when it does neither: a model that does not beat pop has learned too little to show that it
+  ignores order.
+
+The pattern *holds* when every baseline row is order-blind and every SASRec / LLM-SRec row order-sensitive; it
+*fails* when a decided row contradicts it; otherwise (an undecided row, a model missing) it is undecided. Rows
+trained with a non-official recipe (proxies) are shown and classified, but stay out of the verdict unless the
+study sets ``proxies_in_verdict: true``; the notes say which.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from seqbench.compare import compare_series
+from seqbench.stats import ALPHA
+from seqbench.stats.multiple import holm
+
+from .aggregate import base_probe, datasets_of, effect
+from .collect import RunRecord, RunSource
+from .document import MISSING, Table
+
+BLIND = ("tallrec", "llara", "collm", "a-llmrec")  # the paper: LLM4Rec baselines barely react to a shuffle
+SENSITIVE = ("sasrec", "llmsrec")  # the paper: these do
+POP = "pop"
+
+
+def classify(drop_p: float, change: float, beats_pop: bool | None) -> str:
+    if drop_p < ALPHA and change < 0:
+        return "order-sensitive"
+    return "order-blind" if beats_pop else "undecided"
+
+
+def pattern_verdict(rows: dict[str, tuple[str, str]]) -> str:
+    """``rows``: variant -> (model, class) of the rows in the verdict. Returns holds / fails / undecided (why)."""
+    expected = {m: ("order-blind" if m in BLIND else "order-sensitive") for m in (*BLIND, *SENSITIVE)}
+    calls = [(v, cls, expected[m]) for v, (m, cls) in rows.items() if m in expected]
+    wrong = [v for v, cls, want in calls if cls not in (want, "undecided")]
+    if wrong:
+        return "fails (" + ", ".join(f"{v} is {rows[v][1]}" for v in wrong) + ")"
+    missing = [m for m in expected if m not in {m for m, _ in rows.values()}]
+    open_ = [v for v, cls, _ in calls if cls == "undecided"]
+    if missing or open_:
+        why = ([f"no row of {', '.join(missing)}"] if missing else []) + \
+              ([f"{', '.join(open_)} undecided"] if open_ else [])
+        return "undecided (" + "; ".join(why) + ")"
+    return "holds"
+
+
+def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdict: bool = False) -> list[Table]:
+    out = []
+    for ds in datasets_of(records):
+        runs: dict[str, list[RunRecord]] = defaultdict(list)
+        for r in records:
+            if r.dataset == ds and base_probe(r.probe) == "shuffle-infer":
+                runs[r.variant].append(r)
+        rows_in = sorted(v for v in runs if runs[v][0].model != POP)
+        if not rows_in:
+            continue
+        effects = {v: effect(sorted(runs[v], key=lambda r: r.seed)) for v in rows_in}
+        drop_holm = dict(zip(rows_in, holm([effects[v].p for v in rows_in]), strict=True))
+        vs_pop: dict[str, tuple[float, float]] = {}
+        pop = [v for v in runs if runs[v][0].model == POP]
+        if pop:
+            ref = source.per_user_metric(runs[pop[0]][0].run_id, "original")
+            others = [source.per_user_metric(runs[v][0].run_id, "original").reindex(ref.index) for v in rows_in]
+            tests = compare_series(ref, others)
+            vs_pop = {v: (t.relative_change, t.p_holm if t.p_holm is not None else t.p_value)
+                      for v, t in zip(rows_in, tests, strict=True)}
+        rows, in_verdict, proxies = [], {}, []
+        for v in rows_in:
+            e, first = effects[v], runs[v][0]
+            beats = None if v not in vs_pop else bool(vs_pop[v][1] < ALPHA and vs_pop[v][0] > 0)
+            cls = classify(float(drop_holm[v]), e.relative_change, beats)
+            if first.proxy and not proxies_in_verdict:
+                proxies.append(v)
+            elif first.model in (*BLIND, *SENSITIVE):
+                in_verdict[v] = (first.model, cls)
+            window = e.stats.get("window", MISSING)
+            rows.append([v, f"{e.a:.4f}",
+                         f"{e.relative_change:+.1%} [{e.ci[0]:+.1%}, {e.ci[1]:+.1%}]", f"{float(drop_holm[v]):.2g}",
+                         MISSING if v not in vs_pop else f"{vs_pop[v][0]:+.1%}, p {vs_pop[v][1]:.2g}",
+                         str(window), cls])
+        verdict = pattern_verdict(in_verdict)
+        notes = [f"Shuffle-infer change of NDCG@10 [95 % CI]; both p columns Holm-adjusted over the {len(rows_in)} "
+                 f"rows of {ds}. Order-sensitive: a significant drop (alpha {ALPHA}); order-blind: no drop from a "
+                 "model that beats pop; undecided: neither.",
+                 f"The paper's pattern ({', '.join(BLIND)} order-blind; {', '.join(SENSITIVE)} order-sensitive) "
+                 f"on {ds}: **{verdict}**."]
+        if proxies:
+            notes.append(f"Proxy rows (trained with a non-official recipe) stay out of the verdict: "
+                         f"{', '.join(proxies)} (a study with `proxies_in_verdict: true` counts them).")
+        elif proxies_in_verdict and any(runs[v][0].proxy for v in rows_in):
+            notes.append("The verdict counts proxy rows (the study sets `proxies_in_verdict: true`): it reads the "
+                         "proxy recipe, not the official one.")
+        out.append(Table(f"Paper pattern on {ds}", ["model", "NDCG@10", "shuffle-infer change", "p (Holm)",
+                                                     "vs pop (change, Holm p)", "window", "reading"], rows, notes))
+    return out
