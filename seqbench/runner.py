@@ -209,7 +209,8 @@ def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: 
                   for name, cond in res.conditions.items()]
         tracker.table_artifact(pd.concat(frames, ignore_index=True), "per_user_metrics.parquet")
         generated = [pd.DataFrame({"condition": name, "user": cond.users, "output": cond.outputs,
-                                   "hr@1": cond.per_user["hr@1"], "invalid": cond.per_user["invalid"]})
+                                   "hr@1": cond.per_user["hr@1"], "hr@1_lenient": cond.per_user["hr@1_lenient"],
+                                   "invalid": cond.per_user["invalid"]})
                      for name, cond in res.conditions.items() if cond.outputs is not None]
         if generated:  # the decoded titles, to read what the model answered
             tracker.table_artifact(pd.concat(generated, ignore_index=True), "generations.parquet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -186,6 +187,8 @@ def test_cli_generation_task_with_shuffle_probes(tiny_home, tracking_uri, tmp_pa
             if r.data.tags.get("run_kind") == "probe"]  # the others: live training curves
     assert len(runs) == 2 and {r.data.tags["task"] for r in runs} == {"generation"}
     assert "generations.parquet" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    generated = pd.read_parquet(client.download_artifacts(runs[0].info.run_id, "generations.parquet", str(tmp_path)))
+    assert {"output", "hr@1", "hr@1_lenient", "invalid"} <= set(generated.columns)
 
 
 def test_cli_generation_reference_row_and_refusals(tiny_home, tracking_uri, tmp_path, monkeypatch):
