@@ -17,7 +17,7 @@ from rich.progress import Progress
 from seqbench.data.dataset import SeqDataset
 from seqbench.llm.text_encoder import encode_texts, load_text_encoder
 
-from .teacher import cache_path, save_atomic
+from .store import cache_path, save_atomic
 
 TEXT_BATCH = 64
 

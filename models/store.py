@@ -6,6 +6,9 @@ probe, the device, the tracking store). Entries live under ``$SEQBENCH_CACHE/mod
 written into a temporary folder renamed into place, so a crash never leaves a half-written model that a later
 run would load. Resumable training state (:class:`FileCheckpointer`) lives beside them under
 ``<identity>.ckpt`` until the fit finishes.
+
+Pre-trained parts that are not recommenders (frozen text embeddings, A-LLMRec's stage 1) are cached beside
+the store, under ``$SEQBENCH_CACHE/<kind>/`` (:func:`cache_path`, :func:`save_atomic`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 from seqbench.atomic import write_atomic
 from seqbench.context import RunContext
+from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.llm.backbone import cache_root
 
@@ -149,3 +153,23 @@ class ModelStore:
         ckpt.clear()
         shutil.rmtree(ckpt.path.parent, ignore_errors=True)
         return Stored(model, report, False, ident)
+
+
+def cache_path(kind: str, tag: str, data: SeqDataset, key: dict[str, Any]) -> Path:
+    """``$SEQBENCH_CACHE/<kind>/<dataset>-<tag>-<hash of key>``: the key names everything the cached part
+    depends on (JSON-serialisable values)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root() / kind / f"{data.name}-{tag}-{digest}"
+
+
+def save_atomic(path: Path, save: Callable[[Path], None]) -> None:
+    """Write a cache entry into a temporary folder and rename it into place; an unwritable cache only costs
+    time, so OSError is swallowed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+        save(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass

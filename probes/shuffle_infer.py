@@ -28,6 +28,7 @@ from seqbench.data.permutation import (
     tied_positions,
 )
 from seqbench.errors import OptionError
+from seqbench.models import MODELS
 from seqbench.models.base import UserRepPinning
 
 from .base import ProbeContext, ProbeResult, paired_result
@@ -61,9 +62,10 @@ def pinned_user_rep(pc: ProbeContext, hist: Histories, user_rep: str) -> Abstrac
         return contextlib.nullcontext()
     model = pc.model
     if not (isinstance(model, UserRepPinning) and model.user_rep):
+        able = ", ".join(name for name, spec in MODELS.items() if spec.cf_user_rep)
         raise OptionError(f"--probe-set user_rep=original: {getattr(model, 'name', type(model).__name__)} has no "
-                          "CF user representation in its prompt ([UserRep]: collm, a-llmrec, or llmsrec with "
-                          "user_rep_in_prompt=true)")
+                          f"CF user representation in its prompt ([UserRep]; models that can have one: {able}, "
+                          "llmsrec with user_rep_in_prompt=true)")
     return model.pinned_user_rep(hist)
 
 

@@ -44,9 +44,9 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.llm import load_llm
 from seqbench.models import create_model, settings_per_model
-from seqbench.models.llm_base import LLMRecommender
-from seqbench.models.llm_data import TEACHER_MAXLEN, training_examples
-from seqbench.models.llm_fit import validation_set
+from seqbench.models.llm.base import LLMRecommender
+from seqbench.models.llm.data import TEACHER_MAXLEN, training_examples
+from seqbench.models.llm.fit import validation_set
 
 
 def dataset(name: str, home: str | None):
@@ -133,7 +133,7 @@ def bench_model(name: str, data, args) -> dict:
     # -- training steps (same code path as fit) --
     hist, targets = training_examples(train, cfg.autoregressive)
     hist = hist.tail(TEACHER_MAXLEN)
-    o_all = model._teacher_user(hist) if model.teacher is not None else None
+    o_all = model.teacher_user(hist) if model.teacher is not None else None
     rng = np.random.default_rng(0)
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
     order = rng.permutation(len(targets))
@@ -158,7 +158,7 @@ def bench_model(name: str, data, args) -> dict:
     v_hist = data.histories("valid")
     n_users = min(args.eval_users, len(v_hist))
     items = np.arange(1, data.n_items + 1)[: args.eval_items]
-    model._version += 1
+    model.weights_updated()
     t = time.perf_counter()
     model.item_vectors(items)
     model.user_representation(v_hist.take(np.arange(n_users)))

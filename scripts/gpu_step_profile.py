@@ -75,12 +75,12 @@ def make_model(name: str, data, llm: Path, device: torch.device, dtype: str, bat
 
 def time_steps(model, data, steps: int, device: torch.device, profile: bool = False) -> dict:
     """``steps`` timed training steps after two warm-ups; with ``profile`` one more step under torch.profiler."""
-    from seqbench.models.llm_data import TEACHER_MAXLEN, training_examples
+    from seqbench.models.llm.data import TEACHER_MAXLEN, training_examples
 
     cfg = model.config
     hist, targets = training_examples(data.histories("train"), cfg.autoregressive)
     hist = hist.tail(TEACHER_MAXLEN)
-    o_all = model._teacher_user(hist) if model.teacher is not None else None
+    o_all = model.teacher_user(hist) if model.teacher is not None else None
     rng = np.random.default_rng(0)
     order = rng.permutation(len(targets))
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))

@@ -44,14 +44,14 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.models import create_model, settings_per_model
-from seqbench.models.llm_data import (
+from seqbench.models.llm.data import (
     TEACHER_MAXLEN,
     centre_sample,
     in_batch_exclusions,
     training_candidates,
     training_examples,
 )
-from seqbench.models.llm_heads import centre_mlp, in_batch_retrieval_loss, retrieval_loss
+from seqbench.models.llm.heads import centre_mlp, in_batch_retrieval_loss, retrieval_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,14 +112,14 @@ def measure(dataset: str, model_name: str, home: Path, users: int, head_steps: i
     with torch.no_grad():
         # each state is computed once: the heads-only fit needs every validation user and item, the spread
         # the first 2n users (n measured, n as "other users") and n items
-        h_valid = model._user_states_all(valid if head_steps > 0 else valid.take(np.arange(2 * n)))
+        h_valid = model.user_states_all(valid if head_steps > 0 else valid.take(np.arange(2 * n)))
         model.set_training(False)
         item_ids = np.arange(data.n_items + 1) if head_steps > 0 else np.arange(min(data.n_items, n) + 1)
-        h_items = model._item_states(item_ids, cfg.item_batch_size, cfg.max_batch_tokens)  # row k = item k
+        h_items = model.item_states(item_ids, cfg.item_batch_size, cfg.max_batch_tokens)  # row k = item k
         h_u, h_i = h_valid[:n], h_items[1:min(data.n_items, n) + 1]
         mu = h_u.mean(0)
         centred = h_u - mu
-        shuffled = model._user_states_all(permute_tail(valid.take(np.arange(n)), 10)) - mu
+        shuffled = model.user_states_all(permute_tail(valid.take(np.arange(n)), 10)) - mu
         other = h_valid[n:2 * n] - mu
         row = {"users": n, "items": int(len(h_i)), "llm": cfg.llm, "dtype": str(model.llm_dtype),
                "h_U": spread(h_u), "f_user(h_U)": spread(heads.f_user(h_u)),
@@ -141,8 +141,8 @@ def heads_only(model, data, steps: int, h_valid: torch.Tensor, h_items: torch.Te
     ex_hist, ex_target = training_examples(data.histories("train"), cfg.autoregressive)
     ex_hist = ex_hist.tail(TEACHER_MAXLEN)
     with torch.no_grad():
-        o_u = model._teacher_user(ex_hist) if model.user_rep else None
-        h_ex = model._user_states(model.builder.users(ex_hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
+        o_u = model.teacher_user(ex_hist) if model.user_rep else None
+        h_ex = model.user_states(model.builder.users(ex_hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
     rows, items = centre_sample(len(ex_target), data.n_items, 0)  # the model's own sample, from the cached states
     means = h_ex[rows].mean(0), h_items[torch.from_numpy(items)].mean(0)
     bigram_valid = bigram(data, ex_hist, ex_target, data.histories("valid"), data.candidates["valid"])

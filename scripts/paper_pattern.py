@@ -68,7 +68,7 @@ from seqbench.data.store import data_home, list_datasets, load_dataset
 from seqbench.errors import SeqbenchError
 from seqbench.llm.backbone import resolve_dtype
 from seqbench.models import get_spec, settings_per_model
-from seqbench.models.recipes import is_proxy, recipe_of
+from seqbench.models.llm.recipes import is_proxy, recipe_of
 from seqbench.runner import RunSpec, run
 from seqbench.stats.multiple import holm
 from seqbench.version import code_version
@@ -197,7 +197,7 @@ def verdict(rows: list[dict]) -> dict:
 
 
 def row_recipe(model: str, settings: dict[str, str]) -> dict:
-    """The row's training recipe (``models/recipes.py``: official, cpu-proxy, custom; None for SASRec) named
+    """The row's training recipe (``models/llm/recipes.py``: official, cpu-proxy, custom; None for SASRec) named
     from its settings, and whether the row is a proxy for the official recipe. Settings this code no longer
     reads name no recipe: ``unrecorded``, a proxy."""
     try:

@@ -244,6 +244,8 @@ def run_cmd(
                                        "negatives, the paper's), full (all items, seen items kept) or full-unseen "
                                        "(all items but the user's seen ones); several comma-separated run every "
                                        "probe under each on the same trained model.")] = "sampled",
+    recipe: Annotated[str | None, typer.Option(help="LLM models: a named training recipe (official or cpu-proxy, "
+                                               "docs/models.md); --set and --llm go on top.")] = None,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, protocol, seed) to MLflow."""
     from seqbench.config import parse_sets
@@ -258,7 +260,7 @@ def run_cmd(
                        probe_options=parse_sets(probe_set), config_file=config, data_home=data_home,
                        tracking_uri=tracking_uri, device=device, output=output, retrain=retrain,
                        checkpoint_every_s=checkpoint_minutes * 60, task=task,
-                       evals=[e.strip() for e in eval_.split(",") if e.strip()] or ["sampled"])
+                       evals=[e.strip() for e in eval_.split(",") if e.strip()] or ["sampled"], recipe=recipe)
         result = run(spec, err)
     except SeqbenchError as e:
         _fail(e)

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from seqbench import record
 from seqbench.errors import SeqbenchError
 from seqbench.runs import resolve_run_id
 from seqbench.stats.multiple import holm
 from seqbench.stats.paired import PairedTest, paired_test
-
-PER_USER = "per_user_metrics.parquet"
 
 
 @dataclass
@@ -58,9 +57,9 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
         raise SeqbenchError(f"no MLflow run '{run_id}' in this tracking store") from e
     with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         try:
-            path = client.download_artifacts(run_id, PER_USER, tmp)
+            path = client.download_artifacts(run_id, record.PER_USER, tmp)
         except (mlflow.exceptions.MlflowException, OSError) as e:
-            raise SeqbenchError(f"run '{run_id}' has no {PER_USER} artifact (not a seqbench run?)") from e
+            raise SeqbenchError(f"run '{run_id}' has no {record.PER_USER} artifact (not a seqbench run?)") from e
         frame = pd.read_parquet(path)
     if metric not in frame.columns:
         metrics = sorted(c for c in frame.columns if c not in ("condition", "user"))
@@ -69,11 +68,10 @@ def load_run(run_id: str, metric: str, condition: str, client) -> RunMetrics:
     if rows.empty:
         raise SeqbenchError(f"run '{run_id}' has no condition '{condition}'; it has: "
                             f"{', '.join(sorted(frame['condition'].unique()))}")
-    p = run.data.params
-    label = f"{p.get('model', '?')}/{p.get('probe', '?')}/seed{p.get('seed', '?')} ({run_id[:8]})"
-    return RunMetrics(run_id, label, run.data.tags.get("dataset_hash", ""),
-                      rows.set_index("user")[metric].astype(np.float64).sort_index(),
-                      run.data.tags.get("eval_protocol", "sampled"))
+    label = "/".join(record.field(run, k, "?") for k in ("model", "probe")) + \
+        f"/seed{record.field(run, 'seed', '?')} ({run_id[:8]})"
+    return RunMetrics(run_id, label, record.dataset_hash(run),
+                      rows.set_index("user")[metric].astype(np.float64).sort_index(), record.protocol(run))
 
 
 def compare_series(reference: pd.Series, others: list[pd.Series], metric: str = "ndcg@10",

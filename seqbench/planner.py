@@ -16,7 +16,7 @@ from seqbench.config import load_config_file, resolve
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.embedded import DEFAULT_DATASET, ensure_prepared
 from seqbench.data.store import load_dataset
-from seqbench.errors import OptionError
+from seqbench.errors import OptionError, UnknownNameError
 from seqbench.eval.evaluator import TASKS
 from seqbench.models import get_spec
 from seqbench.models.store import histories_hash, identity
@@ -36,14 +36,18 @@ def ensure_dataset(name: str | None, home: Path, console: Console | None = None)
 
 
 def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
-                 dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval") -> list[dict[str, Any]]:
-    """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < config file
+                 dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval",
+                 recipe: str | None = None) -> list[dict[str, Any]]:
+    """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < a named
+    training recipe (LLM models: every recipe-defining setting of ``models/llm/recipes.py``) < config file
     ([model] or [models.<name>] table) < --set; then the run's task for models that train for it (LLM models)."""
     file_cfg = load_config_file(config_file)
     known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
     if "task" in overrides:
         raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
     layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
+    if recipe is not None:
+        layers.append(recipe_layer(model, recipe))
     if isinstance(file_cfg.get("model"), dict):
         layers.append(file_cfg["model"])
     if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
@@ -54,12 +58,22 @@ def model_layers(model: str, overrides: dict[str, str], config_file: Path | None
     return layers
 
 
+def recipe_layer(model: str, recipe: str) -> dict[str, Any]:
+    """The settings of the named recipe for ``model``; models without recipes (CF, LM-based, pop) get none."""
+    from seqbench.models.llm.recipes import RECIPES
+
+    if recipe not in RECIPES:
+        raise UnknownNameError("recipe", recipe, list(RECIPES))
+    return dict(RECIPES[recipe].get(model, {}))
+
+
 def check_task(model: str, probes: list, task: str) -> None:
-    """The model and every probe must work in ``task`` (models without a ``tasks`` list rank any candidate set,
-    so they work in both: the CF models' HR@1 over the 20 title candidates is the generation reference)."""
+    """The model and every probe must work in ``task``: the model's declared tasks (``ModelSpec.generation``;
+    models that rank any candidate set work in both: the CF models' HR@1 over the 20 title candidates is the
+    generation reference)."""
     if task not in TASKS:
         raise OptionError(f"unknown task '{task}'; use {' or '.join(TASKS)}")
-    model_tasks = getattr(get_spec(model).load_class(), "tasks", TASKS)
+    model_tasks = get_spec(model).tasks
     if task not in model_tasks:
         raise OptionError(f"{model} does not support --task {task} (it supports: {', '.join(model_tasks)})")
     bad = [p.name for p in probes if task not in probe_tasks(p)]

@@ -51,6 +51,20 @@ class RunSpec:
     checkpoint_every_s: float = 0.0  # LLM loops: also checkpoint at most this far apart (0: only at checks)
     task: str = "retrieval"  # or generation: 20 title candidates, HR@1 (docs/MODELS.md §7)
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols, each runs every probe
+    # several option sets (a study's list of probe_set tables): every probe runs once per distinct set of the
+    # options it reads (e.g. shuffle-infer at window=10 and at its own window); None: probe_options only
+    probe_option_sets: list[dict[str, str]] | None = None
+    recipe: str | None = None  # a named training recipe for LLM models (models/llm/recipes.py), under --set
+
+    def probe_runs(self) -> list[tuple[str, dict[str, str]]]:
+        """(probe, the options it reads) for every probe run of a seed pass, each distinct pair once."""
+        runs: list[tuple[str, dict[str, str]]] = []
+        for options in self.probe_option_sets or [self.probe_options]:
+            for name in self.probes:
+                mine = {k: v for k, v in options.items() if k in declared(get_probe(name))}
+                if (name, mine) not in runs:
+                    runs.append((name, mine))
+        return runs
 
 
 @dataclass
@@ -63,7 +77,7 @@ class SeedPass:
     identity: str
     results: list[ProbeResult]
     steps: list[tuple[str, float, int]]  # what the model reported while training (empty when reused)
-    recipe: str | None = None  # an LLM model's training recipe (models/recipes.py); None for other models
+    recipe: str | None = None  # an LLM model's training recipe (models/llm/recipes.py); None for other models
     recipe_changes: list[str] | None = None  # its recipe-defining settings that differ from the official recipe
 
     @property
@@ -123,23 +137,25 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
     results = []
     for protocol in spec.evals:  # the same trained model under each ranking protocol
         batch = []
-        for probe in (get_probe(p) for p in spec.probes):
-            label = f"probe {probe.name} ({protocol}, seed {seed})" if len(spec.evals) > 1 else \
-                f"probe {probe.name} (seed {seed})"
+        for name, options in spec.probe_runs():
+            probe = get_probe(name)
+            shown = name + "".join(f" {k}={v}" for k, v in options.items()) if spec.probe_option_sets else name
+            label = f"probe {shown} ({protocol}, seed {seed})" if len(spec.evals) > 1 else \
+                f"probe {shown} (seed {seed})"
             task = progress.add_task(label, total=None) if progress else None
             pc = ProbeContext(model=main.model, data=data, run=ctx, fit=lambda d, t: trained(d, t, False)[0].model,
-                              load_dataset=lambda n: load_dataset(n, home), options=spec.probe_options,
+                              load_dataset=lambda n: load_dataset(n, home), options=options,
                               task=spec.task, protocol=protocol)
             batch.append(probe.run(pc))
             batch[-1].protocol = protocol
-            batch[-1].probe_stats["options"] = {k: v for k, v in spec.probe_options.items() if k in declared(probe)}
+            batch[-1].probe_stats["options"] = options
             if task is not None:
                 progress.update(task, total=1, completed=1)
         if len(batch) > 1:  # several hypotheses about one model: control the family-wise error
             for r, p in zip(batch, holm([r.test.p_value for r in batch]), strict=True):
                 r.test.p_holm = float(p)
         results += batch
-    from seqbench.models.recipes import recipe_changes, recipe_of
+    from seqbench.models.llm.recipes import recipe_changes, recipe_of
 
     return SeedPass(config, main.fit, main.reused, main.identity, results, steps, recipe_of(spec.model, config),
                     recipe_changes(spec.model, config))
@@ -180,11 +196,12 @@ def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: 
     }
 
 
-def _log(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
-         res: ProbeResult, out: dict, steps: list[tuple[str, float, int]], extra_tags: dict | None = None) -> str:
+def log_result(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, seed: int, fit: FitReport,
+               res: ProbeResult, out: dict, steps: list[tuple[str, float, int]], extra_tags: dict | None = None) -> str:
     params = {"dataset": data.name, "model": spec.model, "probe": res.probe, "seed": seed, "device": spec.device,
               "task": spec.task, "eval": res.protocol, "split": data.split_kind,
-              "model_config": config, "probe_options": spec.probe_options, "data": data.meta.get("params", {})}
+              "model_config": config, "probe_options": res.probe_stats.get("options", {}),
+              "data": data.meta.get("params", {})}
     tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
             "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
             "seed": str(seed), "task": spec.task, "eval_protocol": res.protocol, "split": data.split_kind,
@@ -235,7 +252,8 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
         check_protocol(protocol, spec.task)
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
-    layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"), spec.task)
+    layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"), spec.task,
+                          spec.recipe)
     resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)
@@ -248,7 +266,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
             for res in sp.results:
                 out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
                 out.update(reused=sp.reused, model_identity=sp.identity, **sp.recipe_fields)
-                out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
+                out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
                                             {**reused_tags(sp.reused, sp.identity), **sp.recipe_tags})
                 runs.append(out)
     summary = {}

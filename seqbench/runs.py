@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqbench import record
 from seqbench.errors import SeqbenchError
-from seqbench.tracking import EXPERIMENT, NOT_RESULTS, metric_key
+from seqbench.tracking import EXPERIMENT, metric_key
 
 MIN_PREFIX = 4  # shorter prefixes are too likely to be ambiguous to be useful
 
@@ -71,34 +72,23 @@ def resolve_run_id(prefix: str, client) -> str:
     return hits[0]
 
 
-def _conditions(run) -> tuple[str, str]:
-    tagged = run.data.tags.get("conditions", "")
-    if tagged.count(",") == 1:
-        a, b = tagged.split(",")
-        return a, b
-    return "original", "probed"  # runs logged before the tag existed were almost all paired probes
-
-
 def list_runs(tracking_uri: str | None = None, dataset: str | None = None, model: str | None = None,
               probe: str | None = None) -> list[RunRow]:
     """seqbench runs in the store, newest first, optionally filtered by the dataset/model/probe tags."""
-    filters = [f"tags.{k} = '{v}'" for k, v in (("dataset", dataset), ("model", model), ("probe", probe)) if v]
     for v in (dataset, model, probe):
         if v and "'" in v:
             raise SeqbenchError(f"filter value {v!r} must not contain a quote")
     rows = []
-    for r in _all_runs(_client(tracking_uri), " and ".join(filters)):
-        tags, metrics = r.data.tags, r.data.metrics
-        if tags.get("run_kind") in NOT_RESULTS:  # a sweep's parent run or a live training curve: no result
+    for r in _all_runs(_client(tracking_uri), record.filter_string(dataset=dataset, model=model, probe=probe)):
+        if not record.is_result(r):  # a sweep's parent run or a live training curve
             continue
-        a, b = _conditions(r)
+        metrics = r.data.metrics
+        a, b = record.conditions(r)
         rows.append(RunRow(
-            run_id=r.info.run_id, dataset=tags.get("dataset", r.data.params.get("dataset", "?")),
-            model=tags.get("model", r.data.params.get("model", "?")),
-            probe=tags.get("probe", r.data.params.get("probe", "?")),
-            seed=tags.get("seed", r.data.params.get("seed", "?")), conditions=(a, b),
+            run_id=r.info.run_id, dataset=record.field(r, "dataset", "?"), model=record.field(r, "model", "?"),
+            probe=record.field(r, "probe", "?"), seed=record.field(r, "seed", "?"), conditions=(a, b),
             ndcg=(metrics.get(f"{a}_{metric_key('ndcg@10')}"), metrics.get(f"{b}_{metric_key('ndcg@10')}")),
             p_value=metrics.get("p_holm", metrics.get("p_value")), start_time=r.info.start_time or 0,
-            protocol=tags.get("eval_protocol", "sampled"),
+            protocol=record.protocol(r),
         ))
     return rows

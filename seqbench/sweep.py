@@ -33,14 +33,14 @@ from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.eval.evaluator import check_protocol
 from seqbench.models import MODELS, get_spec
 from seqbench.models.store import ModelStore
-from seqbench.planner import ensure_dataset, model_layers, planned_identity, resolved_config
+from seqbench.planner import ensure_dataset, model_layers, planned_identity, recipe_layer, resolved_config
 from seqbench.probes import PROBES, get_probe, validate_probe_options
-from seqbench.runner import RunSpec, SeedPass, _log, result_dict, seed_pass
+from seqbench.runner import RunSpec, SeedPass, log_result, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves, reused_tags
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
-             "proxies_in_verdict"}
+             "proxies_in_verdict", "recipe"}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
@@ -53,18 +53,25 @@ class Grid:
     probes: list[str]
     seeds: list[int]
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model config overrides
-    probe_set: dict[str, str] = field(default_factory=dict)  # options for every probe (as --probe-set)
+    # options for every probe (as --probe-set); a study may give a list of tables: each probe then runs once per
+    # distinct set of the options it reads
+    probe_sets: list[dict[str, str]] = field(default_factory=lambda: [{}])
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols (as --eval)
     views: list[str] = field(default_factory=list)  # what `seqbench report --study` shows (empty: every view)
     proxies_in_verdict: bool = False  # the paper-pattern view counts rows trained with a non-official recipe
+    recipe: str | None = None  # a named training recipe for the LLM models (under `set`)
 
     @property
     def sweep_id(self) -> str:
         """Same grid, same id: a rerun continues the same MLflow parent run."""
-        keys = ["experiment", "datasets", "models", "probes", "seeds", "sets", "probe_set"]
+        keys = ["experiment", "datasets", "models", "probes", "seeds", "sets"]
         if self.evals != ["sampled"]:  # grids written before protocols existed keep their id
             keys.append("evals")
-        desc = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
+        fields = {k: getattr(self, k) for k in keys}
+        fields["probe_set"] = self.probe_sets[0] if len(self.probe_sets) == 1 else self.probe_sets
+        if self.recipe is not None:
+            fields["recipe"] = self.recipe
+        desc = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
 
@@ -108,6 +115,12 @@ def load_grid(path: Path) -> Grid:
     for p in probes:
         if p not in PROBES:
             raise UnknownNameError("probe", p, list(PROBES))
+    recipe = raw.get("recipe")
+    if recipe is not None:
+        try:
+            recipe_layer(models[0], str(recipe))
+        except SeqbenchError as e:
+            raise type(e)(f"{path}: 'recipe': {e}") from e
     sets = raw.get("set") or {}
     if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
         raise SeqbenchError(f"{path}: 'set' must map model names to tables of settings, got {sets!r}")
@@ -118,13 +131,17 @@ def load_grid(path: Path) -> Grid:
             resolved_config(m, [layer])  # unknown or ill-typed settings fail here, naming the key
         except SeqbenchError as e:
             raise SeqbenchError(f"{path}: 'set.{m}': {e}") from e
-    probe_set = raw.get("probe_set") or {}
-    if not isinstance(probe_set, dict):
-        raise SeqbenchError(f"{path}: 'probe_set' must be a table of key = value, got {probe_set!r}")
-    try:  # unknown keys or bad values fail before anything runs, as in `seqbench run`
-        validate_probe_options([get_probe(p) for p in probes], {k: str(v) for k, v in probe_set.items()})
-    except SeqbenchError as e:
-        raise type(e)(f"{path}: 'probe_set': {e}") from e
+    probe_sets = raw.get("probe_set") or {}
+    probe_sets = probe_sets if isinstance(probe_sets, list) else [probe_sets]
+    if not probe_sets or not all(isinstance(t, dict) for t in probe_sets):
+        raise SeqbenchError(f"{path}: 'probe_set' must be a table of key = value, or a list of such tables, got "
+                            f"{raw.get('probe_set')!r}")
+    probe_sets = [{k: str(v) for k, v in t.items()} for t in probe_sets]
+    for table in probe_sets:
+        try:  # unknown keys or bad values fail before anything runs, as in `seqbench run`
+            validate_probe_options([get_probe(p) for p in probes], table)
+        except SeqbenchError as e:
+            raise type(e)(f"{path}: 'probe_set': {e}") from e
     evals = _names(raw, "eval", path) if "eval" in raw else ["sampled"]
     for protocol in evals:
         try:
@@ -143,8 +160,8 @@ def load_grid(path: Path) -> Grid:
     if not isinstance(proxies, bool):
         raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
-                {m: dict(v) for m, v in sets.items()}, {k: str(v) for k, v in probe_set.items()}, evals, views,
-                proxies)
+                {m: dict(v) for m, v in sets.items()}, probe_sets, evals, views,
+                proxies, None if recipe is None else str(recipe))
 
 
 def find_study(name: str | Path) -> Path:
@@ -175,6 +192,7 @@ class Point:
     result_id: str
     done: bool = False
     protocol: str = "sampled"
+    options: dict[str, str] = field(default_factory=dict)  # the probe options this point runs with
 
 
 @dataclass
@@ -194,6 +212,10 @@ class TaskPlan:
         return [p for p in self.points if not p.done]
 
 
+def _probe_runs(grid: Grid) -> list[tuple[str, dict[str, str]]]:
+    return RunSpec(probes=grid.probes, probe_option_sets=grid.probe_sets).probe_runs()
+
+
 def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code: str | None = None) -> list[TaskPlan]:
     """The grid as tasks, each with its trained-model identity and its points' result identities."""
     code = code or code_version()
@@ -202,23 +224,26 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
         data = datasets[name]
         for model in grid.models:
             # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
-            layers = model_layers(model, grid.sets.get(model, {}), None, data.meta.get("run_defaults"))
+            layers = model_layers(model, grid.sets.get(model, {}), None, data.meta.get("run_defaults"),
+                                  recipe=grid.recipe)
             for seed in grid.seeds:
                 ident = planned_identity(model, layers, data, seed, code)
-                points = [Point(name, model, seed, p, result_identity(ident, p, grid.probe_set, e), protocol=e)
-                          for e in grid.evals for p in grid.probes]
+                points = [Point(name, model, seed, p, result_identity(ident, p, options, e), protocol=e,
+                                options=options)
+                          for e in grid.evals for p, options in _probe_runs(grid)]
                 plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points))
     return plans
 
 
 # -- Ray resources ------------------------------------------------------------------------------------------
 def task_resources(model: str, accelerator: str, cpus: float) -> dict[str, Any]:
-    """Ray options of one task: CF models and baselines take CPUs; LLM models also take one accelerator,
-    a GPU (``num_gpus``) or a Gaudi card (Ray's custom ``HPU`` resource)."""
+    """Ray options of one task: every task takes CPUs; a model that declares ``needs_accelerator`` (the LLM
+    models, RECFORMER) also takes one accelerator, a GPU (``num_gpus``) or a Gaudi card (Ray's custom ``HPU``
+    resource)."""
     if accelerator not in ACCELERATORS:
         raise SeqbenchError(f"unknown accelerator '{accelerator}'; use {', '.join(ACCELERATORS)}")
     opts: dict[str, Any] = {"num_cpus": cpus}
-    if get_spec(model).family == "LLM4Rec":
+    if get_spec(model).needs_accelerator:
         if accelerator == "gpu":
             opts["num_gpus"] = 1
         elif accelerator == "hpu":
@@ -357,7 +382,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
             while waiting and len(running) < limit:
                 plan = waiting.pop(0)
                 spec = RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
-                               probe_options=grid.probe_set, tracking_uri=tracking_uri, device=accelerator,
+                               probe_option_sets=grid.probe_sets, tracking_uri=tracking_uri, device=accelerator,
                                checkpoint_every_s=checkpoint_every_s, evals=grid.evals)
                 opts = task_resources(plan.model, accelerator, cpus_per_task)
                 live.label(plan.identity, dataset=plan.dataset, model=plan.model, seed=plan.seed)
@@ -412,9 +437,9 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
     if sp.identity != plan.identity:
         raise SeqbenchError(f"task {plan.dataset}/{plan.model}/seed{plan.seed} trained identity {sp.identity}, "
                             f"the driver planned {plan.identity} (different code versions on driver and worker?)")
-    by_probe = {(p.probe, p.protocol): p for p in plan.points}
+    by_probe = {(p.probe, p.protocol, json.dumps(p.options, sort_keys=True)): p for p in plan.points}
     for res in sp.results:
-        point = by_probe[(res.probe, res.protocol)]
+        point = by_probe[(res.probe, res.protocol, json.dumps(res.probe_stats.get("options", {}), sort_keys=True))]
         if point.done:
             continue
         out = result_dict(data, plan.model, plan.seed, res, sp.fit)
@@ -423,6 +448,6 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
                 "family": get_spec(plan.model).family, "probe": res.probe, "seed": str(plan.seed),
                 "eval_protocol": res.protocol,
                 "result_id": point.result_id, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
-        out["mlflow_run_id"] = _log(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
+        out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
         point.done = True
         report.logged.append(out)

@@ -15,8 +15,6 @@ import pandas as pd
 from seqbench.version import code_version  # noqa: F401  (re-exported: runs record it)
 
 EXPERIMENT = "seqbench"
-# `run_kind` tag of runs that hold no probe result: a sweep's parent run, a live training curve
-NOT_RESULTS = ("train", "sweep")
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

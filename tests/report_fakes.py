@@ -27,7 +27,7 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                  config: dict | None = None, probe_stats: dict | None = None,
                  curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False,
                  protocol: str | None = None, recipe: str | None = None) -> str:
-    """One finished run laid out like runner._log: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
+    """One finished run laid out like runner.log_result: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
     seed, tags dataset_hash/code_version/family, model_config.* params, result.json, per_user_metrics.parquet,
     resolved_config.json, optional metric curves, and an LLM model's ``recipe`` (tag and result field)."""
     run_id = client.create_run(experiment_id, run_name=f"{dataset}/{model}/{probe}/seed{seed}").info.run_id

@@ -11,10 +11,10 @@ from seqbench.context import RunContext, seed_everything
 from seqbench.data.histories import Histories
 from seqbench.eval.evaluator import evaluate
 from seqbench.models import MODELS, create_model
-from seqbench.models.bert4rec import BERT4RecConfig, BERT4RecNet, sliding_windows
-from seqbench.models.cf import CFNet
-from seqbench.models.gru4rec import GRU4RecConfig, GRU4RecNet, right_align
-from seqbench.models.nextitnet import NextItNetConfig, NextItNetNet
+from seqbench.models.cf.bert4rec import BERT4RecConfig, BERT4RecNet, sliding_windows
+from seqbench.models.cf.common import CFNet
+from seqbench.models.cf.gru4rec import GRU4RecConfig, GRU4RecNet, right_align
+from seqbench.models.cf.nextitnet import NextItNetConfig, NextItNetNet
 
 from .conftest import assert_loss_drops
 

@@ -13,8 +13,8 @@ from seqbench.eval.evaluator import evaluate
 from seqbench.llm.prompts import clean_title
 from seqbench.models import MODELS, create_model
 from seqbench.models import item_text as item_text_mod
-from seqbench.models.ctrl import Aligner, CTRLConfig, CTRLNet, pca_table, user_texts
 from seqbench.models.item_text import text_embeddings
+from seqbench.models.lm.ctrl import Aligner, CTRLConfig, CTRLNet, pca_table, user_texts
 
 from .conftest import step_losses
 
@@ -126,4 +126,4 @@ def test_contrastive_variant_aligns_then_fine_tunes_with_a_head(tiny):
     assert len(align) == 4 and align[-1] < align[0]
     assert any(n == "valid_ndcg@10" for n, _, _ in logged)
     seq = torch.randint(1, tiny.n_items + 1, (3, 5))
-    assert torch.allclose(m.net.user_states(seq), m.net.head(m.net.backbone(seq)[:, -1]))
+    assert torch.allclose(m.net.user_states(seq), m.net.head(m.net.backbone(seq)[:, -1]), atol=1e-6)

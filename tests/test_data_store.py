@@ -59,17 +59,17 @@ def test_on_demand_dataset_made_by_an_older_generator_is_prepared_again(tmp_path
 
     from seqbench.data.embedded import ensure_prepared, synthetic_options
 
-    assert synthetic_options("syn-order0.25-u40-i200-s7").order == 0.25
-    assert synthetic_options("syn-order2-u40-i200") is None and synthetic_options("beauty") is None
+    assert synthetic_options("syn-order0.25-u60-i300-s7").order == 0.25
+    assert synthetic_options("syn-order2-u60-i300") is None and synthetic_options("beauty") is None
     said = []
-    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
-    meta_path = tmp_path / "syn-order0-u40-i200-s1" / "meta.json"
+    ensure_prepared("syn-order0-u60-i300-s1", tmp_path, said.append)
+    meta_path = tmp_path / "syn-order0-u60-i300-s1" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    assert meta["source"]["seed"] == 1 and meta["source"]["users"] == 40 and len(said) == 1
-    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
+    assert meta["source"]["seed"] == 1 and meta["source"]["users"] == 60 and len(said) == 1
+    ensure_prepared("syn-order0-u60-i300-s1", tmp_path, said.append)
     assert len(said) == 1  # current: kept
     meta["source"]["generator"] = 1
     meta_path.write_text(json.dumps(meta))
-    ensure_prepared("syn-order0-u40-i200-s1", tmp_path, said.append)
+    ensure_prepared("syn-order0-u60-i300-s1", tmp_path, said.append)
     assert "older synthetic generator" in said[-1]
     assert json.loads(meta_path.read_text())["source"]["generator"] != 1

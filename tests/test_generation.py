@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqbench.eval.generation import INVALID, match_candidate, normalise, score_generation, valid_only_hr
+from seqbench.data.titles import normalise
+from seqbench.eval.generation import INVALID, match_candidate, score_generation, valid_only_hr
 
 TITLES = ["Heat (1995)", "Heat 2", "Toy Story", "Toy Story 2", "L'Oréal Paris Lipstick", "Up", "Cars"]
 

@@ -28,7 +28,7 @@ from seqbench.llm.prompts import (
     read_at,
     user_prompt_text,
 )
-from seqbench.models.llmsrec import LLMSRec, LLMSRecConfig, sample_negatives, training_examples
+from seqbench.models.llm.llmsrec import LLMSRec, LLMSRecConfig, sample_negatives, training_examples
 
 DAY = 86_400_000
 T1 = 1614816000000  # 2021-03-04 00:00:00 UTC
@@ -222,11 +222,11 @@ def test_fit_and_scores(fitted, tiny):
 
 
 def _batch(model, tiny, n=16):
-    from seqbench.models.llmsrec import TEACHER_MAXLEN
+    from seqbench.models.llm.llmsrec import TEACHER_MAXLEN
 
     hist, tgt = training_examples(tiny.histories("train"), autoregressive=model.config.autoregressive)
     hist = hist.tail(TEACHER_MAXLEN).take(np.arange(n))
-    return hist, tgt[:n], model._teacher_user(hist)
+    return hist, tgt[:n], model.teacher_user(hist)
 
 
 def test_llm_and_teacher_stay_frozen_while_heads_train(fitted, tiny):

@@ -11,8 +11,8 @@ import torch
 from seqbench.context import RunContext, seed_everything
 from seqbench.llm.prompts import TEXT_PROMPT, USER_REP_PROMPT, item_prompt_text, user_prompt_text
 from seqbench.models import create_model
-from seqbench.models.llm_base import shared_llm
-from seqbench.models.llm_data import TEACHER_MAXLEN, training_examples
+from seqbench.models.llm.base import shared_llm
+from seqbench.models.llm.data import TEACHER_MAXLEN, training_examples
 
 T1, T2 = 1614816000000, 1620345599000  # 2021-03-04, 2021-05-06 (UTC)
 BASELINES = ("tallrec", "llara", "collm", "a-llmrec")
@@ -66,7 +66,7 @@ def set_up(name: str, tiny, ctx: RunContext | None = None, **settings):
 def batch(model, tiny, n: int = 8):
     hist, tgt = training_examples(tiny.histories("train"), autoregressive=False)
     hist = hist.tail(TEACHER_MAXLEN).take(np.arange(n))
-    return hist, tgt[:n], (model._teacher_user(hist) if model.teacher is not None else None)
+    return hist, tgt[:n], (model.teacher_user(hist) if model.teacher is not None else None)
 
 
 # -- prompts -----------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_only_adapters_and_heads_train_and_loss_decreases(name, tiny):
 
 
 def test_lora_model_and_llmsrec_in_one_process_do_not_affect_each_other(tiny, monkeypatch):
-    from seqbench.models.sasrec import SASRec
+    from seqbench.models.cf.sasrec import SASRec
 
     frozen = set_up("llmsrec", tiny)
     hist, cands = tiny.histories("test").take(np.arange(4)), tiny.candidates["test"][:4]
@@ -170,7 +170,7 @@ def test_lora_model_and_llmsrec_in_one_process_do_not_affect_each_other(tiny, mo
 
 # -- A-LLMRec's two stages --------------------------------------------------------------------------------
 def test_allmrec_stage1_hands_off_a_frozen_item_table_and_is_cached(tiny, monkeypatch):
-    from seqbench.models import allmrec
+    from seqbench.models.llm import allmrec
 
     logged: list[tuple[str, float, int]] = []
     # seed 1: a teacher and stage 1 of their own (the other tests cached seed 0's)
@@ -201,7 +201,7 @@ def test_allmrec_stage1_hands_off_a_frozen_item_table_and_is_cached(tiny, monkey
 def test_allmrec_stage1_cache_is_keyed_by_the_teachers_identity(tiny, monkeypatch):
     """The same teacher finds its stage 1 in the cache; another teacher (another setting, or the same settings
     under another code version, which retrains it under a new identity) trains its own."""
-    from seqbench.models import allmrec
+    from seqbench.models.llm import allmrec
 
     trained: list[str] = []
     real = allmrec.train_stage1
@@ -278,8 +278,8 @@ def test_user_states_are_computed_once_per_history_and_weights(tiny, monkeypatch
 
     model = set_up("tallrec", tiny)
     calls = []
-    real = model._user_states_all
-    monkeypatch.setattr(model, "_user_states_all", lambda h: calls.append(len(h)) or real(h))
+    real = model.user_states_all
+    monkeypatch.setattr(model, "user_states_all", lambda h: calls.append(len(h)) or real(h))
     pc = ProbeContext(model=model, data=tiny, run=RunContext(seed=0), fit=lambda *_: None,
                       load_dataset=lambda n: tiny)
     res = get_probe("cosine").run(pc)
@@ -305,12 +305,12 @@ def test_pinned_user_rep_keeps_the_original_cf_representation_while_the_history_
     model = set_up("collm", tiny)
     hist, cands = tiny.histories("test"), tiny.candidates["test"]
     moved = permute_tail(hist, 10, PERMUTATION_SEED)
-    o_orig, o_moved = model._teacher_user(hist), model._teacher_user(moved)
+    o_orig, o_moved = model.teacher_user(hist), model.teacher_user(moved)
     assert not torch.allclose(o_orig, o_moved)  # SASRec's O_u is order-sensitive, so pinning matters
     free, unmoved = model.score(moved, cands), model.score(hist, cands)
     with model.pinned_user_rep(hist):
         rows = np.array([2, 0])
-        assert torch.equal(model._teacher_user(moved.take(rows)), o_orig[torch.from_numpy(rows)])
+        assert torch.equal(model.teacher_user(moved.take(rows)), o_orig[torch.from_numpy(rows)])
         pinned = model.score(moved, cands)
         np.testing.assert_allclose(model.score(hist, cands), unmoved, rtol=1e-6, atol=1e-6)  # its own O_u
     assert not np.allclose(pinned, free)

@@ -11,7 +11,7 @@ import torch
 
 from seqbench.context import Checkpointer, RunContext
 from seqbench.models import create_model
-from seqbench.models.llm_data import training_examples
+from seqbench.models.llm.data import training_examples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

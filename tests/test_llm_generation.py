@@ -14,8 +14,8 @@ from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.eval.evaluator import evaluate
 from seqbench.models import create_model
-from seqbench.models.llm_base import shared_llm
-from seqbench.models.llm_generation import GenerationPrompts, collate_left, generate_titles, listing_order
+from seqbench.models.llm.base import shared_llm
+from seqbench.models.llm.generation import GenerationPrompts, collate_left, generate_titles, listing_order
 
 from .test_llm4rec import BASELINES, LORA, T1, T2, batch, build, cache, fresh_model_store, set_up  # noqa: F401
 
@@ -122,7 +122,7 @@ def test_evaluation_scores_decoded_titles_with_the_matching_rule(tiny, monkeypat
         assert sorted(listed[0].tolist()) == sorted(cands[0].tolist())
         return answers[:len(h)]
 
-    monkeypatch.setattr("seqbench.models.llm_generation.generate_titles", fake)
+    monkeypatch.setattr("seqbench.models.llm.generation.generate_titles", fake)
     res = evaluate(model, hist, cands, task="generation")
     assert res.metric == "hr@1" and res.outputs == answers
     assert res.per_user["hr@1"].tolist() == [1.0, 0.0, 0.0, 0.0]
@@ -146,7 +146,7 @@ def test_a_target_without_a_title_can_be_named(tiny, monkeypatch):
     model._setup_prompts(titles)
     texts, _ = GenerationPrompts(model).texts(hist, cands)
     assert '"Empty title"' in texts[0]
-    monkeypatch.setattr("seqbench.models.llm_generation.generate_titles",
+    monkeypatch.setattr("seqbench.models.llm.generation.generate_titles",
                         lambda m, h, listed, task=None: ["Empty title", '"empty title"'])
     res = evaluate(model, hist, cands, task="generation")
     assert res.per_user["hr@1"].tolist() == [1.0, 1.0] and res.per_user["invalid"].tolist() == [0.0, 0.0]

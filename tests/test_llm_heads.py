@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from seqbench.context import RunContext
 from seqbench.models import create_model
-from seqbench.models.llm_data import in_batch_exclusions
-from seqbench.models.llm_heads import centre_mlp, in_batch_retrieval_loss, mlp, retrieval_loss
+from seqbench.models.llm.data import in_batch_exclusions
+from seqbench.models.llm.heads import centre_mlp, in_batch_retrieval_loss, mlp, retrieval_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

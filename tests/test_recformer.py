@@ -12,7 +12,7 @@ from seqbench.data.histories import Histories
 from seqbench.data.permutation import permute_tail
 from seqbench.errors import SeqbenchError
 from seqbench.models import MODELS, create_model
-from seqbench.models.recformer_text import TYPE_KEY, TYPE_VALUE, ItemSentences, item_sentences, layout
+from seqbench.models.lm.recformer_text import TYPE_KEY, TYPE_VALUE, ItemSentences, item_sentences, layout
 
 from .conftest import step_losses
 
@@ -155,7 +155,7 @@ def test_prefixes_per_user_multiplies_the_steps(tiny, monkeypatch):
         seen.append([int(t) for t in targets])
         return orig(self, rows, targets, table)
 
-    from seqbench.models.recformer import RECFormer
+    from seqbench.models.lm.recformer import RECFormer
     orig = RECFormer._loss
     monkeypatch.setattr(RECFormer, "_loss", counting)
     cfg = {"max_epochs": 1, "stage2_epochs": 0, "batch_size": 16, "warmup_steps": 1}

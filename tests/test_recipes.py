@@ -1,4 +1,4 @@
-"""LLM training recipes (models/recipes.py): the official config is named ``official``, a changed recipe setting
+"""LLM training recipes (models/llm/recipes.py): the official config is named ``official``, a changed recipe setting
 makes a proxy, the committed CPU table's settings are ``cpu-proxy``, and the sweep and paper_pattern record it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from seqbench.config import parse_model_sets, parse_sets, resolve
 from seqbench.models import MODELS, get_spec
-from seqbench.models.recipes import CPU_PROXY, OFFICIAL, PAPER_LLM, is_proxy, recipe_changes, recipe_of
+from seqbench.models.llm.recipes import CPU_PROXY, OFFICIAL, PAPER_LLM, is_proxy, recipe_changes, recipe_of
 from seqbench.models.store import ModelStore
 from seqbench.runner import RunSpec, seed_pass
 from seqbench.sweep import SweepReport, _log_points, _parent_run, expand, load_grid

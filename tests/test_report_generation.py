@@ -36,7 +36,7 @@ def _answers(seed: int, hit_share: float, invalid_share: float, lenient_extra: f
 
 def log_generation_run(client, exp: str, conditions: dict[str, dict[str, np.ndarray]], *, model: str, family: str,
                        probe: str = "shuffle-infer", seed: int = 0, old: bool = False) -> str:
-    """A finished generation run laid out like runner._log; ``old``: logged before the three readings existed
+    """A finished generation run laid out like runner.log_result; ``old``: logged before the three readings existed
     (conditions hold hr@1 and invalid only)."""
     run_id = client.create_run(exp, run_name=f"d/{model}/{probe}/seed{seed}").info.run_id
     for k, v in {"dataset": "d", "model": model, "probe": probe, "seed": str(seed), "task": "generation"}.items():

@@ -63,10 +63,10 @@ def test_html_report_opens_in_headless_chromium(tmp_path):
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     shot = tmp_path / "screenshot.png"
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1200,1600", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                           "--window-size=1200,6000", f"--screenshot={shot}", (out / "report.html").as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     pixels = matplotlib.image.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (1600, 1200)
+    assert pixels.shape[:2] == (6000, 1200)
     assert pixels.std() > 0.05  # text, tables and figures, not a blank page
     assert (pixels.reshape(-1, 3).std(axis=1) > 0.1).mean() > 0.001  # some coloured (figure) pixels too

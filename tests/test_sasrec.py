@@ -7,7 +7,7 @@ import torch
 from seqbench.context import RunContext, seed_everything
 from seqbench.eval.evaluator import evaluate
 from seqbench.models import create_model
-from seqbench.models.sasrec import SASRecConfig, SASRecNet
+from seqbench.models.cf.sasrec import SASRecConfig, SASRecNet
 
 from .conftest import assert_loss_drops
 

@@ -12,6 +12,7 @@ import mlflow
 import pytest
 
 from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.models import MODELS
 from seqbench.models.store import ModelStore
 from seqbench.sweep import device_for, expand, load_grid, run_sweep, task_resources, threads_for
 
@@ -101,9 +102,18 @@ def test_bad_grid_files_name_the_problem(tmp_path, text, message, exc):
     ("llmsrec", "cpu", {"num_cpus": 2}),
     ("llmsrec", "gpu", {"num_cpus": 2, "num_gpus": 1}),
     ("llmsrec", "hpu", {"num_cpus": 2, "resources": {"HPU": 1}}),
+    ("recformer", "gpu", {"num_cpus": 2, "num_gpus": 1}),  # an LM-based model that declares needs_accelerator
+    ("recformer", "hpu", {"num_cpus": 2, "resources": {"HPU": 1}}),
+    ("ctrl", "gpu", {"num_cpus": 2}),
 ])
 def test_accelerator_to_ray_resources(model, accelerator, expected):
     assert task_resources(model, accelerator, 2) == expected
+
+
+def test_every_model_that_needs_an_accelerator_gets_one():
+    """The accelerator follows the declared capability, not the family label."""
+    for name, spec in MODELS.items():
+        assert ("num_gpus" in task_resources(name, "gpu", 1)) == spec.needs_accelerator, name
 
 
 def test_unknown_accelerator_is_an_error():

@@ -15,8 +15,8 @@ from seqbench.data.negatives import TitleCandidatesError, distinct_titles, repea
 from seqbench.data.preprocess import PrepareParams, prepare
 from seqbench.data.raw import RawData
 from seqbench.data.store import TITLE_RULE, load_dataset, write_dataset
+from seqbench.data.titles import EMPTY_TITLE, SOFT_TOKEN_STRINGS, clean_title, title_key, title_keys
 from seqbench.errors import DataError
-from seqbench.eval.generation import EMPTY_TITLE, SOFT_TOKEN_STRINGS, clean_title, title_key, title_keys
 
 N_USERS, N_ITEMS, PER_USER = 60, 400, 10
 

@@ -129,7 +129,7 @@ def sample_candidates(
     never contain the target; each set is drawn separately, in a fixed order, from one seeded generator.
 
     With ``title_keys`` (one integer per item id 0..n_items, equal exactly when two items' normalised prompt
-    titles are equal: ``seqbench.eval.generation.title_keys``) the title-generation sets (``*_title``) are then
+    titles are equal: ``seqbench.data.titles.title_keys``) the title-generation sets (``*_title``) are then
     made distinct-titled: :func:`distinct_titles` redraws every negative whose title repeats the target's or
     an earlier candidate's, from the same generator after all sets are drawn. The retrieval sets and every
     title row without a repeat stay exactly as drawn, so a catalogue whose titles all differ gets the same

@@ -27,8 +27,8 @@ from seqbench.data.negatives import (
     sample_candidates,
 )
 from seqbench.data.preprocess import Prepared, PrepareParams
+from seqbench.data.titles import title_keys
 from seqbench.errors import DataError, UnknownNameError
-from seqbench.eval.generation import title_keys
 
 FORMAT_VERSION = 1
 FILES = ("interactions.parquet", "items.parquet", "users.parquet", "candidates.parquet", "meta.json")

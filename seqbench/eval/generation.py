@@ -1,9 +1,9 @@
 """Scoring of the title-generation task (docs/MODELS.md §7, paper Tables 1 and 4): which of the 20 listed
 candidate titles did a generated text name?
 
-Titles are compared as the prompt shows them (:func:`clean_title`: a missing title reads "Empty title"), so a
-target without a title can be named like any other. This module needs no torch: the data layer uses
-:func:`title_keys` to draw title candidates whose normalised titles all differ (``seqbench.data.negatives``).
+Titles are compared as the prompt shows them (``seqbench.data.titles.clean_title``: a missing title reads "Empty
+title"), so a target without a title can be named like any other. The data layer draws title candidates whose
+normalised titles all differ with ``seqbench.data.titles.title_keys``.
 
 Matching rule (the spec's [REC], stricter than A-LLMRec's substring test and close to LLaRA's "valid" output):
 1. Normalise output and titles: Unicode NFKC, case-folded, every run of non-alphanumeric characters (quotes,
@@ -26,46 +26,13 @@ datasets therefore list title candidates whose normalised titles all differ.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
+from seqbench.data.titles import normalise
+
 INVALID = -1
-_NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
-EMPTY_TITLE = "Empty title"
-# The LLM prompts' soft-token strings (seqbench.llm.backbone.SOFT_TOKENS, kept equal by a test): a title never
-# carries one into a prompt. Spelled out here so that the data layer needs no torch.
-SOFT_TOKEN_STRINGS = ("[UserRep]", "[HistoryEmb]", "[UserOut]", "[ItemOut]")
-
-
-def clean_title(title: str | None) -> str:
-    """A title as the prompts show it: 'Empty title' when missing (§1); literal soft-token strings removed so a
-    title can never inject one."""
-    title = "" if title is None else str(title)
-    for tok in SOFT_TOKEN_STRINGS:
-        title = title.replace(tok, "")
-    return title if title.strip() else EMPTY_TITLE
-
-
-def normalise(text: str) -> str:
-    return _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", str(text)).casefold()).strip()
-
-
-def title_key(title: str | None) -> str:
-    """What matching compares for an item: its normalised prompt title."""
-    return normalise(clean_title(title))
-
-
-def title_keys(titles: Sequence[str | None]) -> np.ndarray:
-    """One integer per title, equal exactly when the normalised prompt titles are equal (ids in sorted order of
-    the normalised strings, so the ids depend only on the set of titles)."""
-    keys = [title_key(t) for t in titles]
-    if not keys:
-        return np.zeros(0, dtype=np.int64)
-    _, inv = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
-    return inv.astype(np.int64).reshape(-1)
 
 
 def match_candidate(output: str, titles: Sequence[str]) -> int:
@@ -95,7 +62,7 @@ def score_generation(outputs: Sequence[str], candidate_titles: Sequence[Sequence
     """Per-user ``hr@1`` (strict), ``hr@1_lenient`` and ``invalid`` (0/1 arrays) plus the summaries
     ``hr@1_mean``, ``hr@1_valid`` (LLaRA's valid-only HR@1), ``hr@1_lenient_mean`` and ``invalid_share``;
     ``targets`` = index of the target in each row's candidate list. Titles are compared as given: pass the
-    titles the prompt showed (:func:`clean_title`)."""
+    titles the prompt showed (``seqbench.data.titles.clean_title``)."""
     if not len(outputs) == len(candidate_titles) == len(targets):
         raise ValueError(f"{len(outputs)} outputs, {len(candidate_titles)} candidate lists, {len(targets)} targets")
     targets = np.asarray(targets, dtype=np.int64)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from seqbench.data.histories import Histories
-from seqbench.eval.generation import clean_title  # torch-free there, so the data layer shares it
+from seqbench.data.titles import clean_title
 
 from .backbone import SOFT_TOKENS, TokenIds
 

@@ -19,16 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqbench import record
 from seqbench.errors import SeqbenchError
-from seqbench.tracking import NOT_RESULTS
+from seqbench.models.llm.recipes import has_recipe
+from seqbench.record import CONFIG, MODEL_CONFIG, PER_USER, PROBE_OPTIONS, RESULT
 
-RESULT = "result.json"
-LLM_FAMILY = "LLM4Rec"
 UNRECORDED = "unrecorded"  # an LLM run logged before runs recorded their training recipe
-PER_USER = "per_user_metrics.parquet"
-CONFIG = "resolved_config.json"
-MODEL_CONFIG = "model_config."
-PROBE_OPTIONS = "probe_options."
 
 
 @dataclass
@@ -48,7 +44,7 @@ class RunRecord:
     dataset_meta: dict = field(default_factory=dict)
     protocol: str = "sampled"  # ranking protocol (--eval); runs logged before protocols existed are sampled
     task: str = "retrieval"  # retrieval or generation (--task); runs logged before tasks existed are retrieval
-    recipe: str | None = None  # an LLM model's training recipe (models/recipes.py); None for other models
+    recipe: str | None = None  # an LLM model's training recipe (models/llm/recipes.py); None for other models
 
     @property
     def proxy(self) -> bool:
@@ -135,12 +131,12 @@ class RunSource:
 
     def _record(self, run, notes: list[str], datasets: list[str] | None, models: list[str] | None,
                 tasks: tuple[str, ...] = ("retrieval",)) -> RunRecord | None:
-        info, params, tags = run.info, run.data.params, run.data.tags
+        info = run.info
 
         def key(name: str) -> str | None:
-            return params.get(name, tags.get(name))
+            return record.field(run, name)
 
-        if tags.get("run_kind") in NOT_RESULTS:  # a sweep's parent run or a live training curve: no result
+        if not record.is_result(run):  # a sweep's parent run or a live training curve
             return None
         if key("model") is None or key("probe") is None or key("dataset") is None:
             notes.append(f"run {info.run_id} skipped: no dataset/model/probe param or tag (not a seqbench run)")
@@ -160,17 +156,16 @@ class RunSource:
             notes.append(f"run {info.run_id} skipped: no {RESULT} artifact")
             return None
         result = json.loads(path.read_text())
-        options = {k[len(PROBE_OPTIONS):]: v for k, v in params.items() if k.startswith(PROBE_OPTIONS)}
+        options = record.prefixed(run, PROBE_OPTIONS)
         probe = key("probe") + (f" ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options else "")
-        recipe = tags.get("recipe") or result.get("recipe")
-        if recipe is None and key("family") == LLM_FAMILY:
+        recipe = record.recipe(run) or result.get("recipe")
+        if recipe is None and has_recipe(key("model")):
             recipe = UNRECORDED
         return RunRecord(
-            task=task, run_id=info.run_id, dataset=key("dataset"), dataset_hash=tags.get("dataset_hash", ""),
+            task=task, run_id=info.run_id, dataset=key("dataset"), dataset_hash=record.dataset_hash(run),
             model=key("model"), family=key("family") or "?", probe=probe, seed=int(key("seed") or 0),
-            code_version=tags.get("code_version", "?"), start_time=info.start_time or 0,
-            config={k[len(MODEL_CONFIG):]: v for k, v in params.items() if k.startswith(MODEL_CONFIG)},
-            result=result, protocol=tags.get("eval_protocol", "sampled"), recipe=recipe)
+            code_version=record.code_version(run), start_time=info.start_time or 0,
+            config=record.prefixed(run, MODEL_CONFIG), result=result, protocol=record.protocol(run), recipe=recipe)
 
     def dataset_meta(self, record: RunRecord) -> dict:
         """The prepared dataset's meta.json as the run recorded it (counts, source, parameters)."""
@@ -212,9 +207,9 @@ def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
 ALWAYS_NAMED = ("llm",)  # an LLM model's backbone is part of what the numbers mean: always in its label
 PROXY = "proxy"  # the label's mark of a row trained with a non-official recipe
 PROXY_NOTE = (f"`{PROXY}` in a model's label: an LLM recommender trained with another recipe than the official one "
-              "(the paper's LLM and the official code's settings, `models/recipes.py`), such as the CPU recipe; its "
-              "numbers stand in for the official recipe's, they do not reproduce them. The Runs covered table names "
-              f"each run's recipe (`{UNRECORDED}`: logged before runs recorded it).")
+              "(the paper's LLM and the official code's settings, `models/llm/recipes.py`), such as the CPU recipe; "
+              "its numbers stand in for the official recipe's, they do not reproduce them. The Runs covered table "
+              f"names each run's recipe (`{UNRECORDED}`: logged before runs recorded it).")
 
 
 def label_variants(records: list[RunRecord]) -> None:

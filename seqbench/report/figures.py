@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from seqbench.models.llm.recipes import has_recipe  # noqa: E402
+
 from .aggregate import (  # noqa: E402
     REARRANGE,
     base_probe,
@@ -21,7 +23,6 @@ from .aggregate import (  # noqa: E402
 from .collect import RunRecord, RunSource  # noqa: E402
 from .document import Figure  # noqa: E402
 
-LLM_FAMILY = "LLM4Rec"
 LOSS_KEYS = ("train_loss", "train_retrieval", "train_distill", "train_uniform")
 VALID_KEYS = ("valid_hr_at_10", "valid_ndcg_at_10")
 
@@ -139,11 +140,12 @@ def group_figures(records: list[RunRecord]) -> list[Figure]:
 
 
 def training_figures(records: list[RunRecord], source: RunSource) -> list[Figure]:
-    """Training curves of LLM models as logged per optimizer step: loss parts, and validation at each check."""
+    """Training curves of the models the LLM schedule trains (those with a recipe table) as logged per optimizer
+    step: loss parts, and validation at each check."""
     figs = []
     seen = set()
     for r in sorted(records, key=lambda r: (r.dataset, r.variant, r.seed, base_probe(r.probe) != "shuffle-infer")):
-        if r.family != LLM_FAMILY or (r.dataset, r.variant) in seen:
+        if not has_recipe(r.model) or (r.dataset, r.variant) in seen:
             continue
         curves = {k: source.curve(r.run_id, k) for k in (*LOSS_KEYS, *VALID_KEYS)}
         curves = {k: c for k, c in curves.items() if c}

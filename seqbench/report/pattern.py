@@ -58,16 +58,17 @@ def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdi
     out = []
     for ds in datasets_of(records):
         runs: dict[str, list[RunRecord]] = defaultdict(list)
-        for r in records:
-            if r.dataset == ds and base_probe(r.probe) == "shuffle-infer":
-                runs[r.variant].append(r)
+        labels = sorted({r.probe for r in records if r.dataset == ds and base_probe(r.probe) == "shuffle-infer"})
+        for r in records:  # a study with several windows gets a row per window: "sasrec, shuffle-infer (window=10)"
+            if r.dataset == ds and r.probe in labels:
+                runs[r.variant if len(labels) == 1 else f"{r.variant}, {r.probe}"].append(r)
+        pop = [v for v in runs if runs[v][0].model == POP]
         rows_in = sorted(v for v in runs if runs[v][0].model != POP)
         if not rows_in:
             continue
         effects = {v: effect(sorted(runs[v], key=lambda r: r.seed)) for v in rows_in}
         drop_holm = dict(zip(rows_in, holm([effects[v].p for v in rows_in]), strict=True))
         vs_pop: dict[str, tuple[float, float]] = {}
-        pop = [v for v in runs if runs[v][0].model == POP]
         if pop:
             ref = source.per_user_metric(runs[pop[0]][0].run_id, "original")
             others = [source.per_user_metric(runs[v][0].run_id, "original").reindex(ref.index) for v in rows_in]

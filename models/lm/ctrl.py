@@ -32,14 +32,14 @@ from seqbench.config import AT_LEAST_1, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
+from seqbench.data.titles import clean_title
 from seqbench.errors import SeqbenchError
-from seqbench.llm.prompts import clean_title
 from seqbench.llm.text_encoder import MINILM
 
-from .base import FitReport
-from .cf import trim_left_padding
-from .item_text import text_embeddings
-from .sasrec import SASRec, SASRecConfig, SASRecNet
+from ..base import FitReport
+from ..cf.common import trim_left_padding
+from ..cf.sasrec import SASRec, SASRecConfig, SASRecNet
+from ..item_text import text_embeddings
 
 VARIANTS = ("init", "contrastive")
 

@@ -1,4 +1,6 @@
-"""What all CF-SRec models share: config, batching, scoring, user representation, fit and save/load.
+"""What all CF-SRec models share: config, batching, scoring, user representation, fit and save/load, and
+the small building blocks of their networks (:class:`Dropout`, :func:`trim_left_padding`,
+:func:`sample_negatives`).
 
 A model file only defines its network (a :class:`CFNet`) and its defaults (a :class:`CFConfig` subclass).
 """
@@ -22,7 +24,7 @@ from seqbench.data.histories import Histories
 from seqbench.eval.evaluator import evaluate
 from seqbench.train.loop import LoopConfig, train_loop
 
-from .base import FitReport
+from ..base import FitReport
 
 
 @dataclass
@@ -174,3 +176,17 @@ def sample_negatives(pos: torch.Tensor, n_items: int, gen: torch.Generator, avoi
             break
         neg = torch.where(clash, torch.randint(1, n_items + 1, pos.shape, generator=gen), neg)
     return neg.to(pos.device)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout from a uniform draw; about 2x faster than nn.Dropout's bernoulli on CPU here,
+    and equally deterministic under ``torch.manual_seed``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1.0 - self.p)

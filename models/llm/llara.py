@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .llm_base import LLMRecommender
-from .llm_config import LoRARecConfig
+from .base import LLMRecommender
+from .config import LoRARecConfig
 from .recipes import LLAMA_LINEAR
 
 

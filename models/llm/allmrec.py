@@ -34,16 +34,16 @@ from seqbench.config import AT_LEAST_1, RATE, setting
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
-from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate, clean_title
+from seqbench.data.titles import clean_title
+from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate
 from seqbench.llm.text_encoder import MINILM
 from seqbench.version import code_version
 
-from .item_text import text_embeddings
-from .llm_base import LLMRecommender
-from .llm_config import LLMRecConfig
-from .llm_data import TEACHER_MAXLEN, sample_negatives, training_examples
-from .store import histories_hash
-from .teacher import cache_path, save_atomic
+from ..item_text import text_embeddings
+from ..store import cache_path, histories_hash, save_atomic
+from .base import LLMRecommender
+from .config import LLMRecConfig
+from .data import TEACHER_MAXLEN, sample_negatives, training_examples
 
 
 @dataclass
@@ -136,7 +136,7 @@ class ALLMRec(LLMRecommender):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             stage1 = Stage1(int(e_table.shape[1]), int(text.shape[1]), cfg.d_latent).to(self.device)
-            train_stage1(stage1, e_table, text, hist, targets, self._teacher_user(hist), self.n_items, cfg,
+            train_stage1(stage1, e_table, text, hist, targets, self.teacher_user(hist), self.n_items, cfg,
                          ctx.seed, ctx)
         self._use_stage1(stage1)
         if cfg.stage1_cache:

@@ -18,8 +18,7 @@ from torch import nn
 
 from seqbench.config import AT_LEAST_1, DROPOUT, setting
 
-from .cf import CFConfig, CFNet, CFRecommender, sample_negatives, trim_left_padding
-from .layers import Dropout
+from .common import CFConfig, CFNet, CFRecommender, Dropout, sample_negatives, trim_left_padding
 
 
 @dataclass

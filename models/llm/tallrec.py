@@ -14,8 +14,8 @@ from typing import ClassVar
 
 from seqbench.llm.prompts import TEXT_PROMPT, PromptTemplate
 
-from .llm_base import LLMRecommender
-from .llm_config import LoRARecConfig
+from .base import LLMRecommender
+from .config import LoRARecConfig
 
 
 @dataclass

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cf import CFConfig, CFNet, CFRecommender
-from .layers import Dropout
+from .common import CFConfig, CFNet, CFRecommender, Dropout
 
 
 @dataclass

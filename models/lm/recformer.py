@@ -53,7 +53,7 @@ from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
 from seqbench.progress import TrainProgress
 from seqbench.train.loop import restore_rng_states, rng_states
 
-from .base import FitReport
+from ..base import FitReport
 from .recformer_text import N_TOKEN_TYPES, ItemSentences, Layout, item_sentences, layout
 
 

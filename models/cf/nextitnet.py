@@ -25,8 +25,7 @@ from torch import nn
 
 from seqbench.config import AT_LEAST_1, DROPOUT, setting
 
-from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
-from .layers import Dropout
+from .common import CFConfig, CFNet, CFRecommender, Dropout, trim_left_padding
 
 
 @dataclass

@@ -39,8 +39,7 @@ from torch import nn
 from seqbench.config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, PROBABILITY, RATE, setting
 from seqbench.data.histories import Histories
 
-from .cf import CFConfig, CFNet, CFRecommender, trim_left_padding
-from .layers import Dropout
+from .common import CFConfig, CFNet, CFRecommender, Dropout, trim_left_padding
 
 
 @dataclass

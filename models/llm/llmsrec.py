@@ -6,7 +6,7 @@ prompt at [ItemOut]. Trainable: f_I, f_user, f_item, f_CF-user and the two token
 pre-trained SASRec teacher (§3.1) gives E_i and O_u; the loss is retrieval CE over 1 positive + 3 negatives,
 plus MSE between the L2-normalised f_user(h_U) and f_CF-user(O_u), plus uniformity (§6 "Losses").
 
-Everything but the distillation lives in the shared core (``llm_base``, schedule in ``llm_fit``). Choices:
+Everything but the distillation lives in the shared core (``base``, schedule in ``fit``). Choices:
 * teacher: SASRec trained through the registry on the *same* train histories given to ``fit``, so the
   shuffle-train probe retrains the teacher on shuffled data too (§8.1, §10.3 resolved "yes"); cached on disk.
 * teacher in eval mode while computing O_u (pitfall a); target never drawn as a negative (§2).
@@ -27,10 +27,10 @@ from seqbench.config import setting
 from seqbench.errors import SeqbenchError
 from seqbench.llm.prompts import LLMSREC_PROMPT, USER_REP_PROMPT, PromptTemplate
 
-from .llm_base import LLMRecommender, shared_llm
-from .llm_config import LLMRecConfig
-from .llm_data import TEACHER_MAXLEN, drop_last, sample_negatives, training_examples
-from .llm_heads import mlp, uniformity
+from .base import LLMRecommender, shared_llm
+from .config import LLMRecConfig
+from .data import TEACHER_MAXLEN, drop_last, sample_negatives, training_examples
+from .heads import mlp, uniformity
 
 __all__ = ["TEACHER_MAXLEN", "LLMSRec", "LLMSRecConfig", "drop_last", "sample_negatives", "shared_llm",
            "training_examples", "uniformity"]
@@ -48,9 +48,6 @@ class LLMSRec(LLMRecommender):
 
     name: ClassVar[str] = "llmsrec"
     config_cls: ClassVar[type[LLMSRecConfig]] = LLMSRecConfig
-    # Retrieval only: its distillation aligns f_user(h_U) at [UserOut] with SASRec's O_u, and a generation
-    # prompt has no [UserOut]; "LLM-SRec in generation" would be LLaRA's generation model without LoRA.
-    tasks: ClassVar[tuple[str, ...]] = ("retrieval",)
 
     def __init__(self, n_items: int, config: LLMSRecConfig | None = None):
         super().__init__(n_items, config)

@@ -27,7 +27,7 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,13 +35,12 @@ import torch.nn.functional as F
 
 from seqbench.data.histories import Histories
 from seqbench.eval.generation import score_generation
-from seqbench.llm.backbone import attention_kernels
-from seqbench.llm.prompts import HISTORY_SEP, collate, group_overhead, last_k, plan_groups
+from seqbench.llm.backbone import TokenIds, attention_kernels
+from seqbench.llm.prompts import HISTORY_SEP, PromptBuilder, collate, group_overhead, last_k, plan_groups
 
-from .llm_data import TEACHER_MAXLEN, training_candidates
-
-if TYPE_CHECKING:
-    from .llm_base import LLMRecommender
+from .config import LLMRecConfig
+from .data import TEACHER_MAXLEN, training_candidates
+from .heads import RetrievalHeads
 
 N_CANDIDATES = 20  # target + 19 (§7)
 LISTING_SEED = 20250713
@@ -54,6 +53,32 @@ GENERATION_PROMPTS = {
     "seqbench": (". The candidate items are: ",
                  ". Which candidate will this user purchase next? Answer with its title only:"),
 }
+
+
+class TitleGenerator(Protocol):
+    """What the generation task needs from a model (``LLMRecommender`` is one): it never imports the model's
+    module."""
+
+    name: str
+    n_items: int
+    config: LLMRecConfig
+    device: torch.device
+    progress: Any  # a rich Progress, or None
+    builder: PromptBuilder
+    tok: Any  # the LLM's tokenizer
+    llm: Any  # the (LoRA-wrapped) causal LM: ``generate`` and its output embeddings
+    body: Any  # its decoder: hidden states from input embeddings
+    ids: TokenIds
+    heads: RetrievalHeads
+    E: torch.Tensor | None  # frozen item table feeding f_I
+    history_emb: bool  # the prompt has [HistoryEmb] slots
+    user_rep: bool  # the prompt has a [UserRep] slot
+
+    def teacher_user(self, hist: Histories) -> torch.Tensor: ...
+
+    def embed_with_soft(self, ids: torch.Tensor, soft: list[tuple[int, torch.Tensor]]) -> torch.Tensor: ...
+
+    def set_training(self, on: bool) -> None: ...
 
 
 def listing_order(users: np.ndarray, candidates: np.ndarray, seed: int = LISTING_SEED) -> np.ndarray:
@@ -71,7 +96,7 @@ def listing_order(users: np.ndarray, candidates: np.ndarray, seed: int = LISTING
 class GenerationPrompts:
     """Token ids of generation prompts for one model (its template, soft tokens and title cache)."""
 
-    def __init__(self, model: LLMRecommender):
+    def __init__(self, model: TitleGenerator):
         self.m = model
         self.b = model.builder
         self.cand_line = CANDIDATE_EMB if model.history_emb else CANDIDATE
@@ -119,7 +144,7 @@ class GenerationPrompts:
         return np.minimum(lens[inv.reshape(listed.shape)].max(axis=1) + 4, self.m.config.max_new_tokens)
 
 
-def _soft(model: LLMRecommender, items_per_row: list[np.ndarray],
+def _soft(model: TitleGenerator, items_per_row: list[np.ndarray],
           o_u: torch.Tensor | None) -> list[tuple[int, torch.Tensor]]:
     heads, soft = model.heads, []
     if heads.f_I is not None:
@@ -130,7 +155,7 @@ def _soft(model: LLMRecommender, items_per_row: list[np.ndarray],
     return soft
 
 
-def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
+def generation_loss(model: TitleGenerator, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
                     rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """LM cross-entropy on the target title (+ EOS) after a prompt listing it among 19 fresh negatives."""
     gp = GenerationPrompts(model)
@@ -156,11 +181,11 @@ def generation_loss(model: LLMRecommender, hist: Histories, targets: np.ndarray,
 
 
 @torch.no_grad()
-def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, task=None) -> list[str]:
+def generate_titles(model: TitleGenerator, hist: Histories, listed: np.ndarray, task=None) -> list[str]:
     """Greedy decoding (transformers' ``generate`` on left-padded prompt embeddings), rows in input order."""
     gp = GenerationPrompts(model)
     prompt_ids, items = gp.prompt_rows(hist, listed)
-    o_u = model._teacher_user(hist) if model.user_rep else None
+    o_u = model.teacher_user(hist) if model.user_rep else None
     budget = gp.budgets(listed)
     lens = np.fromiter((len(p) for p in prompt_ids), dtype=np.int64, count=len(prompt_ids))
     out: list[str] = [""] * len(prompt_ids)
@@ -184,7 +209,7 @@ def generate_titles(model: LLMRecommender, hist: Histories, listed: np.ndarray, 
     return out
 
 
-def evaluate_generation(model: LLMRecommender, hist: Histories, candidates: np.ndarray) -> dict:
+def evaluate_generation(model: TitleGenerator, hist: Histories, candidates: np.ndarray) -> dict:
     """Per-user ``hr@1`` (strict), ``hr@1_lenient``, ``invalid`` and the outputs for persisted (target-first)
     candidate rows. Outputs are matched against the titles as the prompt showed them (cleaned: a missing title
     reads "Empty title"), so every target can be named."""

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
@@ -31,11 +32,37 @@ from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.progress import TrainProgress
 
-from .base import FitReport
-from .llm_data import TEACHER_MAXLEN, training_examples
+from ..base import FitReport
+from .config import LLMRecConfig
+from .data import TEACHER_MAXLEN, training_examples
 
-if TYPE_CHECKING:
-    from .llm_base import LLMRecommender
+
+class Trainable(Protocol):
+    """What the schedule needs from a model (``LLMRecommender`` is one): it never imports the model's module."""
+
+    name: str
+    config: LLMRecConfig
+    device: torch.device
+    teacher: Any  # the frozen SASRec teacher, or None
+    generation: bool  # trained for title generation (validated on HR@1)
+    selection_metric: str  # what model selection maximises on validation
+
+    def teacher_user(self, hist: Histories) -> torch.Tensor: ...
+
+    def trainable_parameters(self) -> list[nn.Parameter]: ...
+
+    def trainable_state(self) -> dict[str, Any]: ...
+
+    def load_trainable_state(self, state: dict[str, Any]) -> None: ...
+
+    def weights_updated(self) -> None: ...
+
+    def set_training(self, on: bool) -> None: ...
+
+    def batch_loss(self, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def validate(self, hist: Histories, cands: np.ndarray) -> dict[str, float]: ...
 
 
 def validation_set(data: SeqDataset, max_users: int | None, seed: int,
@@ -49,7 +76,7 @@ def validation_set(data: SeqDataset, max_users: int | None, seed: int,
     return hist, cands
 
 
-def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
+def fit_llm(model: Trainable, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
     """Adam over the trainable parts, retrieval batches of ``batch_size`` examples, validation every
     ``val_every_frac`` of an epoch and at epoch end, early stopping, best state restored."""
     cfg, name = model.config, model.name
@@ -58,7 +85,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
     ex_hist = ex_hist.tail(TEACHER_MAXLEN)
     if len(ex_target) == 0:
         raise SeqbenchError(f"{name}: no user has two or more train items to build a training example")
-    o_all = model._teacher_user(ex_hist) if model.teacher is not None else None  # frozen: once per example
+    o_all = model.teacher_user(ex_hist) if model.teacher is not None else None  # frozen: once per example
     v_hist, v_cands = validation_set(data, cfg.max_valid_users, ctx.seed,
                                      "valid_title" if model.generation else "valid")
 
@@ -112,7 +139,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            model._version += 1
+            model.weights_updated()
             s["total"] += float(loss.detach())
             s["next"] = i + 1
             gstep = (epoch - 1) * steps + i + 1
@@ -150,7 +177,7 @@ def fit_llm(model: LLMRecommender, data: SeqDataset, train: Histories, ctx: RunC
                      valid_metric="hr@1" if model.generation else "ndcg@10")
 
 
-def _check(model: LLMRecommender, s: dict[str, Any], v_hist: Histories, v_cands: np.ndarray, ctx: RunContext,
+def _check(model: Trainable, s: dict[str, Any], v_hist: Histories, v_cands: np.ndarray, ctx: RunContext,
            gstep: int, epoch: int, count: int, start: float) -> None:
     """One validation check: log, keep the best state (ties count as improvements, the code's ``>=``).
     ``best_ndcg`` (FitReport.best_valid) is validation NDCG@10, or HR@1 in the generation task."""

@@ -77,6 +77,11 @@ def _matches(table: dict[str, Any], config: dict[str, Any]) -> bool:
     return all(_norm(k, config.get(k)) == _norm(k, v) for k, v in table.items())
 
 
+def has_recipe(model: str) -> bool:
+    """Whether ``model`` has a recipe table: the LLM recommenders, trained by the shared LLM schedule."""
+    return model in OFFICIAL
+
+
 def recipe_changes(model: str, config: dict[str, Any]) -> list[str] | None:
     """The recipe-defining settings of ``config`` that differ from the official recipe (None: no recipe)."""
     official = OFFICIAL.get(model)

@@ -1,6 +1,9 @@
 """The core every LLM recommender shares (docs/MODELS.md §2): prompts with soft tokens, the [UserOut]/[ItemOut]
-retrieval heads, 1 + 3 candidate cross-entropy, the training schedule (``llm_fit``), save/load, and through the
-``LLMVectors`` mixin (``llm_vectors``) the evaluation side: item and user vectors with their caches, scoring.
+retrieval heads, 1 + 3 candidate cross-entropy, the training schedule (``fit``), save/load, and through the
+``LLMVectors`` mixin (``vectors``) the evaluation side: item and user vectors with their caches, scoring.
+
+Dependencies point one way: this module uses ``fit``, ``generation`` and ``vectors``; none of them imports
+it (``fit`` and ``generation`` state what they need from a model as a ``Protocol``).
 
 A model (LLM-SRec, TALLRec, LLaRA, CoLLM, A-LLMRec) is a subclass stating only what differs:
 * ``template()``: its prompt strings (whether [HistoryEmb] / [UserRep] appear decides which soft tokens exist);
@@ -15,10 +18,8 @@ are stored in the compute dtype, equivalent to autocasting them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,13 +44,16 @@ from seqbench.llm.prompts import (
     plan_groups,
     read_at,
 )
+from seqbench.models import get_spec
 
-from .base import FitReport
-from .llm_config import LLMRecConfig, LoRARecConfig
-from .llm_data import TEACHER_MAXLEN, centre_sample, in_batch_exclusions, training_candidates, training_examples
-from .llm_heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
-from .llm_vectors import LLMVectors, PinnedUserRep
-from .teacher import sasrec_teacher, teacher_layer
+from ..base import FitReport
+from .config import LLMRecConfig, LoRARecConfig
+from .data import TEACHER_MAXLEN, centre_sample, in_batch_exclusions, training_candidates, training_examples
+from .fit import fit_llm
+from .generation import generation_loss
+from .heads import RetrievalHeads, centre_mlp, in_batch_retrieval_loss, retrieval_loss
+from .teacher import load_teacher, sasrec_teacher, teacher_layer
+from .vectors import LLMVectors
 
 _LLMS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
@@ -68,10 +72,10 @@ class LLMRecommender(LLMVectors):
     name: ClassVar[str] = "llm"
     config_cls: ClassVar[type[LLMRecConfig]] = LLMRecConfig
     needs_teacher: ClassVar[bool] = True  # frozen SASRec: E_i for [HistoryEmb], O_u for [UserRep] / losses
-    tasks: ClassVar[tuple[str, ...]] = ("retrieval", "generation")
     item_act: ClassVar[type[nn.Module]] = nn.LeakyReLU  # f_I's activation
 
     def __init__(self, n_items: int, config: LLMRecConfig | None = None):
+        super().__init__()  # LLMVectors: its caches and weights version
         self.n_items = n_items
         self.config = config or self.config_cls()
         cfg = self.config
@@ -79,8 +83,8 @@ class LLMRecommender(LLMVectors):
             raise SeqbenchError(f"{self.name} lr_decay must be check, epoch or none, got '{cfg.lr_decay}'")
         if cfg.valid_metric not in ("hr@10", "ndcg@10", "hr@20", "ndcg@20"):
             raise SeqbenchError(f"{self.name} valid_metric must be hr@10 or ndcg@10, got '{cfg.valid_metric}'")
-        if cfg.task not in self.tasks:
-            raise SeqbenchError(f"{self.name} supports --task {' or '.join(self.tasks)}, not '{cfg.task}'")
+        if cfg.task != "retrieval" and cfg.task not in (tasks := get_spec(self.name).tasks):  # the registry's
+            raise SeqbenchError(f"{self.name} supports --task {' or '.join(tasks)}, not '{cfg.task}'")
         self.window = cfg.window
         self.device = torch.device("cpu")
         self.llm = self.tok = self.peft = None
@@ -91,10 +95,6 @@ class LLMRecommender(LLMVectors):
         self.titles: list[str] = []
         self.builder: PromptBuilder | None = None
         self.progress = None
-        self._version = 0  # bumped whenever trainable weights change; keys the item-vector cache
-        self._item_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
-        self._user_cache: dict[tuple, torch.Tensor] = {}  # h_U per (history content, weights version, pin)
-        self._pin: PinnedUserRep | None = None  # O_u from other histories, inside ``pinned_user_rep``
 
     # -- what a model states --------------------------------------------------------------------------
     def template(self) -> PromptTemplate:
@@ -190,24 +190,12 @@ class LLMRecommender(LLMVectors):
         self.teacher = teacher
         self.E = teacher.net.item.weight.detach()  # raw rows, not scaled by sqrt(d) (§2)
 
-    def _teacher_user(self, hist: Histories) -> torch.Tensor:
+    def teacher_user(self, hist: Histories) -> torch.Tensor:
         """O_u on the <= 128-item history (eval mode); inside ``pinned_user_rep``, the pinned user's O_u."""
-        if self._pin is not None:
-            return self._pin.lookup(hist.users, self.name)
+        pinned = self.pinned_o_u(hist)
+        if pinned is not None:
+            return pinned
         return torch.from_numpy(self.teacher.user_representation(hist)).float().to(self.device)
-
-    @contextlib.contextmanager
-    def pinned_user_rep(self, hist: Histories) -> Iterator[None]:
-        """Inside the block, [UserRep] = f_U(O_u) takes O_u from ``hist``'s row of the same user, whatever
-        history is scored. A rearrangement probe then reaches the model only through its history tokens: it
-        separates the LLM reading the order from SASRec's O_u carrying it (CoLLM, A-LLMRec)."""
-        if not self.user_rep:
-            raise SeqbenchError(f"{self.name}'s prompt has no [UserRep] token: no CF user representation to pin")
-        self._pin = PinnedUserRep.of(hist, self._teacher_user(hist))
-        try:
-            yield
-        finally:
-            self._pin = None
 
     # -- LLM passes -----------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, soft: list[tuple[int, torch.Tensor]],
@@ -245,7 +233,7 @@ class LLMRecommender(LLMVectors):
         inv[np.concatenate(order)] = np.arange(len(seqs))
         return torch.cat(out)[torch.from_numpy(inv).to(self.device)]
 
-    def _user_states(self, prompts: UserPrompts, o_u: torch.Tensor | None, max_rows: int,
+    def user_states(self, prompts: UserPrompts, o_u: torch.Tensor | None, max_rows: int,
                      max_tokens: int | None, task=None) -> torch.Tensor:
         """h_U for every prompt, forwards grouped by length; rows come back in input order."""
         heads = self.heads
@@ -262,7 +250,7 @@ class LLMRecommender(LLMVectors):
 
         return self._grouped(prompts.ids, forward_group, task, max_rows, max_tokens)
 
-    def _item_states(self, items: np.ndarray, max_rows: int, max_tokens: int | None, task=None) -> torch.Tensor:
+    def item_states(self, items: np.ndarray, max_rows: int, max_tokens: int | None, task=None) -> torch.Tensor:
         """h_I for each item id, forwards grouped by length; rows in input order."""
         heads = self.heads
 
@@ -276,7 +264,7 @@ class LLMRecommender(LLMVectors):
         return self._grouped(self.builder.items(items), forward_group, task, max_rows, max_tokens)
 
     # -- modes ----------------------------------------------------------------------------------------
-    def _require_ready(self, retrieval: bool = False) -> None:
+    def require_ready(self, retrieval: bool = False) -> None:
         if self.heads is None or self.builder is None:
             raise SeqbenchError(f"{self.name} has not been trained or loaded")
         if retrieval and self.generation:
@@ -309,23 +297,21 @@ class LLMRecommender(LLMVectors):
         self.heads.load_state_dict(state["heads"])
         if self.peft is not None:
             load_lora_state(self.peft, state["lora"])
-        self._version += 1
+        self.weights_updated()
 
     def batch_loss(self, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
                    rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """L_Retrieval over the positive + ``n_negatives`` uniform negatives (§2), plus the model's extras; in
-        generation the LM loss on the target title (``llm_generation``)."""
+        generation the LM loss on the target title (``generation``)."""
         if self.generation:
-            from .llm_generation import generation_loss
-
             return generation_loss(self, hist, targets, o_u, rng)
         cfg, heads = self.config, self.heads
         avoid = hist.padded(TEACHER_MAXLEN)
         cands = training_candidates(avoid, targets, self.n_items, cfg.n_negatives, rng)
         prompts = self.builder.users(hist)
-        h_u = self._user_states(prompts, o_u if self.user_rep else None, len(hist), None)
+        h_u = self.user_states(prompts, o_u if self.user_rep else None, len(hist), None)
         uniq, inv = np.unique(cands, return_inverse=True)
-        h_i = self._item_states(uniq, len(uniq), None)
+        h_i = self.item_states(uniq, len(uniq), None)
         u = heads.f_user(h_u)
         iv = heads.f_item(h_i)[torch.from_numpy(inv.reshape(cands.shape)).to(self.device)]
         loss = retrieval_loss(u, iv)
@@ -352,7 +338,7 @@ class LLMRecommender(LLMVectors):
             self._centre_heads(train, ctx.seed)
 
     def _centre_heads(self, train: Histories, seed: int) -> None:
-        """``head_init=centred`` (see ``llm_heads.centre_mlp``) on the means of :meth:`state_means`."""
+        """``head_init=centred`` (see ``heads.centre_mlp``) on the means of :meth:`state_means`."""
         means = self.state_means(train, seed)
         if means is not None:
             centre_mlp(self.heads.f_user, means[0])
@@ -361,7 +347,7 @@ class LLMRecommender(LLMVectors):
     @torch.no_grad()
     def state_means(self, train: Histories, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean h_U over a seeded sample of training examples and mean h_I over a seeded sample of items
-        (``llm_data.centre_sample``), in eval mode with the current trainable parts; deterministic, so a resumed
+        (``data.centre_sample``), in eval mode with the current trainable parts; deterministic, so a resumed
         fit centres its fresh heads exactly as the interrupted one did before the checkpoint is loaded. None
         without training examples (``fit_llm`` reports that)."""
         cfg = self.config
@@ -371,21 +357,19 @@ class LLMRecommender(LLMVectors):
         rows, items = centre_sample(len(ex_hist), self.n_items, seed)
         hist = ex_hist.take(rows).tail(TEACHER_MAXLEN)
         self.set_training(False)
-        o_u = self._teacher_user(hist) if self.user_rep else None
-        h_u = self._user_states(self.builder.users(hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
-        h_i = self._item_states(items, cfg.item_batch_size, cfg.max_batch_tokens)
+        o_u = self.teacher_user(hist) if self.user_rep else None
+        h_u = self.user_states(self.builder.users(hist), o_u, cfg.user_batch_size, cfg.max_batch_tokens)
+        h_i = self.item_states(items, cfg.item_batch_size, cfg.max_batch_tokens)
         return h_u.mean(0), h_i.mean(0)
 
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
-        from .llm_fit import fit_llm
-
         self.setup(data, train, ctx)
         return fit_llm(self, data, train, ctx)
 
     # -- persistence ----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Trainable parts, the (small) teacher and the titles; never the LLM."""
-        self._require_ready()
+        self.require_ready()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.heads.state_dict(), path / "heads.pt")
@@ -405,18 +389,14 @@ class LLMRecommender(LLMVectors):
         """Counterpart of ``save_extra``; runs after the teacher is loaded, before the heads are built."""
 
     def load(self, path: Path) -> None:
-        from seqbench.models import create_model
-
         path = Path(path)
         if self.llm is None:
             self._setup_llm(resolve_device("auto"))
         self._setup_prompts(json.loads((path / "titles.json").read_text()))
         if self.needs_teacher:
             cfg = self.config
-            teacher = create_model("sasrec", self.n_items,
-                                   teacher_layer(cfg.teacher_epochs, cfg.teacher_patience, cfg.teacher_loss))
-            teacher.load(path / "teacher")
-            self._set_teacher(teacher)
+            layer = teacher_layer(cfg.teacher_epochs, cfg.teacher_patience, cfg.teacher_loss)
+            self._set_teacher(load_teacher(self.n_items, layer, path / "teacher"))
         self.load_extra(path)
         self._build_heads(0)
         state = {"heads": torch.load(path / "heads.pt", map_location=self.device, weights_only=True)}

@@ -1,0 +1,1 @@
+"""LM-based models that read item text: CTRL (SASRec on title embeddings) and RECFORMER (one text encoder)."""
