@@ -28,4 +28,12 @@ def get_probe(name: str) -> Probe:
     return PROBES[name]()
 
 
-__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "get_probe", "probe_tasks", "validate_probe_options"]
+def compares_trained_models(name: str) -> bool:
+    """Whether probe ``name`` compares two separately trained models (``compares_trained_models = True``, as
+    shuffle-train): its per-user test sees the test users' noise but not the training run's, so one seed gives
+    no verdict; the paired t-test over seeds, with the training run as the unit, does."""
+    return bool(getattr(PROBES.get(name), "compares_trained_models", False))
+
+
+__all__ = ["PROBES", "Probe", "ProbeContext", "ProbeResult", "compares_trained_models", "get_probe", "probe_tasks",
+           "validate_probe_options"]

@@ -19,6 +19,8 @@ class ShuffleTrain:
     summary = "a second model trained on once-shuffled train sequences, both evaluated on original inputs"
     option_help = {"window": "shuffle only the last K items of every train sequence (default, or 'all': all of them)"}
     tasks = ("retrieval", "generation")
+    # two trained models: the per-user test ignores training variance, so a verdict needs several seeds
+    compares_trained_models = True
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         train = pc.data.histories("train")

@@ -249,7 +249,7 @@ def run_cmd(
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, protocol, seed) to MLflow."""
     from seqbench.config import parse_sets
-    from seqbench.render import extra_lines, result_table, seed_table, verdict
+    from seqbench.render import extra_lines, result_table, seed_table, seed_verdict, verdict
     from seqbench.runner import RunSpec, run
 
     try:
@@ -277,6 +277,10 @@ def run_cmd(
                   highlight=False)
     if result["seed_summary"]:
         out.print(seed_table(result["seed_summary"]))
+        for key, s in result["seed_summary"].items():
+            line = seed_verdict(key, s)
+            if line:
+                out.print(line, highlight=False, soft_wrap=True)
     if output:
         out.print(f"[dim]wrote {output}[/dim]")
     _print_tracking(result)

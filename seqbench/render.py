@@ -5,7 +5,11 @@ from __future__ import annotations
 from rich.table import Table
 
 from seqbench.eval.metrics import METRIC_KEYS
+from seqbench.probes import compares_trained_models
 from seqbench.stats import ALPHA
+
+SEED_ADVICE = ("the verdict comes from the paired t-test over several seeds (--seeds 0,1,2), which treats the "
+               "training run as the unit (docs/statistics.md#calibration)")
 
 
 def verdict(result: dict, alpha: float = ALPHA) -> str:
@@ -20,6 +24,9 @@ def verdict(result: dict, alpha: float = ALPHA) -> str:
     if t["kind"] != "paired":
         sig = "significant" if p < alpha else "not significant"
         return f"{result['probe']}: {what}; {sig} at alpha = {alpha}."
+    if p < alpha and compares_trained_models(result["probe"]):
+        return (f"Undecided on one training run ({result['probe']}): {what}. The two conditions are two trained "
+                f"models and the per-user test ignores how much a model changes between training runs; {SEED_ADVICE}.")
     if p < alpha and rel < 0:
         return f"Order matters to {result['model']} ({result['probe']}): {what}."
     if p < alpha and rel > 0:
@@ -58,6 +65,23 @@ def extra_lines(result: dict) -> list[str]:
         lines.append(f"smallest K with a significant drop: {s['smallest_significant_k'] or 'none'}; the verdict is "
                      f"K = {s['best_k']} with its Holm-adjusted p over the grid")
     return lines
+
+
+def seed_verdict(key: str, s: dict, alpha: float = ALPHA) -> str | None:
+    """The verdict of a probe that compares trained models, from the t-test over seeds (None for other probes,
+    whose per-seed lines already carry a verdict)."""
+    if not compares_trained_models(s.get("probe", key)):
+        return None
+    if s["n_seeds"] < 2:
+        return None
+    what = (f"{s['relative_change_mean']:+.1%} over {s['n_seeds']} seeds (95% t-CI "
+            f"{s['relative_change_ci95'][0]:+.1%} to {s['relative_change_ci95'][1]:+.1%}), paired t-test p = "
+            f"{s['t_p_value']:.2g}")
+    if s["t_p_value"] < alpha:
+        worse = s["probed_mean"] < s["original_mean"]
+        return (f"Order matters ({key}): {what}." if worse
+                else f"The probed models did better ({key}): {what}.")
+    return f"No significant effect of {key} over seeds at alpha = {alpha}: {what}."
 
 
 def seed_table(summary: dict) -> Table:

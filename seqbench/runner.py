@@ -279,7 +279,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
             summary[key] = aggregate_seeds([r["metrics"][a][metric] for r in rs],
                                             [r["metrics"][b][metric] for r in rs],
                                             [r["test"]["relative_change"] for r in rs],
-                                            [r["test"]["p_value"] for r in rs]).as_dict()
+                                            [r["test"]["p_value"] for r in rs]).as_dict() | {"probe": name}
     result = {"runs": runs, "holm": len(probes) > 1, "seed_summary": summary, "tracking": tracker.describe()}
     if spec.output:
         write_json_atomic(runs[0] if len(runs) == 1 else result, spec.output)

@@ -53,9 +53,58 @@ def test_false_positive_table_counts_significant_runs_with_exact_intervals(store
     ps = [stats.wilcoxon(_null(s)["probed"], _null(s)["original"]).pvalue for s in NULL_SEEDS]
     k = sum(p < ALPHA for p in ps)
     ci = stats.binomtest(k, 20).proportion_ci(method="exact")
-    assert row[:3] == ["sasrec", "shuffle-infer", "20"]
-    assert row[3] == f"{k}/20 = {k / 20:.1%} [{ci.low:.1%}, {ci.high:.1%}]"
-    assert row[6] == f"D = {stats.kstest(ps, 'uniform').statistic:.2f}, p = {stats.kstest(ps, 'uniform').pvalue:.2g}"
+    assert row[:4] == ["sasrec", "shuffle-infer", "Wilcoxon over users, one seed", "20"]
+    assert row[4] == f"{k}/20 = {k / 20:.1%} [{ci.low:.1%}, {ci.high:.1%}]"
+    assert row[7] == f"D = {stats.kstest(ps, 'uniform').statistic:.2f}, p = {stats.kstest(ps, 'uniform').pvalue:.2g}"
+
+
+def _retrained(dataset_seed: int, seed: int) -> dict[str, np.ndarray]:
+    """shuffle-train on data without order: each training run shifts every user by its own few per cent (training
+    variance), which a per-user test mistakes for an effect."""
+    base = base_values(200 + dataset_seed)
+    shift = np.random.default_rng(300 + 10 * dataset_seed + seed).normal(0, 0.05)
+    return {"original": base, "probed": np.clip(base * (1 + shift), 0, 1)}
+
+
+def test_shuffle_train_gets_its_verdict_from_the_t_test_over_seeds(tmp_path):
+    from seqbench.report.aggregate import effect
+    from seqbench.report.protocols import verdict
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cal", artifact_location=artifact_location(uri))
+    for d in range(6):
+        for seed in range(3):
+            log_fake_run(client, exp, _retrained(d, seed), dataset=f"syn-order0-u60-i300-s{d}", dataset_hash=f"h{d}",
+                         probe="shuffle-train", seed=seed)
+    with RunSource(uri, "cal") as source:
+        records, _ = source.collect()
+    (table,) = calibration.false_positive_tables(records)
+    per_user, over_seeds = table.rows
+    assert per_user[2:4] == ["Wilcoxon over users, one seed", "6"] and per_user[5] == "none (one training run)"
+    assert per_user[4].startswith("6/6")  # every shift is "significant" to the per-user test
+    assert over_seeds[2:4] == ["t-test over 3 seeds", "6"]
+    first = [r for r in records if r.dataset == "syn-order0-u60-i300-s0"]
+    runs = [
+        {k: {"ndcg@10": float(v.mean())} for k, v in _retrained(0, s).items()} for s in range(3)]
+    p = stats.ttest_rel([m["probed"]["ndcg@10"] for m in runs], [m["original"]["ndcg@10"] for m in runs]).pvalue
+    assert np.isclose(effect(sorted(first, key=lambda r: r.seed)).p, p)
+    one = effect([min(first, key=lambda r: r.seed)])
+    assert np.isnan(one.p) and not one.significant and verdict(one.relative_change, one.p) == "undecided"
+
+
+def test_verdict_lines_for_a_probe_that_compares_trained_models():
+    from seqbench.render import seed_verdict, verdict
+
+    test = {"relative_change": -0.2, "ci95": [-0.3, -0.1], "p_value": 1e-6, "compare": ["original", "probed"],
+            "kind": "paired", "metric": "ndcg@10"}
+    assert verdict({"model": "sasrec", "probe": "shuffle-infer", "test": test}).startswith("Order matters")
+    assert verdict({"model": "sasrec", "probe": "shuffle-train", "test": test}).startswith("Undecided on one training")
+    summary = {"probe": "shuffle-train", "n_seeds": 3, "original_mean": 0.5, "probed_mean": 0.4,
+               "relative_change_mean": -0.2, "relative_change_ci95": [-0.3, -0.1], "t_p_value": 0.01}
+    assert seed_verdict("shuffle-train", summary).startswith("Order matters (shuffle-train): -20.0% over 3 seeds")
+    assert seed_verdict("shuffle-train", summary | {"t_p_value": 0.3}).startswith("No significant effect")
+    assert seed_verdict("shuffle-infer", summary | {"probe": "shuffle-infer"}) is None
 
 
 def test_power_cuts_each_model_into_disjoint_user_subsets(store):

@@ -3,7 +3,9 @@
 Over seeds: the mean and a 95 % t-interval (``stats.multiple``), as `seqbench run --seeds` reports them. With
 one seed the probe's own per-user statistics are used (bootstrap CI, Wilcoxon or Mann-Whitney p, Holm over
 the run's probes). With several seeds the p shown is the *largest* per-seed (Holm-adjusted) p: a mark then
-means every seed was significant on its own, the conservative reading.
+means every seed was significant on its own, the conservative reading. A probe that compares two trained
+models (shuffle-train) is the exception: its per-user test ignores training variance, so its p is the paired
+t-test over seeds (the training run as the unit) and it has none with one seed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from seqbench.compare import compare_series
 from seqbench.errors import SeqbenchError
+from seqbench.probes import compares_trained_models
 from seqbench.stats import ALPHA
 from seqbench.stats.multiple import aggregate_seeds, mean_ci
 
@@ -54,7 +57,9 @@ class ProbeEffect:
     b: float
     relative_change: float
     ci: tuple[float, float]
-    p: float  # one seed: its p (Holm-adjusted when the run had several probes); several: the largest
+    # one seed: its p (Holm-adjusted when the run had several probes); several: the largest. A probe comparing
+    # two trained models (shuffle-train): the paired t-test over seeds, NaN (no verdict) with one seed
+    p: float
     holm: bool
     n_seeds: int
     significant_seeds: int
@@ -132,13 +137,16 @@ def effect(runs: list[RunRecord], metric: str = METRIC) -> ProbeEffect:
     b = [r.result["metrics"][b_name][metric] for r in runs]
     holm = all(t.get("p_holm") is not None for t in tests)
     ps = [t["p_holm"] if holm else t["p_value"] for t in tests]
+    p = max(ps)
     if len(runs) == 1:
         rel, ci, sig = tests[0]["relative_change"], tuple(tests[0]["ci95"]), int(ps[0] < ALPHA)
     else:
         agg = aggregate_seeds(a, b, [t["relative_change"] for t in tests], ps, ALPHA)
         rel, ci, sig = agg.relative_change_mean, agg.relative_change_ci95, agg.significant_seeds
+    if compares_trained_models(base_probe(runs[0].probe)):  # the training run is the unit: no p from one seed
+        p = float("nan") if len(runs) == 1 else agg.t_p_value
     return ProbeEffect(base_probe(runs[0].probe), (a_name, b_name), float(np.mean(a)), float(np.mean(b)),
-                       float(rel), (float(ci[0]), float(ci[1])), float(max(ps)), holm, len(runs), sig,
+                       float(rel), (float(ci[0]), float(ci[1])), float(p), holm, len(runs), sig,
                        _mean_stats([r.result.get("probe_stats", {}) for r in runs]), [r.run_id for r in runs])
 
 

@@ -25,7 +25,9 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from seqbench.data.embedded import synthetic_options  # noqa: E402
+from seqbench.probes import compares_trained_models  # noqa: E402
 from seqbench.stats import ALPHA  # noqa: E402
+from seqbench.stats.multiple import aggregate_seeds  # noqa: E402
 from seqbench.stats.paired import wilcoxon_p  # noqa: E402
 
 from .aggregate import base_probe  # noqa: E402
@@ -50,36 +52,71 @@ def _rate(k: int, n: int) -> str:
     return f"{k}/{n} = {k / n:.1%} [{ci.low:.1%}, {ci.high:.1%}]"
 
 
+def _seed_level(runs: list[RunRecord]) -> tuple[float, float]:
+    """(p, mean relative change) of the paired t-test over seeds of one model on one dataset."""
+    a_name, b_name = runs[0].result["test"]["compare"]
+    metric = runs[0].result["test"]["metric"]
+    agg = aggregate_seeds([r.result["metrics"][a_name][metric] for r in runs],
+                          [r.result["metrics"][b_name][metric] for r in runs],
+                          [r.result["test"]["relative_change"] for r in runs],
+                          [r.result["test"]["p_value"] for r in runs], ALPHA)
+    return agg.t_p_value, agg.relative_change_mean
+
+
+def _fp_row(variant: str, probe: str, test: str, p: np.ndarray, rel: np.ndarray, verdicts: bool) -> tuple[list, bool]:
+    """One row of the false-positive table and whether 5 % lies outside its interval."""
+    n, k = len(p), int((p < ALPHA).sum())
+    drops = sum(verdict(c, q) == "drop" for c, q in zip(rel, p, strict=True))
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    ks = stats.kstest(p, "uniform")
+    return ([variant, probe, test, str(n), _rate(k, n), _rate(drops, n) if verdicts else "none (one training run)",
+             f"{np.median(rel):+.1%}", f"D = {ks.statistic:.2f}, p = {ks.pvalue:.2g}"],
+            not ci.low <= ALPHA <= ci.high)
+
+
 def false_positive_tables(records: list[RunRecord]) -> list[Table]:
-    """Per model and probe over the order-0 datasets: rate of p < alpha, of drops, and a KS test of the p's."""
-    runs: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    """Per model and probe over the order-0 datasets: rate of p < alpha, of drops, and a KS test of the p's.
+
+    Each dataset counts once: its first seed's run for the per-user test; for a probe comparing two trained
+    models (shuffle-train) also the paired t-test over its seeds where it has several, which is where that
+    probe's verdict comes from."""
+    runs: dict[tuple[str, str], dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if order_of(r) == 0.0 and r.result.get("test", {}).get("kind") == "paired":
-            runs[(r.variant, r.probe)].append(r)
-    if not runs:
-        return []
+            runs[(r.variant, r.probe)][r.dataset].append(r)
     rows, bold = [], set()
-    for i, ((variant, probe), rs) in enumerate(sorted(runs.items())):
-        p = np.array([r.result["test"]["p_value"] for r in rs])
-        rel = np.array([r.result["test"]["relative_change"] for r in rs])
-        n, k = len(p), int((p < ALPHA).sum())
-        drops = sum(verdict(c, q) == "drop" for c, q in zip(rel, p, strict=True))
-        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-        ks = stats.kstest(p, "uniform")
-        if not ci.low <= ALPHA <= ci.high:
-            bold.add((i, 3))
-        rows.append([variant, probe, str(n), _rate(k, n), _rate(drops, n), f"{np.median(rel):+.1%}",
-                     f"D = {ks.statistic:.2f}, p = {ks.pvalue:.2g}"])
+    for (variant, probe), by_dataset in sorted(runs.items()):
+        seeded = [sorted(rs, key=lambda r: r.seed) for _, rs in sorted(by_dataset.items())]
+        first = [rs[0] for rs in seeded]
+        trained = compares_trained_models(base_probe(probe))
+        row, off = _fp_row(variant, probe, "Wilcoxon over users, one seed",
+                           np.array([r.result["test"]["p_value"] for r in first]),
+                           np.array([r.result["test"]["relative_change"] for r in first]), not trained)
+        bold.update({(len(rows), 4)} if off else set())
+        rows.append(row)
+        several = [rs for rs in seeded if len(rs) >= 2]
+        if trained and several:
+            tests = np.array([_seed_level(rs) for rs in several])
+            n_seeds = sorted({len(rs) for rs in several})
+            row, off = _fp_row(variant, probe, f"t-test over {'/'.join(map(str, n_seeds))} seeds", tests[:, 0],
+                               tests[:, 1], True)
+            bold.update({(len(rows), 4)} if off else set())
+            rows.append(row)
+    if not rows:
+        return []
     return [Table("False-positive rate on data without order (order 0)",
-                  ["model", "probe", "datasets", f"p < {ALPHA} [exact 95 % CI]", "order-matters verdicts",
+                  ["model", "probe", "test", "datasets", f"p < {ALPHA} [exact 95 % CI]", "order-matters verdicts",
                    "median change", "KS vs uniform"], rows,
-                  [f"One run per order-0 dataset (dataset seeds); a correct test has p < {ALPHA} on {ALPHA:.0%} of "
+                  [f"One test per order-0 dataset (dataset seeds); a correct test has p < {ALPHA} on {ALPHA:.0%} of "
                    f"them, so {ALPHA:.0%} should lie in the interval (bold where it does not), and its p-values "
                    "are uniform (Kolmogorov-Smirnov against U(0, 1); a small KS p says they are not). An "
                    "order-matters verdict is a significant drop: half the false positives of a two-sided test, "
                    f"{ALPHA / 2:.1%} expected. The p is each probe's own, before the Holm correction over the "
                    "probes of a run; order-horizon's is already Holm-adjusted over its K grid (a conservative "
-                   "test, so fewer than 5 % are expected there)."], bold)]
+                   "test, so fewer than 5 % are expected there).",
+                   "shuffle-train compares two trained models: its per-user test sees the test users' noise but not "
+                   "the training run's, so it gives no verdict on one seed; its verdict is the paired t-test of the "
+                   "mean metric over seeds (the training run as the unit)."], bold)]
 
 
 def _subset_tests(source: RunSource, record: RunRecord, sizes: tuple[int, ...]) -> dict[int, list[bool]]:

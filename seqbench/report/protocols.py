@@ -20,13 +20,17 @@ from seqbench.stats import ALPHA
 from .aggregate import base_probe, effect, variants_of
 from .collect import RunRecord
 from .document import MISSING, Table
+from .tables import pval
 
 # probes with an "original" condition
 PAIRED = ("shuffle-infer", "shuffle-train", "reverse", "recency", "tie-shuffle", "jaccard")
 
 
 def verdict(relative_change: float, p: float) -> str:
-    """The one-word reading of an order probe: a significant drop, a significant rise, or neither."""
+    """The one-word reading of an order probe: a significant drop, a significant rise, or neither (undecided
+    without a p: a probe comparing trained models on one seed)."""
+    if math.isnan(p):
+        return "undecided"
     if p < ALPHA and relative_change < 0:
         return "drop"
     if p < ALPHA and relative_change > 0:
@@ -66,7 +70,7 @@ def effect_tables(records: list[RunRecord]) -> list[Table]:
                 rows.append([v, protocol, str(len(runs)), f"{e.a:.4f}", f"{e.b:.4f}",
                              f"{e.relative_change:+.1%} [{e.ci[0]:+.1%}, {e.ci[1]:+.1%}]",
                              f"{_metric_change(runs, 'hr@10'):+.1%}",
-                             MISSING if jac is None else f"{jac:.3f}", f"{e.p:.2g}", verdict(e.relative_change, e.p),
+                             MISSING if jac is None else f"{jac:.3f}", pval(e.p), verdict(e.relative_change, e.p),
                              ", ".join(r.run_id[:8] for r in runs)])
         if rows:
             tables.append(Table(

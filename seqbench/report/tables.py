@@ -25,7 +25,9 @@ from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import MISSING, Table
 
 SIG_NOTE = (f"`*`: significant at α = {ALPHA} (Holm-adjusted over the probes of a run where several ran; with "
-            "several seeds the p shown is the largest over seeds, so `*` means every seed was significant).")
+            "several seeds the p shown is the largest over seeds, so `*` means every seed was significant). "
+            "`shuffle-train` compares two trained models, so its p is the paired t-test over seeds (the training run "
+            "as the unit; n/a with one seed: docs/statistics.md#calibration).")
 
 
 def short(run_ids: list[str]) -> str:
@@ -51,7 +53,10 @@ def rel(change: float, ci: tuple[float, float]) -> str:
 
 
 def pval(p: float | None) -> str:
-    return MISSING if p is None else f"{p:.2g}" + ("*" if p < ALPHA else "")
+    """A p-value with the significance mark; NaN (a probe comparing trained models, one seed) reads n/a."""
+    if p is None:
+        return MISSING
+    return "n/a" if math.isnan(p) else f"{p:.2g}" + ("*" if p < ALPHA else "")
 
 
 def proxy_note(records: list[RunRecord], variants: list[str]) -> list[str]:
