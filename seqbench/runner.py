@@ -17,6 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from seqbench import record
 from seqbench.atomic import write_json_atomic
 from seqbench.config import resolve
 from seqbench.context import RunContext, resolve_device, seed_everything
@@ -31,7 +32,7 @@ from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
 from seqbench.tracking import Tracker, code_version
-from seqbench.tracking_live import LiveCurves, reused_tags
+from seqbench.tracking_live import LiveCurves
 
 
 @dataclass
@@ -88,7 +89,7 @@ class SeedPass:
     @property
     def recipe_tags(self) -> dict[str, str]:
         """The MLflow ``recipe`` tag, for models that have a recipe."""
-        return {} if self.recipe is None else {"recipe": self.recipe}
+        return {} if self.recipe is None else {"recipe": self.recipe}  # record.result_tags' recipe
 
 
 MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, value, step)
@@ -202,10 +203,10 @@ def log_result(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, 
               "task": spec.task, "eval": res.protocol, "split": data.split_kind,
               "model_config": config, "probe_options": res.probe_stats.get("options", {}),
               "data": data.meta.get("params", {})}
-    tags = {"dataset_hash": data.content_hash, "code_version": code_version(),  # tags: what `seqbench runs` reads
-            "dataset": data.name, "model": spec.model, "family": get_spec(spec.model).family, "probe": res.probe,
-            "seed": str(seed), "task": spec.task, "eval_protocol": res.protocol, "split": data.split_kind,
-            "conditions": ",".join(res.compare), **(extra_tags or {})}
+    tags = record.result_tags(dataset=data.name, model=spec.model, family=get_spec(spec.model).family,
+                              probe=res.probe, seed=seed, task=spec.task, protocol=res.protocol,
+                              split=data.split_kind, conditions=res.compare, dataset_hash=data.content_hash,
+                              code_version=code_version(), **(extra_tags or {}))
     with tracker.run(f"{data.name}/{spec.model}/{res.probe}/seed{seed}", params, tags):
         # what the model reported while training (per step for LLM-SRec, per epoch for CF); else its curve
         if not steps:
@@ -224,20 +225,20 @@ def log_result(tracker: Tracker, spec: RunSpec, data: SeqDataset, config: dict, 
                          if isinstance(v, int | float) and not isinstance(v, bool)})
         frames = [pd.DataFrame({"condition": name, "user": cond.users, **cond.per_user})
                   for name, cond in res.conditions.items()]
-        tracker.table_artifact(pd.concat(frames, ignore_index=True), "per_user_metrics.parquet")
+        tracker.table_artifact(pd.concat(frames, ignore_index=True), record.PER_USER)
         generated = [pd.DataFrame({"condition": name, "user": cond.users, "output": cond.outputs,
                                    "hr@1": cond.per_user["hr@1"], "hr@1_lenient": cond.per_user["hr@1_lenient"],
                                    "invalid": cond.per_user["invalid"]})
                      for name, cond in res.conditions.items() if cond.outputs is not None]
         if generated:  # the decoded titles, to read what the model answered
-            tracker.table_artifact(pd.concat(generated, ignore_index=True), "generations.parquet")
+            tracker.table_artifact(pd.concat(generated, ignore_index=True), record.GENERATIONS)
         tracker.json_artifact({"run": {k: str(v) if isinstance(v, Path) else v
                                        for k, v in dataclasses.asdict(spec).items()},
                                "seed": seed, "model_config": config, "dataset_meta": data.meta},
-                              "resolved_config.json")
-        tracker.json_artifact(dataclasses.asdict(fit), "fit_report.json")
+                              record.CONFIG)
+        tracker.json_artifact(dataclasses.asdict(fit), record.FIT)
         run_id = tracker.run_id
-        tracker.json_artifact({**out, "mlflow_run_id": run_id}, "result.json")
+        tracker.json_artifact({**out, "mlflow_run_id": run_id}, record.RESULT)
     return run_id
 
 
@@ -267,7 +268,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
                 out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
                 out.update(reused=sp.reused, model_identity=sp.identity, **sp.recipe_fields)
                 out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
-                                            {**reused_tags(sp.reused, sp.identity), **sp.recipe_tags})
+                                            {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags})
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from seqbench import record
 from seqbench.config import load_config_file
 from seqbench.context import resolve_device
 from seqbench.data.dataset import SeqDataset
@@ -37,7 +38,7 @@ from seqbench.planner import ensure_dataset, model_layers, planned_identity, rec
 from seqbench.probes import PROBES, get_probe, validate_probe_options
 from seqbench.runner import RunSpec, SeedPass, log_result, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
-from seqbench.tracking_live import LiveCurves, reused_tags
+from seqbench.tracking_live import LiveCurves
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
              "proxies_in_verdict", "recipe"}
@@ -289,13 +290,13 @@ def _parent_run(tracker: Tracker, grid: Grid, grid_path: Path) -> str:
     """The sweep's parent run: found by ``sweep_id`` (a rerun continues it), else created."""
     client = tracker.mlflow.MlflowClient()
     exp = client.get_experiment_by_name(grid.experiment).experiment_id
-    found = client.search_runs([exp], f"tags.sweep_id = '{grid.sweep_id}' and tags.run_kind = 'sweep'")
+    found = client.search_runs([exp], record.filter_string(sweep_id=grid.sweep_id, run_kind=record.SWEEP_RUN))
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
     run = client.create_run(exp, run_name=f"sweep/{grid_path.stem}",
-                            tags={"run_kind": "sweep", "sweep_id": grid.sweep_id, "grid_file": str(grid_path)})
-    client.log_dict(run.info.run_id, {k: v for k, v in grid.__dict__.items()}, "grid.json")
+                            tags=record.sweep_tags(grid.sweep_id, str(grid_path)))
+    client.log_dict(run.info.run_id, {k: v for k, v in grid.__dict__.items()}, record.GRID)
     return run.info.run_id
 
 
@@ -309,7 +310,8 @@ def finished_results(tracker: Tracker, experiment: str, delete_unfinished: bool 
     done: set[str] = set()
     token = None
     while True:
-        page = client.search_runs([exp.experiment_id], "tags.run_kind = 'probe'", max_results=1000, page_token=token)
+        page = client.search_runs([exp.experiment_id], record.filter_string(run_kind=record.PROBE_RUN),
+                                  max_results=1000, page_token=token)
         for r in page:
             rid = r.data.tags.get("result_id")
             if rid is None:
@@ -444,10 +446,8 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
             continue
         out = result_dict(data, plan.model, plan.seed, res, sp.fit)
         out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id, **sp.recipe_fields)
-        tags = {**reused_tags(sp.reused, sp.identity), **sp.recipe_tags, "dataset": plan.dataset, "model": plan.model,
-                "family": get_spec(plan.model).family, "probe": res.probe, "seed": str(plan.seed),
-                "eval_protocol": res.protocol,
-                "result_id": point.result_id, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
+        tags = {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags, "result_id": point.result_id,
+                "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
         out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
         point.done = True
         report.logged.append(out)

@@ -16,13 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from seqbench import record
 from seqbench.models import get_spec
 from seqbench.tracking import EXPERIMENT, Tracker, metric_key
-
-
-def reused_tags(reused: bool, ident: str) -> dict[str, str]:
-    """Tags saying whether a probe run's model came from the store (its fit figures are the original ones)."""
-    return {"reused": "true" if reused else "false", "model_identity": ident, "run_kind": "probe"}
 
 
 class LiveCurves:
@@ -47,7 +43,7 @@ class LiveCurves:
     def _run_for(self, ident: str, first_step: int) -> str:
         if ident not in self.runs:
             lab = {**{k: v for k, v in self.defaults.items() if v is not None}, **self.labels.get(ident, {})}
-            tags = {"run_kind": "train", "model_identity": ident, **{k: str(v) for k, v in lab.items()}}
+            tags = record.train_tags(ident, lab)
             if "model" in lab:
                 tags["family"] = get_spec(str(lab["model"])).family
             if self.parent:
@@ -65,7 +61,8 @@ class LiveCurves:
     def _unfinished_run(self, ident: str) -> str | None:
         """The newest training run of this identity that did not finish (its process was killed or failed)."""
         runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"],
-                                       filter_string=f"tags.run_kind = 'train' and tags.model_identity = '{ident}'")
+                                       filter_string=record.filter_string(run_kind=record.TRAIN_RUN,
+                                                                          model_identity=ident))
         for run in runs:
             if run.info.status != "FINISHED":
                 return run.info.run_id
