@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -12,20 +11,7 @@ import numpy as np
 from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
-
-
-@dataclass
-class FitReport:
-    """What training did; ``curve`` holds (epoch, train_loss, validation value or None) rows, the validation
-    value being ``valid_metric`` (NDCG@10; HR@1 for a model trained for title generation)."""
-
-    best_epoch: int
-    best_valid: float
-    epochs_run: int
-    seconds: float
-    seconds_to_best: float
-    curve: list[tuple[int, float, float | None]] = field(default_factory=list)
-    valid_metric: str = "ndcg@10"
+from seqbench.train.loop import FitReport  # the loop writes it; re-exported as part of the interface
 
 
 @runtime_checkable

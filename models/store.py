@@ -142,7 +142,7 @@ class ModelStore:
         This is the one entry point for "a trained model of this identity": the runner, the sweep tasks and
         the LLM models' SASRec teacher (``teacher.sasrec_teacher``) use it; ``build`` makes an untrained model,
         ``fit(model, ctx)`` trains it.
-        ``every_s``: loops that honour it (LLM loops) also checkpoint at most that many seconds apart.
+        ``every_s``: the training loop also checkpoints at most that many seconds apart.
         """
         model = build()
         if not retrain and self.has(ident):

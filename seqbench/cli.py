@@ -234,8 +234,8 @@ def run_cmd(
     data_home: DataHome = None,
     retrain: Annotated[bool, typer.Option(help="Train even if the model store holds this trained model.")]
     = False,
-    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
-                                                      "apart (CF models checkpoint at every validation check).")]
+    checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint training at most this many "
+                                                      "minutes apart, not only at validation checks.")]
     = 10.0,
     task: Annotated[str, typer.Option(help="retrieval (rank 1 + 99 candidates, NDCG@10) or generation (LLM4Rec "
                                       "models name a title among 1 + 19 listed candidates, HR@1; other models "
@@ -420,8 +420,8 @@ def sweep_cmd(
     cpus_per_task: Annotated[float, typer.Option(help="Ray CPUs per task (also its torch threads).")] = 1.0,
     dry_run: Annotated[bool, typer.Option(help="Print the expanded grid and what is already done; run nothing.")]
     = False,
-    checkpoint_minutes: Annotated[float, typer.Option(help="LLM models: also checkpoint at most this many minutes "
-                                                      "apart.")] = 10.0,
+    checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint training at most this many "
+                                                      "minutes apart.")] = 10.0,
     data_home: DataHome = None,
 ) -> None:
     """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,

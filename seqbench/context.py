@@ -61,9 +61,9 @@ def seed_everything(seed: int, device: torch.device | None = None) -> None:
 class Checkpointer(Protocol):
     """Where a training loop keeps its resumable state, so a killed run continues where it stopped.
 
-    A loop calls ``load()`` once before training (``None``: start fresh) and ``save(state)`` at every
-    validation check, and, for long LLM epochs, whenever ``every_s`` seconds have passed since the last save
-    (0: only at checks). ``state`` holds everything needed to continue bit-identically: weights, optimizer,
+    The training loop (``seqbench.train.loop``) calls ``load()`` once before training (``None``: start fresh)
+    and ``save(state)`` at every validation check, and whenever ``every_s`` seconds have passed since the last
+    save (0: only at checks). ``state`` holds everything needed to continue bit-identically: weights, optimizer,
     scheduler, RNG states, position (epoch, step), best-so-far and the curve. ``clear()`` runs after a
     finished fit.
     """

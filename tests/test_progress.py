@@ -8,7 +8,7 @@ from rich.progress import Progress
 
 from seqbench.context import RunContext
 from seqbench.progress import TrainProgress, fmt_seconds
-from seqbench.train.loop import LoopConfig, train_loop
+from seqbench.train.loop import Check, Schedule, Stage, Step, Task, train
 
 
 def _plain_progress() -> tuple[Progress, io.StringIO]:
@@ -28,16 +28,34 @@ def test_text_has_position_best_patience_and_both_etas():
     assert fmt_seconds(3725) == "1:02:05"
 
 
+class _ConstantTask(Task):
+    """A linear toy whose validation NDCG@10 never changes."""
+
+    def __init__(self):
+        self.net = torch.nn.Linear(3, 1)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=0.1)
+
+    def begin_epoch(self, stage, epoch):
+        return {}
+
+    def step(self, plan, i):
+        return Step(self.net(torch.ones(4, 3)).pow(2).mean())
+
+    def validate(self):
+        return Check(1.0, 1.0, {"ndcg@10": 1.0})
+
+    def snapshot(self):
+        return {k: v.clone() for k, v in self.net.state_dict().items()}
+
+    def restore(self, snapshot):
+        self.net.load_state_dict(snapshot)
+
+
 def test_plain_lines_without_a_terminal(monkeypatch):
     monkeypatch.setenv("SEQBENCH_PROGRESS_EVERY", "0")
     progress, buf = _plain_progress()
-    net = torch.nn.Linear(3, 1)
-    net.loss = lambda batch, gen: net(batch.float()).pow(2).mean()
-    seqs = torch.ones(8, 3)
-    scores = lambda: 1.0  # noqa: E731 - a constant validation NDCG@10
-    cfg = LoopConfig(lr=0.1, batch_size=4, max_epochs=6, patience=2, eval_every=1)
     with progress:
-        train_loop(net, seqs, scores, cfg, RunContext(seed=0, progress=progress), "toy")
+        train(_ConstantTask(), Schedule([Stage(6, 2)], 2), RunContext(seed=0, progress=progress), "toy")
     lines = [line for line in buf.getvalue().splitlines() if "train toy" in line]
     # constant validation: best at epoch 1, then 2 checks without improvement stop training at epoch 3
     assert [line.split("train toy: ")[1].split(",")[0] for line in lines[:3]] == [

@@ -42,7 +42,7 @@ def test_resume_after_crash_equals_uninterrupted(tiny, tmp_path, model_name):
     path = tmp_path / "state.pt"
     with pytest.raises(Crash):
         _fit(tiny, model_name, CrashAfter(path, 3))
-    assert FileCheckpointer(path).load()["epoch"] == 3
+    assert FileCheckpointer(path).load()["loop"]["epoch"] == 3
     # the restart begins from a fresh seed-0 RNG state, not the crashed run's: the checkpoint must restore it
     fit, scores = _fit(tiny, model_name, FileCheckpointer(path))
     assert fit.curve == ref_fit.curve and fit.best_epoch == ref_fit.best_epoch

@@ -7,11 +7,12 @@ A model file only defines its network (a :class:`CFNet`) and its defaults (a :cl
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.eval.evaluator import evaluate
-from seqbench.train.loop import LoopConfig, train_loop
+from seqbench.train.loop import Check, Schedule, Stage, Step, Task
+from seqbench.train.loop import train as train_loop
 
 from ..base import FitReport
 
@@ -126,20 +128,15 @@ class CFRecommender:
         return torch.from_numpy(train.padded(self.config.maxlen + 1))
 
     def fit(self, data: SeqDataset, train: Histories, ctx: RunContext) -> FitReport:
+        """Adam over users in a seeded order, validation NDCG@10 every ``eval_every`` epochs, early stopping,
+        best state restored (the shared loop, :mod:`seqbench.train.loop`)."""
         cfg = self.config
         self.device = ctx.device
         self.net.to(ctx.device)
-        train_seqs = self.train_rows(train)
-        valid_hist = data.histories("valid")
-        valid_cands = data.candidates["valid"]
-        loop = LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                          patience=cfg.patience, eval_every=cfg.eval_every,
-                          weight_decay=cfg.weight_decay, beta2=cfg.beta2)
-        best_epoch, best, epochs, secs, t_best, curve = train_loop(
-            self.net, train_seqs, lambda: evaluate(self, valid_hist, valid_cands, protocol=cfg.valid_eval)
-            .summary["ndcg@10"], loop, ctx, self.name)
-        return FitReport(best_epoch=best_epoch, best_valid=best, epochs_run=epochs, seconds=secs,
-                         seconds_to_best=t_best, curve=curve)
+        task = CFTask(self, self.train_rows(train), data, ctx)
+        sched = Schedule([Stage(cfg.max_epochs, cfg.patience)], -(-len(task.seqs) // cfg.batch_size),
+                         eval_every=cfg.eval_every)
+        return train_loop(task, sched, ctx, self.name)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -152,6 +149,51 @@ class CFRecommender:
     def load(self, path: Path) -> None:
         path = Path(path)
         self.net.load_state_dict(torch.load(path / "weights.pt", map_location=self.device, weights_only=True))
+        self.net.eval()
+
+
+class CFTask(Task):
+    """One epoch: every training row once, in an order drawn from a generator seeded by the run's seed, which
+    ``net.loss`` also draws from (negatives, masks); dropout draws from torch's global RNG."""
+
+    def __init__(self, model: CFRecommender, seqs: torch.Tensor, data: SeqDataset, ctx: RunContext):
+        cfg = model.config
+        self.model, self.net, self.seqs, self.device = model, model.net, seqs, ctx.device
+        self.batch_size, self.protocol = cfg.batch_size, cfg.valid_eval
+        self.valid_hist, self.valid_cands = data.histories("valid"), data.candidates["valid"]
+        self.gen = torch.Generator().manual_seed(ctx.seed)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay)
+
+    def begin_epoch(self, stage: int, epoch: int) -> dict[str, Any]:
+        return {"order": torch.randperm(len(self.seqs), generator=self.gen)}
+
+    def step(self, plan: dict[str, Any], i: int) -> Step:
+        self.net.train()
+        rows = plan["order"][i * self.batch_size:(i + 1) * self.batch_size]
+        return Step(self.net.loss(self.seqs[rows].to(self.device), self.gen))
+
+    def validate(self) -> Check:
+        self.net.eval()
+        with torch.no_grad():
+            ndcg = float(evaluate(self.model, self.valid_hist, self.valid_cands, protocol=self.protocol)
+                         .summary["ndcg@10"])
+        return Check(ndcg, ndcg, {"ndcg@10": ndcg})
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return copy.deepcopy(self.net.state_dict())
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(snapshot)
+
+    def state(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.gen.set_state(state["gen"])
+
+    def finish(self) -> None:
         self.net.eval()
 
 
