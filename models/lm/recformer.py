@@ -22,9 +22,8 @@ epoch, too few without the pre-training), ``pooling=mean`` reads the masked mean
 encoder at the start of every epoch and keeps it frozen within the epoch (gradients reach only the sequence
 side); stage 2 reloads the best stage-1 state and continues with that table fixed. AdamW, linear warm-up then
 linear decay over both stages, validation NDCG@10 every ``eval_every`` epochs, early stopping, best state
-(table included) restored. The CF loop (seqbench/train/loop.py) is not reused: it has no per-epoch hook for the
-table re-encoding, no second stage and no scheduler; this loop keeps its conventions (seeded generator,
-``ctx.metric`` curves, TrainProgress, ``ctx.checkpoint`` resume at every validation check).
+(table included) restored; the two stages run in the shared loop (:mod:`seqbench.train.loop`), which owns
+checks, early stopping, checkpoints and resume, curves and progress.
 """
 
 from __future__ import annotations
@@ -33,11 +32,10 @@ import copy
 import dataclasses
 import json
 import math
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,8 +48,8 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
-from seqbench.progress import TrainProgress
-from seqbench.train.loop import restore_rng_states, rng_states
+from seqbench.train.loop import Check, Schedule, Stage, Step, Task
+from seqbench.train.loop import train as train_loop
 
 from ..base import FitReport
 from .recformer_text import N_TOKEN_TYPES, ItemSentences, Layout, item_sentences, layout
@@ -252,109 +250,10 @@ class RECFormer:
         self.device = ctx.device
         self.net.to(ctx.device)
         self._set_titles(data.titles)
-        lens = train.lengths
-        users = np.flatnonzero(lens >= 2)  # a user with one train item has no (non-empty prefix, target) pair
-        if len(users) == 0:
-            raise SeqbenchError("recformer needs at least one training history with 2 or more items")
-        valid_hist, valid_cands = data.histories("valid"), data.candidates["valid"]
-        gen = torch.Generator().manual_seed(ctx.seed)
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        users = np.repeat(users, cfg.prefixes_per_user)  # each copy draws its own prefix every epoch
-        per_epoch = math.ceil(len(users) / cfg.batch_size)
-        total = max(1, (cfg.max_epochs + cfg.stage2_epochs) * per_epoch)
-        warm = min(cfg.warmup_steps, total - 1)
-
-        def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to 0 (optimization.py)
-            if step < warm:
-                return (step + 1) / warm
-            return max(0.0, (total - step) / max(1, total - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        st = {"stage": 1, "epoch": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "bad": 0,
-              "t_best": 0.0, "curve": [], "elapsed": 0.0}
-        saved = ctx.checkpoint.load() if ctx.checkpoint is not None else None
-        if saved is not None:  # resume after the last validation check of a killed run
-            self.net.load_state_dict(saved["net"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-            gen.set_state(saved["gen"])
-            restore_rng_states(saved["rng"])
-            st = saved["st"]
-            self.table_ready = True
-        start = time.perf_counter() - st["elapsed"]
-        bar = TrainProgress(ctx.progress, self.name, cfg.max_epochs + cfg.stage2_epochs, "epoch", cfg.patience,
-                            cfg.eval_every)
-        if saved is not None:
-            bar.resume(st["epoch"], st["elapsed"])
-        epoch = st["epoch"]
-        for stage, n_epochs, patience, first in ((1, cfg.max_epochs, cfg.patience, 1),
-                                                 (2, cfg.stage2_epochs, cfg.stage2_patience, cfg.max_epochs + 1)):
-            if stage < st["stage"] or n_epochs == 0:
-                continue
-            if stage == 2 and st["stage"] == 1:  # stage 2 starts from the best stage-1 state and its table
-                self.net.load_state_dict(st["best_state"])
-                st.update(stage=2, bad=0)
-            last = first + n_epochs - 1
-            bar.patience = patience  # the bar's "patience left" counts this stage's checks
-            for epoch in range(max(first, st["epoch"] + 1), last + 1):
-                if st["bad"] >= patience:  # a resumed run whose stage had already stopped
-                    break
-                if stage == 1:
-                    self._reencode_items()
-                table = F.normalize(self.net.item_table[1:].float(), dim=-1)
-                self.net.train()
-                order = users[torch.randperm(len(users), generator=gen).numpy()]
-                span = torch.from_numpy(lens[order] - 1)  # target index drawn from [1, len-1]
-                pos = (1 + (torch.rand(len(order), generator=gen) * span).long()).clamp(max=span).numpy()
-                total_loss, steps = 0.0, 0
-                for b in range(0, len(order), cfg.batch_size):
-                    rows, targets = [], []
-                    for u, t in zip(order[b: b + cfg.batch_size], pos[b: b + cfg.batch_size], strict=True):
-                        row = train.row(int(u))
-                        rows.append(row[max(0, t - cfg.maxlen): t])
-                        targets.append(int(row[t]))
-                    loss = self._loss(rows, torch.tensor(targets), table)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    total_loss += float(loss.detach())
-                    steps += 1
-                train_loss = total_loss / max(steps, 1)
-                ctx.metric("train_loss", train_loss, epoch)
-                ctx.metric("stage", float(stage), epoch)
-                ndcg = None
-                if (epoch - first + 1) % cfg.eval_every == 0 or epoch == last:
-                    self.net.eval()
-                    ndcg = float(np.mean(metrics_from_ranks(ranks_from_scores(
-                        self.score(valid_hist, valid_cands)))["ndcg@10"]))
-                    ctx.metric("valid_ndcg@10", ndcg, epoch)
-                    if ndcg > st["best"]:
-                        st.update(best=ndcg, best_epoch=epoch, bad=0, t_best=time.perf_counter() - start,
-                                  best_state=copy.deepcopy(self.net.state_dict()))
-                    else:
-                        st["bad"] += 1
-                st["curve"].append((epoch, train_loss, ndcg))
-                st["epoch"] = epoch
-                if ndcg is not None and ctx.checkpoint is not None:
-                    st["elapsed"] = time.perf_counter() - start
-                    ctx.checkpoint.save({"net": self.net.state_dict(), "opt": opt.state_dict(),
-                                         "sched": sched.state_dict(), "gen": gen.get_state(), "rng": rng_states(),
-                                         "st": copy.deepcopy(st)})
-                bar.update(epoch, train_loss, st["best"], st["best_epoch"], patience - st["bad"])
-                if st["bad"] >= patience:
-                    break
-            if stage == 1:
-                st["epoch"] = cfg.max_epochs  # stage 2's epochs are numbered after stage 1's maximum
-        bar.close(epoch, f"stage {st['stage']} done, best at epoch {st['best_epoch']}")
-        if st["best_state"] is not None:
-            self.net.load_state_dict(st["best_state"])
-        self.table_ready = True
-        self.net.eval()
-        return FitReport(best_epoch=st["best_epoch"], best_valid=st["best"], epochs_run=len(st["curve"]),
-                         seconds=time.perf_counter() - start, seconds_to_best=st["t_best"],
-                         curve=[tuple(r) for r in st["curve"]])
+        task = RECFormerTask(self, data, train, ctx)
+        sched = Schedule([Stage(cfg.max_epochs, cfg.patience), Stage(cfg.stage2_epochs, cfg.stage2_patience)],
+                         task.steps, eval_every=cfg.eval_every, lr_decay="step")
+        return train_loop(task, sched, ctx, self.name)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -374,4 +273,88 @@ class RECFormer:
             z = np.load(path / "sentences.npz")
             self.sentences = ItemSentences(z["ids"], z["types"], z["offsets"])
         self.table_ready = True
+        self.net.eval()
+
+
+class RECFormerTask(Task):
+    """Stage 1 (index 0) re-encodes the item table at every epoch start; stage 2 starts from the best stage-1
+    state (its table included) and keeps that table. Each epoch draws, from a generator seeded by the run's
+    seed, an order of the (repeated) users and one target position per copy."""
+
+    def __init__(self, model: RECFormer, data: SeqDataset, train: Histories, ctx: RunContext):
+        cfg = model.config
+        self.model, self.net, self.train_hist, self.cfg = model, model.net, train, cfg
+        self.lens = train.lengths
+        users = np.flatnonzero(self.lens >= 2)  # a user with one train item has no (non-empty prefix, target) pair
+        if len(users) == 0:
+            raise SeqbenchError("recformer needs at least one training history with 2 or more items")
+        self.valid_hist, self.valid_cands = data.histories("valid"), data.candidates["valid"]
+        self.gen = torch.Generator().manual_seed(ctx.seed)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.users = np.repeat(users, cfg.prefixes_per_user)  # each copy draws its own prefix every epoch
+        self.steps = math.ceil(len(self.users) / cfg.batch_size)
+        total = max(1, (cfg.max_epochs + cfg.stage2_epochs) * self.steps)
+        warm = min(cfg.warmup_steps, total - 1)
+
+        def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to 0 (optimization.py)
+            if step < warm:
+                return (step + 1) / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.table: torch.Tensor | None = None
+
+    def _normalise_table(self) -> None:
+        self.table = F.normalize(self.net.item_table[1:].float(), dim=-1)
+
+    def begin_epoch(self, stage: int, epoch: int) -> dict[str, Any]:
+        if stage == 0:
+            self.model._reencode_items()
+        self._normalise_table()
+        order = self.users[torch.randperm(len(self.users), generator=self.gen).numpy()]
+        span = torch.from_numpy(self.lens[order] - 1)  # target index drawn from [1, len-1]
+        pos = (1 + (torch.rand(len(order), generator=self.gen) * span).long()).clamp(max=span)
+        return {"order": torch.from_numpy(order), "pos": pos}
+
+    def step(self, plan: dict[str, Any], i: int) -> Step:
+        self.net.train()
+        bs, maxlen = self.cfg.batch_size, self.cfg.maxlen
+        rows, targets = [], []
+        for u, t in zip(plan["order"][i * bs:(i + 1) * bs].tolist(), plan["pos"][i * bs:(i + 1) * bs].tolist(),
+                        strict=True):
+            row = self.train_hist.row(u)
+            rows.append(row[max(0, t - maxlen): t])
+            targets.append(int(row[t]))
+        return Step(self.model._loss(rows, torch.tensor(targets), self.table))
+
+    def end_epoch(self, stage: int, epoch: int, ctx: RunContext) -> None:
+        ctx.metric("stage", float(stage + 1), epoch)
+
+    def validate(self) -> Check:
+        self.net.eval()
+        ndcg = float(np.mean(metrics_from_ranks(ranks_from_scores(
+            self.model.score(self.valid_hist, self.valid_cands)))["ndcg@10"]))
+        return Check(ndcg, ndcg, {"ndcg@10": ndcg})
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return copy.deepcopy(self.net.state_dict())
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(snapshot)
+
+    def begin_stage(self, stage: int, best: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(best)  # stage 2 starts from the best stage-1 state and its table
+
+    def state(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.gen.set_state(state["gen"])
+        self.model.table_ready = True
+        self._normalise_table()
+
+    def finish(self) -> None:
+        self.model.table_ready = True
         self.net.eval()
