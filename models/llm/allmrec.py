@@ -20,6 +20,7 @@ forward/backward to every stage-1 step for a part whose only output is enc_I. St
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from seqbench.data.histories import Histories
 from seqbench.data.titles import clean_title
 from seqbench.llm.prompts import USER_REP_PROMPT, PromptTemplate
 from seqbench.llm.text_encoder import MINILM
+from seqbench.train.loop import Schedule, Stage, Step, Task
+from seqbench.train.loop import train as train_loop
 from seqbench.version import code_version
 
 from ..item_text import text_embeddings
@@ -82,25 +85,48 @@ class Stage1(nn.Module):
 
 def train_stage1(stage1: Stage1, e_table: torch.Tensor, text: torch.Tensor, hist: Histories, targets: np.ndarray,
                  o_u: torch.Tensor, n_items: int, cfg: ALLMRecConfig, seed: int, ctx: RunContext) -> None:
-    """Official stage-1 recipe; one uniform negative per example outside its history, never the target."""
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(stage1.parameters(), lr=cfg.stage1_lr, betas=(0.9, 0.98))
-    avoid = hist.padded(TEACHER_MAXLEN)
-    stage1.train()
-    for epoch in range(1, cfg.stage1_epochs + 1):
-        order, total = rng.permutation(len(targets)), 0.0
-        for b in range(0, len(order), cfg.stage1_batch_size):
-            rows = order[b:b + cfg.stage1_batch_size]
-            pos = torch.from_numpy(targets[rows]).to(e_table.device)
-            neg = torch.from_numpy(sample_negatives(avoid[rows], targets[rows], n_items, 1, rng)[:, 0]).to(pos.device)
-            o = o_u[torch.from_numpy(rows).to(pos.device)]
-            loss = stage1.loss(o, e_table[pos], e_table[neg], text[pos], text[neg])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(rows)
-        ctx.metric("stage1_loss", total / len(order), epoch)
-    stage1.eval()
+    """Official stage-1 recipe in the shared loop, without checkpoints: it runs inside the student's fit, whose
+    slot holds the student's state, and its result is cached on disk (:meth:`ALLMRec.prepare`)."""
+    task = Stage1Task(stage1, e_table, text, hist, targets, o_u, n_items, cfg, seed)
+    sched = Schedule([Stage(cfg.stage1_epochs, 1)], -(-len(targets) // cfg.stage1_batch_size), validates=False,
+                     loss_metric="stage1_loss", phase="stage1", clear=False)
+    train_loop(task, sched, dataclasses.replace(ctx, checkpoint=None), "a-llmrec stage 1")
+
+
+class Stage1Task(Task):
+    """Examples in an order drawn from a NumPy generator seeded by ``seed``, which also draws one uniform
+    negative per example outside its history, never the target."""
+
+    def __init__(self, stage1: Stage1, e_table: torch.Tensor, text: torch.Tensor, hist: Histories,
+                 targets: np.ndarray, o_u: torch.Tensor, n_items: int, cfg: ALLMRecConfig, seed: int):
+        self.stage1, self.e_table, self.text, self.targets, self.o_u = stage1, e_table, text, targets, o_u
+        self.n_items, self.batch_size = n_items, cfg.stage1_batch_size
+        self.avoid = hist.padded(TEACHER_MAXLEN)
+        self.rng = np.random.default_rng(seed)
+        self.optimizer = torch.optim.Adam(stage1.parameters(), lr=cfg.stage1_lr, betas=(0.9, 0.98))
+
+    def begin_epoch(self, stage: int, epoch: int) -> dict[str, Any]:
+        return {"order": torch.from_numpy(self.rng.permutation(len(self.targets)))}
+
+    def step(self, plan: dict[str, Any], i: int) -> Step:
+        self.stage1.train()
+        rows = plan["order"].numpy()[i * self.batch_size:(i + 1) * self.batch_size]
+        pos = torch.from_numpy(self.targets[rows]).to(self.e_table.device)
+        neg = sample_negatives(self.avoid[rows], self.targets[rows], self.n_items, 1, self.rng)[:, 0]
+        neg = torch.from_numpy(neg).to(pos.device)
+        o = self.o_u[torch.from_numpy(rows).to(pos.device)]
+        loss = self.stage1.loss(o, self.e_table[pos], self.e_table[neg], self.text[pos], self.text[neg])
+        return Step(loss, weight=len(rows))
+
+    def state(self) -> dict[str, Any]:
+        return {"stage1": self.stage1.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.stage1.load_state_dict(state["stage1"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def finish(self) -> None:
+        self.stage1.eval()
 
 
 def weights_digest(net: nn.Module) -> str:

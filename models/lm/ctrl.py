@@ -22,6 +22,7 @@ Loss and recipe default to this project's SASRec (full-softmax CE; ``--set loss=
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ from seqbench.data.histories import Histories
 from seqbench.data.titles import clean_title
 from seqbench.errors import SeqbenchError
 from seqbench.llm.text_encoder import MINILM
+from seqbench.train.loop import Schedule, Stage, Step, Task, saved_phase
+from seqbench.train.loop import train as train_loop
 
 from ..base import FitReport
 from ..cf.common import trim_left_padding
@@ -139,28 +142,51 @@ class CTRL(SASRec):
 
     def align(self, data: SeqDataset, titles: list[str], train: Histories, ctx: RunContext) -> None:
         """Contrastive stage 1: SASRec (all its parameters) and the aligner train together; one pass over
-        the users per epoch in a seeded order."""
+        the users per epoch in a seeded order. It checkpoints as phase ``align`` in the fit's slot, and is
+        skipped when that slot already holds the fine-tuning's state (which has the aligned weights)."""
+        if saved_phase(ctx.checkpoint) == "fit":
+            return
         cfg = self.config
         texts = user_texts(titles, train, cfg.align_titles)
         text = text_embeddings(data, texts, cfg.text_encoder, ctx.device, max_length=256, progress=ctx.progress,
                                purpose="user-texts")
-        seqs = torch.from_numpy(train.padded(cfg.maxlen))
-        aligner = Aligner(cfg.d, int(text.shape[1]), cfg.n_subheads).to(ctx.device)
-        params = list(self.net.parameters()) + list(aligner.parameters())
-        opt = torch.optim.Adam(params, lr=cfg.align_lr, betas=(0.9, cfg.beta2))
-        rng = np.random.default_rng(ctx.seed)
+        task = AlignTask(self.net, Aligner(cfg.d, int(text.shape[1]), cfg.n_subheads).to(ctx.device),
+                         torch.from_numpy(train.padded(cfg.maxlen)), text, cfg, ctx)
+        sched = Schedule([Stage(cfg.align_epochs, 1)], -(-len(task.seqs) // cfg.align_batch_size),
+                         validates=False, loss_metric="align_loss", phase="align", clear=False)
+        train_loop(task, sched, ctx, f"{self.name} align")
+
+
+class AlignTask(Task):
+    """The aligner's epochs: users in an order drawn from a NumPy generator seeded by the run's seed; the epoch's
+    loss is the mean over the users of the batches trained (a one-user batch has no negatives and is skipped)."""
+
+    def __init__(self, net: CTRLNet, aligner: Aligner, seqs: torch.Tensor, text: torch.Tensor, cfg: CTRLConfig,
+                 ctx: RunContext):
+        self.net, self.aligner, self.seqs, self.text, self.device = net, aligner, seqs, text, ctx.device
+        self.batch_size = cfg.align_batch_size
+        params = list(net.parameters()) + list(aligner.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=cfg.align_lr, betas=(0.9, cfg.beta2))
+        self.rng = np.random.default_rng(ctx.seed)
+
+    def begin_epoch(self, stage: int, epoch: int) -> dict[str, Any]:
+        return {"order": torch.from_numpy(self.rng.permutation(len(self.seqs)))}
+
+    def step(self, plan: dict[str, Any], i: int) -> Step | None:
+        rows = plan["order"][i * self.batch_size:(i + 1) * self.batch_size]
+        if len(rows) < 2:  # a contrastive batch needs negatives
+            return None
         self.net.train()
-        for epoch in range(1, cfg.align_epochs + 1):
-            order, total = rng.permutation(len(seqs)), 0.0
-            for b in range(0, len(order), cfg.align_batch_size):
-                rows = torch.from_numpy(order[b:b + cfg.align_batch_size])
-                if len(rows) < 2:  # a contrastive batch needs negatives
-                    continue
-                states = self.net.backbone(trim_left_padding(seqs[rows].to(ctx.device)))[:, -1]
-                loss = aligner.loss(states, text[rows.to(ctx.device)])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(rows)
-            ctx.metric("align_loss", total / len(order), epoch)
+        states = self.net.backbone(trim_left_padding(self.seqs[rows].to(self.device)))[:, -1]
+        return Step(self.aligner.loss(states, self.text[rows.to(self.device)]), weight=len(rows))
+
+    def state(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "aligner": self.aligner.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.aligner.load_state_dict(state["aligner"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def finish(self) -> None:
         self.net.eval()
