@@ -91,6 +91,12 @@ def test_shuffle_train_gets_its_verdict_from_the_t_test_over_seeds(tmp_path):
     assert np.isclose(effect(sorted(first, key=lambda r: r.seed)).p, p)
     one = effect([min(first, key=lambda r: r.seed)])
     assert np.isnan(one.p) and not one.significant and verdict(one.relative_change, one.p) == "undecided"
+    for seeds, seed_rows in (("[0]", False), ("[0, 1, 2]", True)):  # a study reads only its own seeds
+        study = tmp_path / f"s{len(seeds)}.yaml"
+        study.write_text("experiment: cal\ndatasets: ['syn-order0-u60-i300-s{0..5}']\nmodels: [sasrec]\n"
+                         f"probes: [shuffle-train]\nseeds: {seeds}\nviews: [false-positives]\n")
+        (md,) = write_study_report(study, uri, tmp_path / study.stem, fmt="md")
+        assert ("t-test over 3 seeds" in md.read_text()) is seed_rows
 
 
 def test_verdict_lines_for_a_probe_that_compares_trained_models():

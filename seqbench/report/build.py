@@ -112,7 +112,8 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
 
 def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, fmt: str = "both",
                        data_home: Path | None = None, protocol: str | None = None) -> list[Path]:
-    """The views a study file asks for, from the runs of its experiment on its datasets, models and probes."""
+    """The views a study file asks for, from the runs of its experiment on its datasets, models, probes and
+    seeds."""
     from seqbench.sweep import find_study, load_grid
 
     path = find_study(study)
@@ -121,14 +122,15 @@ def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, f
     check_views(views)
     return write_report(tracking_uri, out, grid.experiment, grid.datasets, grid.models, fmt, data_home=data_home,
                         protocol=protocol or grid.evals[0], probes=grid.probes, views=views,
-                        title=f"seqbench study: {path.stem}", proxies_in_verdict=grid.proxies_in_verdict)
+                        title=f"seqbench study: {path.stem}", proxies_in_verdict=grid.proxies_in_verdict,
+                        seeds=list(grid.seeds))
 
 
 def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
                  models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
                  data_home: Path | None = None, protocol: str = "sampled", probes: list[str] | None = None,
                  views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report",
-                 proxies_in_verdict: bool = False) -> list[Path]:
+                 proxies_in_verdict: bool = False, seeds: list[int] | None = None) -> list[Path]:
     """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``."""
     if fmt not in FORMATS:
         raise SeqbenchError(f"unknown format '{fmt}'; valid formats: {', '.join(FORMATS)}")
@@ -136,6 +138,8 @@ def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbenc
         records, notes = source.collect(datasets, models, split_hashes, tasks=TASKS)
         if probes is not None:
             records = [r for r in records if base_probe(r.probe) in probes]
+        if seeds is not None:  # a study's own seeds: another study in the same experiment may have run more
+            records = [r for r in records if r.seed in seeds]
         if not records:
             wanted = "; ".join(f"{k} {', '.join(v)}" for k, v in (("dataset", datasets), ("model", models)) if v)
             raise SeqbenchError(f"no finished seqbench runs in experiment '{experiment}' at {tracking_uri}"
