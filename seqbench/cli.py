@@ -182,10 +182,10 @@ def list_models(show: Annotated[str | None, typer.Option(help="Print every setti
         _fail(e)
     rows = describe(spec.load_class().config_cls)
     table = Table(title=f"{spec.name} ({spec.family}): {spec.summary}; change with --set key=value")
-    for col in ("setting", "type", "default", "allowed", "meaning"):
+    for col in ("setting", "type", "default", "allowed", "search space", "meaning"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["type"], r["default"], r["allowed"], r["help"])
+        table.add_row(r["name"], r["type"], r["default"], r["allowed"], r["space"], r["help"])
     if rows:
         out.print(table)
     else:
@@ -222,7 +222,9 @@ def run_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model setting key=value (repeatable).")] = None,
     probe_set: Annotated[list[str] | None, typer.Option("--probe-set", help="Probe option key=value, "
                                                         "e.g. target=NAME for cross-domain.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML/JSON/YAML file with a 'model' table.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON/YAML file with a 'model' table, or 'tuned': the "
+                                                "settings `seqbench tune` chose for this model and dataset.")]
+    = None,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite mlflow.db).")]
     = None,
@@ -423,6 +425,8 @@ def sweep_cmd(
     checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint training at most this many "
                                                       "minutes apart.")] = 10.0,
     data_home: DataHome = None,
+    config: Annotated[str | None, typer.Option(help="'tuned': every (model, dataset) with the settings "
+                                               "`seqbench tune` chose (as the grid key config: tuned).")] = None,
 ) -> None:
     """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,
     one MLflow parent run with a nested child run per grid point."""
@@ -431,7 +435,7 @@ def sweep_cmd(
     try:
         report = run_sweep(grid, tracking_uri=tracking_uri, address=address, max_parallel=max_parallel,
                            accelerator=accelerator, cpus_per_task=cpus_per_task, home=data_home, dry_run=dry_run,
-                           checkpoint_every_s=checkpoint_minutes * 60, console=err)
+                           checkpoint_every_s=checkpoint_minutes * 60, console=err, config=config)
     except SeqbenchError as e:
         _fail(e)
     points = [(plan, p) for plan in report.plans for p in plan.points]
@@ -453,6 +457,59 @@ def sweep_cmd(
         err.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("tune")
+def tune_cmd(
+    model: Annotated[str, typer.Option(help="Model name (see `seqbench models`).")],
+    dataset: Annotated[str | None, typer.Option(help="Prepared dataset (default: synthetic, made on first use).")]
+    = None,
+    trials: Annotated[int, typer.Option(help="Trials (sampled configs) in all.")] = 20,
+    budget_minutes: Annotated[float | None, typer.Option(help="Stop starting and running trials after this many "
+                                                         "minutes (the best so far wins).")] = None,
+    seed: Annotated[int, typer.Option(help="Training seed of every trial, and the searcher's seed.")] = 0,
+    space: Annotated[list[str] | None, typer.Option("--space", help="Search space of a setting, key=SPEC with SPEC "
+                                                    "loguniform(lo,hi), uniform(lo,hi), int(lo,hi) or choice(a,b,...)"
+                                                    " (repeatable; overrides the declared one).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Fixed model setting key=value (repeatable); "
+                                                   "kept in the tuned layer.")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="Ray CPUs per trial (also its torch threads).")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="Ray GPUs per trial.")] = 0.0,
+    max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
+                                                       "the CPUs allow; 1 makes a tune repeat exactly).")] = None,
+    address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster address (default: a "
+                                                "local Ray started for this tune).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI",
+                                                     help="MLflow tracking URI (default: sqlite mlflow.db).")]
+    = None,
+    data_home: DataHome = None,
+) -> None:
+    """Tune a model's settings on validation data (Ray Tune: Optuna proposes, ASHA stops weak trials early); the
+    winner becomes the 'tuned' config layer that `run`/`sweep --config tuned` use. Rerun after a kill to resume."""
+    from seqbench.config import parse_sets
+    from seqbench.space import parse_spaces
+    from seqbench.tune import TuneSpec, run_tune
+
+    try:
+        spec = TuneSpec(model=model, dataset=dataset, trials=trials, budget_minutes=budget_minutes, seed=seed,
+                        spaces=parse_spaces(space), overrides=parse_sets(set_), cpus_per_trial=cpus_per_trial,
+                        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, address=address,
+                        tracking_uri=tracking_uri, data_home=data_home)
+        report = run_tune(spec, err)
+    except SeqbenchError as e:
+        _fail(e)
+    table = Table(title=f"{model}: {len(report.trials)} trials" + (" (resumed)" if report.resumed else ""))
+    for col in ("trial", "status", "checks", "best valid", "settings"):
+        table.add_column(col, overflow="fold")
+    for t in sorted(report.trials, key=lambda t: -(t["best"] if t["best"] is not None else -1)):
+        table.add_row(t["trial_id"], t["status"], str(t["checks"]), "-" if t["best"] is None else f"{t['best']:.4f}",
+                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items()))
+    out.print(table)
+    out.print(f"best valid {report.best_score:.4f}: {report.best_layer}; written to {report.folder / 'config.json'}"
+              f" (search record: search.json); model {report.best_identity} "
+              f"{'in the store' if report.best_stored else 'not stored (stopped early: the first run trains it)'}; "
+              f"use it with `seqbench run --model {model} --config tuned`; MLflow parent run {report.parent_run_id}",
+              highlight=False, soft_wrap=True)
 
 
 @app.command("ui")

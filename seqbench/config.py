@@ -20,6 +20,7 @@ from typing import Any
 import tomllib
 
 from seqbench.errors import SeqbenchError
+from seqbench.space import Space
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -56,9 +57,11 @@ FRACTION = Range(0, 1, lo_open=True)  # (0, 1]
 PROBABILITY = Range(0, 1)
 
 
-def setting(default: Any, help: str, range: Range | None = None, choices: tuple | None = None) -> Any:
-    """A config field with its meaning and allowed values (read by :func:`resolve` and :func:`describe`)."""
-    return field(default=default, metadata={"help": help, "range": range, "choices": choices})
+def setting(default: Any, help: str, range: Range | None = None, choices: tuple | None = None,
+            space: Space | None = None) -> Any:
+    """A config field with its meaning, allowed values and, for a setting worth tuning, its default search space
+    (read by :func:`resolve`, :func:`describe` and :func:`search_space`)."""
+    return field(default=default, metadata={"help": help, "range": range, "choices": choices, "space": space})
 
 
 def _meta(cfg_cls: type, name: str) -> dict:
@@ -95,9 +98,42 @@ def describe(cfg_cls: type) -> list[dict[str, str]]:
         if meta.get("choices"):
             allowed = " | ".join(map(str, meta["choices"]))
         typ = hints[f.name]
+        space = meta.get("space")
         rows.append({"name": f.name, "type": getattr(typ, "__name__", str(typ)), "default": str(default),
-                     "allowed": allowed, "help": meta.get("help", "")})
+                     "allowed": allowed, "help": meta.get("help", ""), "space": str(space) if space else ""})
     return rows
+
+
+def search_space(cfg_cls: type, overrides: dict[str, Space] | None = None) -> dict[str, Space]:
+    """The settings `seqbench tune` samples: each declared default space, then ``overrides`` (a study's or
+    ``--space``'s), every one checked against its setting (known key, values of its type and in its range)."""
+    out = {f.name: _meta(cfg_cls, f.name)["space"] for f in dataclasses.fields(cfg_cls)
+           if _meta(cfg_cls, f.name).get("space") is not None}
+    for key, space in (overrides or {}).items():
+        out[key] = check_space(cfg_cls, key, space)
+    return out
+
+
+def check_space(cfg_cls: type, key: str, space: Space) -> Space:
+    """``space`` with its values read as the setting's type; raises naming the key and the bad value."""
+    fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    if key not in fields:
+        raise SeqbenchError(f"space for unknown setting '{key}' of {cfg_cls.__name__}; "
+                            f"valid: {', '.join(sorted(fields))}")
+    typ = typing.get_type_hints(cfg_cls)[key]
+    if space.kind in ("uniform", "loguniform") and typ is not float:
+        raise SeqbenchError(f"space '{key}': {space.kind}() samples floats but '{key}' is "
+                            f"{getattr(typ, '__name__', typ)}; use int(lo,hi) or choice(...)")
+    values = tuple(_coerce(v, typ, key) for v in space.values())
+    meta = _meta(cfg_cls, key)
+    for v in values:
+        if meta.get("choices") and v not in meta["choices"]:
+            raise SeqbenchError(f"space '{key}': {v!r} is not allowed; choose among "
+                                f"{', '.join(map(str, meta['choices']))}")
+        rng = meta.get("range")
+        if rng is not None and isinstance(v, int | float) and not isinstance(v, bool) and not rng.contains(v):
+            raise SeqbenchError(f"space '{key}': {v!r} is out of range; allowed: {rng}")
+    return Space(space.kind, values)
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ with the same settings and seed trains the same config and gets the same identit
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from seqbench.eval.evaluator import TASKS
 from seqbench.models import get_spec
 from seqbench.models.store import histories_hash, identity
 from seqbench.probes import probe_tasks
+
+TUNED = "tuned"  # the named config layer `seqbench tune` writes
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -37,17 +40,20 @@ def ensure_dataset(name: str | None, home: Path, console: Console | None = None)
 
 def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
                  dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval",
-                 recipe: str | None = None) -> list[dict[str, Any]]:
+                 recipe: str | None = None, tuned: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < a named
-    training recipe (LLM models: every recipe-defining setting of ``models/llm/recipes.py``) < config file
-    ([model] or [models.<name>] table) < --set; then the run's task for models that train for it (LLM models)."""
-    file_cfg = load_config_file(config_file)
+    training recipe (LLM models: every recipe-defining setting of ``models/llm/recipes.py``) < the tuned layer
+    (``--config tuned``: :func:`tuned_layer`) < config file ([model] or [models.<name>] table) < --set; then the
+    run's task for models that train for it (LLM models)."""
+    file_cfg = load_config_file(None if is_tuned(config_file) else config_file)
     known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
     if "task" in overrides:
         raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
     layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
     if recipe is not None:
         layers.append(recipe_layer(model, recipe))
+    if tuned:
+        layers.append(dict(tuned))
     if isinstance(file_cfg.get("model"), dict):
         layers.append(file_cfg["model"])
     if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
@@ -65,6 +71,31 @@ def recipe_layer(model: str, recipe: str) -> dict[str, Any]:
     if recipe not in RECIPES:
         raise UnknownNameError("recipe", recipe, list(RECIPES))
     return dict(RECIPES[recipe].get(model, {}))
+
+
+def is_tuned(config: Path | str | None) -> bool:
+    """``--config tuned`` (or a study's ``config: tuned``) names the tuned layer, not a file."""
+    return config is not None and str(config) == TUNED
+
+
+def tuned_dir(home: Path, dataset: str, model: str) -> Path:
+    """Where `seqbench tune` keeps (model, dataset)'s winner (``config.json``), its search record
+    (``search.json``) and Ray Tune's experiment folder (``ray/``, for resuming): beside the data it was tuned on."""
+    return Path(home) / TUNED / dataset / model
+
+
+def tuned_layer(home: Path, data: SeqDataset, model: str) -> dict[str, Any]:
+    """The winning settings `seqbench tune` wrote for ``model`` on ``data``; raises when there are none or the
+    dataset changed since (a tune on other data is not a tune of this one)."""
+    path = tuned_dir(home, data.name, model) / "config.json"
+    if not path.is_file():
+        raise OptionError(f"--config tuned: no tuned config for {model} on {data.name} ({path}); run "
+                          f"`seqbench tune --model {model} --dataset {data.name}` first")
+    saved = json.loads(path.read_text())
+    if saved.get("dataset_hash") != data.content_hash:
+        raise OptionError(f"--config tuned: {path} was tuned on another version of {data.name} "
+                          f"(hash {saved.get('dataset_hash')}, now {data.content_hash}); tune again")
+    return dict(saved["layer"])
 
 
 def check_task(model: str, probes: list, task: str) -> None:

@@ -18,6 +18,7 @@ CONFIG = "resolved_config.json"  # the run spec, the model's resolved config, th
 FIT = "fit_report.json"
 GENERATIONS = "generations.parquet"  # title generation: each decoded answer and its readings
 GRID = "grid.json"  # a sweep's parent run: the grid it ran
+SEARCH = "search.json"  # a tune's parent run: the search record (every trial's settings and best score)
 
 # params prefixes (the run's settings are logged flattened: model_config.d, probe_options.window, ...)
 MODEL_CONFIG = "model_config."
@@ -25,7 +26,8 @@ PROBE_OPTIONS = "probe_options."
 
 # run kinds (tag ``run_kind``)
 PROBE_RUN, TRAIN_RUN, SWEEP_RUN = "probe", "train", "sweep"
-NOT_RESULTS = (TRAIN_RUN, SWEEP_RUN)
+TUNE_RUN, TRIAL_RUN = "tune", "trial"  # `seqbench tune`: a parent run per tune, a child run per trial
+NOT_RESULTS = (TRAIN_RUN, SWEEP_RUN, TUNE_RUN, TRIAL_RUN)
 
 # the names a result run is found by; they are params and tags (older runs have some only as params)
 IDENTITY = ("dataset", "model", "probe", "seed")
@@ -57,6 +59,19 @@ def train_tags(model_identity: str, labels: dict[str, Any]) -> dict[str, str]:
 
 def sweep_tags(sweep_id: str, grid_file: str) -> dict[str, str]:
     return {"run_kind": SWEEP_RUN, "sweep_id": sweep_id, "grid_file": grid_file}
+
+
+def tune_tags(tune_id: str, dataset: str, model: str, dataset_hash: str) -> dict[str, str]:
+    """Tags of a tune's parent run (``tune_id``: the (model, dataset, search) it tunes; a resumed tune finds it)."""
+    return {"run_kind": TUNE_RUN, "tune_id": tune_id, "dataset": dataset, "model": model,
+            "dataset_hash": dataset_hash}
+
+
+def trial_tags(tune_id: str, trial_id: str, parent: str, model_identity: str, status: str) -> dict[str, str]:
+    """Tags of one trial's child run; ``trial_status``: finished (ran to its end or early stop), stopped (by the
+    scheduler) or error."""
+    return {"run_kind": TRIAL_RUN, "tune_id": tune_id, "trial_id": trial_id, "mlflow.parentRunId": parent,
+            "model_identity": model_identity, "trial_status": status}
 
 
 # -- reading ------------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from seqbench.data.histories import Histories
 from seqbench.data.store import data_home, load_dataset
 from seqbench.eval.evaluator import PRIMARY_METRIC, check_protocol
 from seqbench.models import FitReport, create_model, get_spec
-from seqbench.models.store import ModelStore, histories_hash, identity
-from seqbench.planner import check_task, ensure_dataset, model_layers, resolved_config
+from seqbench.models.store import ModelStore, Stored, histories_hash, identity
+from seqbench.planner import check_task, ensure_dataset, is_tuned, model_layers, resolved_config, tuned_layer
 from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
@@ -95,6 +95,30 @@ class SeedPass:
 MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, value, step)
 
 
+def train_or_reuse(model: str, layers: list[dict[str, Any]], data: SeqDataset, train: Histories, seed: int,
+                   device: Any, store: ModelStore, metric: MetricSink | None = None, progress: Progress | None = None,
+                   retrain: bool = False, checkpoint_every_s: float = 0.0, config: dict[str, Any] | None = None,
+                   code: str | None = None) -> tuple[Stored, RunContext]:
+    """The trained model of (``model``, ``layers``, ``data``, ``train``, ``seed``): from the store, else trained
+    (resuming a checkpoint) and stored. ``metric`` gets (identity, name, value, step) as training reports them.
+    The one training path of `seqbench run`, the sweep's tasks and `seqbench tune`'s trials."""
+    config = config if config is not None else resolved_config(model, layers)
+    code = code or code_version()
+    train_hash = histories_hash(train)
+    ident = identity(model, config, data.content_hash, train_hash, seed, code)
+
+    def build():
+        seed_everything(seed, device)
+        return create_model(model, data.n_items, *layers)
+
+    sink = (lambda name, value, step: metric(ident, name, value, step)) if metric is not None else None
+    ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=sink)
+    meta = {"model": model, "dataset": data.name, "dataset_hash": data.content_hash, "seed": seed,
+            "config": config, "code_version": code, "train_hash": train_hash}
+    got = store.get_or_fit(ident, build, lambda m, c: m.fit(data, train, c), ctx, meta, retrain, checkpoint_every_s)
+    return got, ctx
+
+
 def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], seed: int, device: Any,
               home: Path, store: ModelStore, progress: Progress | None = None,
               live: MetricSink | None = None, fit_done: Callable[[str], None] | None = None) -> SeedPass:
@@ -112,26 +136,16 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
     steps: list[tuple[str, float, int]] = []
 
     def trained(d: SeqDataset, train: Histories, keep: bool):
-        train_hash = histories_hash(train)
-        ident = identity(spec.model, config, d.content_hash, train_hash, seed, code)
-
-        def metric(name: str, value: float, step: int) -> None:
+        def metric(ident: str, name: str, value: float, step: int) -> None:
             if keep:
                 steps.append((name, value, step))
             if live is not None:
                 live(ident, name, value, step)
 
-        def build():
-            seed_everything(seed, device)
-            return create_model(spec.model, d.n_items, *layers)
-
-        ctx = RunContext(seed=seed, device=device, progress=progress, log_metric=metric)
-        meta = {"model": spec.model, "dataset": d.name, "dataset_hash": d.content_hash, "seed": seed,
-                "config": config, "code_version": code, "train_hash": train_hash}
-        got = store.get_or_fit(ident, build, lambda m, c: m.fit(d, train, c), ctx, meta, spec.retrain,
-                               spec.checkpoint_every_s)
+        got, ctx = train_or_reuse(spec.model, layers, d, train, seed, device, store, metric, progress, spec.retrain,
+                                  spec.checkpoint_every_s, config, code)
         if fit_done is not None:
-            fit_done(ident)
+            fit_done(got.identity)
         return got, ctx
 
     main, ctx = trained(data, data.histories("train"), keep=True)
@@ -253,8 +267,9 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
         check_protocol(protocol, spec.task)
     home = data_home(spec.data_home)
     data = ensure_dataset(spec.dataset, home, console)
+    tuned = tuned_layer(home, data, spec.model) if is_tuned(spec.config_file) else None
     layers = model_layers(spec.model, spec.overrides, spec.config_file, data.meta.get("run_defaults"), spec.task,
-                          spec.recipe)
+                          spec.recipe, tuned)
     resolve(get_spec(spec.model).load_class().config_cls, *layers)  # bad settings fail before anything is logged
     device = resolve_device(spec.device)
     tracker = Tracker(spec.tracking_uri)

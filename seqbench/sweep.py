@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,14 +35,23 @@ from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.eval.evaluator import check_protocol
 from seqbench.models import MODELS, get_spec
 from seqbench.models.store import ModelStore
-from seqbench.planner import ensure_dataset, model_layers, planned_identity, recipe_layer, resolved_config
+from seqbench.planner import (
+    TUNED,
+    ensure_dataset,
+    is_tuned,
+    model_layers,
+    planned_identity,
+    recipe_layer,
+    resolved_config,
+    tuned_layer,
+)
 from seqbench.probes import PROBES, get_probe, validate_probe_options
 from seqbench.runner import RunSpec, SeedPass, log_result, result_dict, seed_pass
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
-             "proxies_in_verdict", "recipe"}
+             "proxies_in_verdict", "recipe", "config"}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
@@ -61,6 +71,7 @@ class Grid:
     views: list[str] = field(default_factory=list)  # what `seqbench report --study` shows (empty: every view)
     proxies_in_verdict: bool = False  # the paper-pattern view counts rows trained with a non-official recipe
     recipe: str | None = None  # a named training recipe for the LLM models (under `set`)
+    config: str | None = None  # "tuned": each (model, dataset)'s tuned layer (`seqbench tune`), under `set`
 
     @property
     def sweep_id(self) -> str:
@@ -72,6 +83,8 @@ class Grid:
         fields["probe_set"] = self.probe_sets[0] if len(self.probe_sets) == 1 else self.probe_sets
         if self.recipe is not None:
             fields["recipe"] = self.recipe
+        if self.config is not None:  # grids without it keep their id
+            fields["config"] = self.config
         desc = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
@@ -160,9 +173,12 @@ def load_grid(path: Path) -> Grid:
     proxies = raw.get("proxies_in_verdict", False)
     if not isinstance(proxies, bool):
         raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
+    config = raw.get("config")
+    if config is not None and not is_tuned(config):
+        raise SeqbenchError(f"{path}: 'config' names a config layer; the one there is: {TUNED} (got {config!r})")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
                 {m: dict(v) for m, v in sets.items()}, probe_sets, evals, views,
-                proxies, None if recipe is None else str(recipe))
+                proxies, None if recipe is None else str(recipe), config)
 
 
 def find_study(name: str | Path) -> Path:
@@ -217,16 +233,19 @@ def _probe_runs(grid: Grid) -> list[tuple[str, dict[str, str]]]:
     return RunSpec(probes=grid.probes, probe_option_sets=grid.probe_sets).probe_runs()
 
 
-def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code: str | None = None) -> list[TaskPlan]:
-    """The grid as tasks, each with its trained-model identity and its points' result identities."""
+def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code: str | None = None,
+           home: Path | None = None) -> list[TaskPlan]:
+    """The grid as tasks, each with its trained-model identity and its points' result identities (``home``: where
+    a ``config: tuned`` grid finds the tuned layers)."""
     code = code or code_version()
     plans = []
     for name in grid.datasets:
         data = datasets[name]
         for model in grid.models:
             # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
+            tuned = tuned_layer(data_home(home), data, model) if is_tuned(grid.config) else None
             layers = model_layers(model, grid.sets.get(model, {}), None, data.meta.get("run_defaults"),
-                                  recipe=grid.recipe)
+                                  recipe=grid.recipe, tuned=tuned)
             for seed in grid.seeds:
                 ident = planned_identity(model, layers, data, seed, code)
                 points = [Point(name, model, seed, p, result_identity(ident, p, options, e), protocol=e,
@@ -338,18 +357,24 @@ class SweepReport:
 def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str | None = None,
               max_parallel: int | None = None, accelerator: str = "cpu", cpus_per_task: float = 1.0,
               home: Path | None = None, dry_run: bool = False, retries: int = 3,
-              checkpoint_every_s: float = 0.0, console: Console | None = None) -> SweepReport:
-    """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring."""
+              checkpoint_every_s: float = 0.0, console: Console | None = None,
+              config: str | None = None) -> SweepReport:
+    """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring. ``config``
+    (``tuned``) overrides the grid's ``config`` key."""
     start = time.perf_counter()
     console = console or Console(stderr=True)
     grid = load_grid(grid_path)
+    if config is not None:
+        if not is_tuned(config):
+            raise SeqbenchError(f"--config names a config layer for a sweep; the one there is: {TUNED}")
+        grid = dataclasses.replace(grid, config=config)
     home = data_home(home)
     for name in grid.datasets:
         if name not in list_datasets(home) and not on_demand(name):
             raise UnknownNameError("dataset", name, list_datasets(home))
     datasets = {name: ensure_dataset(name, home, console) for name in grid.datasets}
     store = ModelStore()
-    plans = expand(grid, datasets, store)
+    plans = expand(grid, datasets, store, home=home)
     tracker = Tracker(tracking_uri, experiment=grid.experiment)
     done = finished_results(tracker, grid.experiment, delete_unfinished=not dry_run)
     for plan in plans:

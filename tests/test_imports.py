@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     # utilities usable from anywhere: the version, errors, config resolution, the run context, atomic writes,
     # progress bars, and the paired tests / multiple-comparison control every verdict reads (probes included)
     (ROOT_PACKAGE, "seqbench.errors", "seqbench.version", "seqbench.atomic", "seqbench.config", "seqbench.context",
-     "seqbench.progress", "seqbench.stats"),
+     "seqbench.progress", "seqbench.stats", "seqbench.space"),
     ("seqbench.data",),
     # toolkits over the data: evaluation, the CF training loop, LLM backbones and prompts
     ("seqbench.eval", "seqbench.train", "seqbench.llm"),
@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("seqbench.record", "seqbench.tracking", "seqbench.tracking_live", "seqbench.runs"),
     ("seqbench.runner",),
     ("seqbench.sweep",),
+    # `seqbench tune`: Ray Tune trials through the runner's training path, device grants as the sweep's
+    ("seqbench.tune",),
     # analysis of recorded runs
     ("seqbench.compare", "seqbench.report"),
     # front ends

@@ -38,6 +38,7 @@ from torch import nn
 
 from seqbench.config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, PROBABILITY, RATE, setting
 from seqbench.data.histories import Histories
+from seqbench.space import uniform
 
 from .common import CFConfig, CFNet, CFRecommender, Dropout, trim_left_padding
 
@@ -49,8 +50,9 @@ class BERT4RecConfig(CFConfig):
     n_heads: int = setting(2, "attention heads (must divide d)", AT_LEAST_1)
     d_ffn: int = setting(256, "feed-forward inner size", AT_LEAST_1)
     dropout: float = 0.2  # hidden dropout (official 0.5)
-    attn_dropout: float = setting(0.2, "dropout on attention weights", DROPOUT)
-    mask_prob: float = setting(0.6, "share of positions masked for the Cloze task (official masked_lm_prob)", RATE)
+    attn_dropout: float = setting(0.2, "dropout on attention weights", DROPOUT, space=uniform(0.0, 0.5))
+    mask_prob: float = setting(0.6, "share of positions masked for the Cloze task (official masked_lm_prob)", RATE,
+                             space=uniform(0.2, 0.8))
     max_predictions: int = setting(30, "most masked positions per row (official max_predictions_per_seq)",
                                    AT_LEAST_1)
     last_only_prob: float = setting(0.1, "share of rows with only the last item masked", PROBABILITY)

@@ -23,6 +23,7 @@ from seqbench.context import RunContext
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.eval.evaluator import evaluate
+from seqbench.space import choice, loguniform, uniform
 from seqbench.train.loop import Check, Schedule, Stage, Step, Task
 from seqbench.train.loop import train as train_loop
 
@@ -31,10 +32,10 @@ from ..base import FitReport
 
 @dataclass
 class CFConfig:
-    d: int = setting(64, "embedding / hidden size", AT_LEAST_1)
+    d: int = setting(64, "embedding / hidden size", AT_LEAST_1, space=choice(32, 64, 128))
     maxlen: int = setting(128, "history window: the most recent items the model reads", AT_LEAST_1)
-    dropout: float = setting(0.1, "dropout on embeddings and hidden layers", DROPOUT)
-    lr: float = setting(1e-3, "Adam learning rate", RATE)
+    dropout: float = setting(0.1, "dropout on embeddings and hidden layers", DROPOUT, space=uniform(0.0, 0.5))
+    lr: float = setting(1e-3, "Adam learning rate", RATE, space=loguniform(1e-4, 1e-2))
     batch_size: int = setting(128, "users per training batch", AT_LEAST_1)
     max_epochs: int = setting(200, "most epochs (passes over all users); early stopping usually ends sooner",
                               AT_LEAST_1)

@@ -17,15 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.config import AT_LEAST_1, DROPOUT, setting
+from seqbench.space import integer, uniform
 
 from .common import CFConfig, CFNet, CFRecommender, Dropout, sample_negatives, trim_left_padding
 
 
 @dataclass
 class SASRecConfig(CFConfig):
-    n_blocks: int = setting(2, "self-attention blocks", AT_LEAST_1)
+    n_blocks: int = setting(2, "self-attention blocks", AT_LEAST_1, space=integer(1, 3))
     n_heads: int = setting(1, "attention heads (must divide d)", AT_LEAST_1)
-    attn_dropout: float = setting(0.1, "dropout on attention weights", DROPOUT)
+    attn_dropout: float = setting(0.1, "dropout on attention weights", DROPOUT, space=uniform(0.0, 0.5))
     # "ce" (full softmax, as RecBole's reference; reaches higher NDCG sooner on ml-100k) or "bce" (the official
     # recipe: 1 uniform negative per position; what LLM-SRec's frozen teacher uses)
     loss: str = setting("ce", "ce: full softmax over all items; bce: one uniform negative per position (official)",

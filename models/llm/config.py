@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from seqbench.config import AT_LEAST_1, DROPOUT, FRACTION, NON_NEGATIVE, RATE, setting
 from seqbench.llm.prompts import PROMPT_WINDOW
+from seqbench.space import loguniform
 
 
 @dataclass
@@ -18,7 +19,7 @@ class LLMRecConfig:
     max_epochs: int = setting(10, "most epochs over the training users", AT_LEAST_1)
     max_steps: int | None = setting(None, "stop after this many optimizer steps in all, with a validation check at "
                                     "the last one (a CPU budget; None: max_epochs and patience decide)", AT_LEAST_1)
-    lr: float = setting(1e-4, "Adam learning rate of everything that trains", RATE)
+    lr: float = setting(1e-4, "Adam learning rate of everything that trains", RATE, space=loguniform(1e-5, 1e-3))
     beta2: float = setting(0.98, "Adam beta2", RATE)
     val_every_frac: float = setting(0.1, "validation every floor(steps_per_epoch * frac) steps and at epoch end",
                                     FRACTION)

@@ -36,6 +36,7 @@ from seqbench.data.histories import Histories
 from seqbench.data.titles import clean_title
 from seqbench.errors import SeqbenchError
 from seqbench.llm.text_encoder import MINILM
+from seqbench.space import loguniform
 from seqbench.train.loop import Schedule, Stage, Step, Task, saved_phase
 from seqbench.train.loop import train as train_loop
 
@@ -55,7 +56,8 @@ class CTRLConfig(SASRecConfig):
                                 "Hugging Face id / folder")
     align_epochs: int = setting(5, "contrastive stage 1 epochs", AT_LEAST_1)
     align_batch_size: int = setting(32, "contrastive stage 1 batch (the port's chunk of 32)", AT_LEAST_1)
-    align_lr: float = setting(1e-3, "contrastive stage 1 Adam learning rate", RATE)
+    align_lr: float = setting(1e-3, "contrastive stage 1 Adam learning rate", RATE,
+                             space=loguniform(1e-4, 1e-2))
     align_titles: int = setting(10, "titles listed in a user's stage 1 text, newest first", AT_LEAST_1)
     n_subheads: int = setting(3, "contrastive sub-heads per side", AT_LEAST_1)
 

@@ -48,6 +48,7 @@ from seqbench.data.dataset import SeqDataset
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 from seqbench.eval.metrics import metrics_from_ranks, ranks_from_scores
+from seqbench.space import loguniform
 from seqbench.train.loop import Check, Schedule, Stage, Step, Task
 from seqbench.train.loop import train as train_loop
 
@@ -66,7 +67,7 @@ class RECFormerConfig:
                            "states (how the sentence encoder was trained)", choices=("cls", "mean"))
     temperature: float = setting(0.05, "softmax temperature on cosine similarities", POSITIVE)
     dropout: float = setting(0.1, "dropout in the encoder (embeddings, attention, hidden)", DROPOUT)
-    lr: float = setting(3e-4, "AdamW peak learning rate", RATE)
+    lr: float = setting(3e-4, "AdamW peak learning rate", RATE, space=loguniform(1e-5, 1e-3))
     weight_decay: float = setting(0.0, "AdamW weight decay", NON_NEGATIVE)
     warmup_steps: int = setting(50, "optimizer steps of linear warm-up, then linear decay to 0", NON_NEGATIVE)
     batch_size: int = setting(16, "users (prefix examples) per optimizer step", AT_LEAST_1)

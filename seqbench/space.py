@@ -1,0 +1,130 @@
+"""Search spaces of settings: what `seqbench tune` samples a setting from.
+
+A model declares a default space beside the setting (``setting(1e-3, "...", RATE, space=loguniform(1e-4,
+1e-2))``); a study's ``space`` table or ``seqbench tune --space key=SPEC`` overrides it. The syntax, one
+``SPEC`` per setting:
+
+* ``loguniform(lo,hi)``: a float, uniform on a log scale (learning rates, weight decay); ``0 < lo < hi``
+* ``uniform(lo,hi)``: a float, uniform (dropout, masking shares); ``lo < hi``
+* ``int(lo,hi)``: an integer from ``lo`` to ``hi``, both included (layers, heads)
+* ``choice(a,b,...)``: one of the listed values, read as the setting's type (hidden sizes, loss names)
+
+Spaces are plain data here; :meth:`Space.to_tune` turns one into Ray Tune's sampler (Ray is imported only then).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from seqbench.errors import SeqbenchError
+
+KINDS = ("loguniform", "uniform", "int", "choice")
+_CALL = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$")
+
+
+@dataclass(frozen=True)
+class Space:
+    """One setting's search space: ``kind`` (one of :data:`KINDS`) and its arguments."""
+
+    kind: str
+    args: tuple
+
+    def __str__(self) -> str:
+        return f"{self.kind}({','.join(_fmt(a) for a in self.args)})"
+
+    def values(self) -> tuple:
+        """The bounds (``lo``, ``hi``) or the choices: what the setting's range check must accept."""
+        return self.args
+
+    def to_tune(self) -> Any:
+        """Ray Tune's sampler for this space (``int`` is inclusive here, Tune's ``randint`` is not)."""
+        from ray import tune
+
+        if self.kind == "loguniform":
+            return tune.loguniform(*self.args)
+        if self.kind == "uniform":
+            return tune.uniform(*self.args)
+        if self.kind == "int":
+            return tune.randint(self.args[0], self.args[1] + 1)
+        return tune.choice(list(self.args))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _number(text: str, key: str, spec: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SeqbenchError(f"space '{key}': '{text}' in '{spec}' is not a number") from None
+
+
+def loguniform(lo: float, hi: float) -> Space:
+    return check(Space("loguniform", (float(lo), float(hi))), "?")
+
+
+def uniform(lo: float, hi: float) -> Space:
+    return check(Space("uniform", (float(lo), float(hi))), "?")
+
+
+def integer(lo: int, hi: int) -> Space:
+    return check(Space("int", (int(lo), int(hi))), "?")
+
+
+def choice(*values: Any) -> Space:
+    return check(Space("choice", tuple(values)), "?")
+
+
+def check(space: Space, key: str) -> Space:
+    """Raise naming ``key`` and the bad value when the bounds cannot make a space."""
+    if space.kind not in KINDS:
+        raise SeqbenchError(f"space '{key}': unknown kind '{space.kind}'; use {', '.join(KINDS)}")
+    if space.kind == "choice":
+        if not space.args:
+            raise SeqbenchError(f"space '{key}': choice() needs at least one value")
+        return space
+    if len(space.args) != 2:
+        raise SeqbenchError(f"space '{key}': {space.kind}() takes two bounds (lo,hi), got {len(space.args)}")
+    lo, hi = space.args
+    if not lo < hi:
+        raise SeqbenchError(f"space '{key}': {space}: the lower bound {_fmt(lo)} must be below the upper {_fmt(hi)}")
+    if space.kind == "loguniform" and lo <= 0:
+        raise SeqbenchError(f"space '{key}': {space}: loguniform needs a positive lower bound, got {_fmt(lo)}")
+    return space
+
+
+def parse(spec: str, key: str) -> Space:
+    """``"loguniform(1e-4,1e-2)"`` -> the space; errors name the setting and the bad text."""
+    m = _CALL.match(spec)
+    if m is None:
+        raise SeqbenchError(f"space '{key}': cannot read '{spec}'; write e.g. loguniform(1e-4,1e-2), "
+                            "uniform(0,0.5), int(1,3) or choice(32,64)")
+    kind, inner = m[1], [p.strip() for p in m[2].split(",") if p.strip()]
+    if kind not in KINDS:
+        raise SeqbenchError(f"space '{key}': unknown kind '{kind}' in '{spec}'; use {', '.join(KINDS)}")
+    if kind == "choice":
+        return check(Space(kind, tuple(inner)), key)
+    numbers = [_number(p, key, spec) for p in inner]
+    if kind == "int":
+        if any(n != int(n) for n in numbers):
+            raise SeqbenchError(f"space '{key}': int() bounds must be whole numbers, got '{spec}'")
+        return check(Space(kind, tuple(int(n) for n in numbers)), key)
+    return check(Space(kind, tuple(numbers)), key)
+
+
+def parse_spaces(items: list[str] | None) -> dict[str, Space]:
+    """``["lr=loguniform(1e-4,1e-2)", "d=choice(32,64)"]`` -> setting -> space (commas inside the
+    parentheses belong to the space; repeat the option for several settings, or separate them with ``;``)."""
+    out: dict[str, Space] = {}
+    for item in items or []:
+        for pair in item.split(";"):
+            if not pair.strip():
+                continue
+            if "=" not in pair:
+                raise SeqbenchError(f"--space expects key=SPEC, got '{pair}'")
+            key, spec = (s.strip() for s in pair.split("=", 1))
+            out[key] = parse(spec, key)
+    return out

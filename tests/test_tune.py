@@ -1,0 +1,138 @@
+"""`seqbench tune`: search spaces (declared, parsed, printed), the test-split guard, a tiny tune on Ray Tune whose
+winner `seqbench run --config tuned` reuses, and a rerun that restores the tune instead of training again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqbench.cli import app
+from seqbench.config import check_space, search_space
+from seqbench.data.guard import TestDataError, validation_only
+from seqbench.errors import SeqbenchError
+from seqbench.models import create_model, get_spec
+from seqbench.models.cf.sasrec import SASRecConfig
+from seqbench.planner import tuned_layer
+from seqbench.space import Space, parse, parse_spaces
+
+
+# -- spaces -------------------------------------------------------------------------------------------------
+def test_spaces_parse_and_print():
+    assert parse("loguniform(1e-4, 1e-2)", "lr") == Space("loguniform", (1e-4, 1e-2))
+    assert parse("uniform(0,0.5)", "dropout") == Space("uniform", (0.0, 0.5))
+    assert parse("int(1,3)", "n_blocks") == Space("int", (1, 3))
+    assert parse("choice(32,64)", "d") == Space("choice", ("32", "64"))
+    assert str(parse("loguniform(1e-4,1e-2)", "lr")) == "loguniform(0.0001,0.01)"
+    assert parse_spaces(["lr=loguniform(1e-4,1e-2);d=choice(32,64)"]).keys() == {"lr", "d"}
+    # values are read as the setting's type and checked against its range
+    assert check_space(SASRecConfig, "d", parse("choice(32,64)", "d")).args == (32, 64)
+    declared = search_space(get_spec("sasrec").load_class().config_cls)
+    assert {"lr", "dropout", "d"} <= declared.keys()
+    for model in ("gru4rec", "bert4rec", "nextitnet"):
+        assert "lr" in search_space(get_spec(model).load_class().config_cls)
+    shown = CliRunner().invoke(app, ["models", "--show", "sasrec"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0 and "loguniform(0.0001,0.01)" in shown.output
+
+
+@pytest.mark.parametrize(("spec", "key", "message"), [
+    ("normal(0,1)", "lr", "unknown kind 'normal'"),
+    ("uniform(0.5,0.1)", "dropout", "lower bound 0.5 must be below"),
+    ("loguniform(0,1e-2)", "lr", "positive lower bound"),
+    ("uniform(a,1)", "dropout", "'a' in 'uniform(a,1)' is not a number"),
+    ("int(1.5,3)", "n_blocks", "whole numbers"),
+    ("lr", "lr", "cannot read 'lr'"),
+])
+def test_bad_space_text_names_the_value(spec, key, message):
+    with pytest.raises(SeqbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(spec, key)
+
+
+@pytest.mark.parametrize(("key", "spec", "message"), [
+    ("dropout", "uniform(0,1.5)", "1.5 is out of range"),
+    ("d", "uniform(16,64)", "samples floats but 'd' is int"),
+    ("loss", "choice(ce,mse)", "'mse' is not allowed"),
+    ("nope", "choice(1)", "unknown setting 'nope'"),
+])
+def test_bad_space_for_the_setting_names_the_value(key, spec, message):
+    with pytest.raises(SeqbenchError, match=message):
+        search_space(SASRecConfig, {key: parse(spec, key)})
+
+
+# -- the test-split guard -------------------------------------------------------------------------------------
+def test_validation_only_refuses_every_read_of_the_test_split(tiny):
+    guarded = validation_only(tiny)
+    assert guarded.content_hash == tiny.content_hash and "test" not in guarded.candidates
+    for read in (lambda: guarded.candidates["test"], lambda: guarded.histories("test"),
+                 lambda: guarded.targets("test"), lambda: guarded.stage_users("test")):
+        with pytest.raises(TestDataError):
+            read()
+    assert len(guarded.histories("valid")) == len(tiny.histories("valid"))
+    # a model trains and validates on it: training touches no test data
+    from seqbench.context import RunContext
+
+    model = create_model("sasrec", guarded.n_items, {"max_epochs": 1, "d": 16})
+    assert model.fit(guarded, guarded.histories("train"), RunContext()).best_valid > 0
+
+
+# -- a tiny tune ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_two_cpus():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("optuna")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_tune_writes_the_tuned_layer_run_reuses_and_a_rerun_restores(ray_two_cpus, tiny, tiny_home, tmp_path):
+    from seqbench.runner import RunSpec, run
+    from seqbench.tune import TuneSpec, run_tune
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = TuneSpec(model="sasrec", dataset="tiny", trials=3, seed=0, data_home=tiny_home, tracking_uri=uri,
+                    overrides={"max_epochs": "2", "eval_every": "1", "d": "16", "n_blocks": "1"},
+                    spaces=parse_spaces(["lr=loguniform(1e-3,1e-2)"]), max_concurrent=2)
+    report = run_tune(spec)
+    assert len(report.trials) == 3 and not report.resumed
+    assert all(t["status"] in ("finished", "stopped") for t in report.trials)  # none read the test split
+    assert {"lr", "dropout", "attn_dropout"} <= report.best_layer.keys() and report.best_layer["d"] == "16"
+    assert tuned_layer(tiny_home, tiny, "sasrec") == report.best_layer
+    search = json.loads((report.folder / "search.json").read_text())
+    assert search["best"]["identity"] == report.best_identity and len(search["results"]) == 3
+
+    # MLflow: one parent, one child per trial with its curve
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("seqbench").experiment_id])
+    kinds = sorted(r.data.tags["run_kind"] for r in runs)
+    assert kinds == ["trial"] * 3 + ["tune"]
+    child = next(r for r in runs if r.data.tags["run_kind"] == "trial")
+    assert client.get_metric_history(child.info.run_id, "valid_ndcg_at_10")
+
+    # `run --config tuned` trains the winner's config: the tune's model, taken from the store
+    out = run(RunSpec(model="sasrec", dataset="tiny", data_home=tiny_home, config_file=Path("tuned"),
+                      tracking_uri=uri))
+    assert out["runs"][0]["model_identity"] == report.best_identity
+    assert out["runs"][0]["reused"] is report.best_stored is True
+
+    # the same command again restores the finished tune: no trial runs again
+    again = run_tune(spec)
+    assert again.resumed and sorted(t["trial_id"] for t in again.trials) == sorted(t["trial_id"] for t in report.trials)
+    assert again.best_layer == report.best_layer
+    assert len(client.search_runs([client.get_experiment_by_name("seqbench").experiment_id],
+                                  "tags.run_kind = 'trial'")) == 3
+
+
+def test_config_tuned_without_a_tune_says_what_to_run(tiny_home, tmp_path):
+    from seqbench.runner import RunSpec, run
+
+    with pytest.raises(SeqbenchError, match="seqbench tune --model gru4rec --dataset tiny"):
+        run(RunSpec(model="gru4rec", dataset="tiny", data_home=tiny_home, config_file=Path("tuned"),
+                    tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
