@@ -220,9 +220,17 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
             run_config=tune.RunConfig(name=sid, storage_path=str(ray_root), verbose=0,
                                       callbacks=[_Progress(spec.trials)]),
         )
+    fit_start = time.monotonic()
     results = tuner.fit()
+    ended = results.num_terminated + results.num_errors
+    budget_over = spec.budget_minutes is not None and time.monotonic() - fit_start >= spec.budget_minutes * 60
+    if ended < spec.trials and not budget_over:  # Ctrl-C / SIGTERM: Tune saved its state and returned early
+        raise SeqbenchError(f"the tune stopped with {ended} of {spec.trials} trials ended; run the same command "
+                            f"again to resume it ({experiment})")
     trials = []
     for res in results:
+        if res.config is None:  # a trial that never started
+            continue
         sampled = {k: res.config[k] for k in space if k in res.config}
         ident = planned_identity(spec.model, [*layers, sampled], validation_only(data), spec.seed, code_version())
         frame = res.metrics_dataframe
