@@ -220,6 +220,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
             run_config=tune.RunConfig(name=sid, storage_path=str(ray_root), verbose=0,
                                       callbacks=[_Progress(spec.trials)]),
         )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off (verbose=0): the progress lines say it
     fit_start = time.monotonic()
     results = tuner.fit()
     ended = results.num_terminated + results.num_errors

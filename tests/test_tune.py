@@ -136,3 +136,31 @@ def test_config_tuned_without_a_tune_says_what_to_run(tiny_home, tmp_path):
     with pytest.raises(SeqbenchError, match="seqbench tune --model gru4rec --dataset tiny"):
         run(RunSpec(model="gru4rec", dataset="tiny", data_home=tiny_home, config_file=Path("tuned"),
                     tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
+
+
+def test_tune_cli_rejects_a_bad_space_before_ray_starts(tiny_home):
+    got = CliRunner().invoke(app, ["tune", "--model", "sasrec", "--dataset", "tiny", "--data-home", str(tiny_home),
+                                   "--space", "dropout=uniform(0,1.5)"])
+    assert got.exit_code != 0 and "1.5 is out of range" in got.output
+
+
+def test_a_sweep_with_config_tuned_plans_the_tuned_layer(tiny, tiny_home, tmp_path):
+    from seqbench.models.store import ModelStore
+    from seqbench.planner import model_layers, planned_identity, tuned_dir
+    from seqbench.sweep import expand, load_grid
+
+    folder = tuned_dir(tiny_home, "tiny", "nextitnet")
+    folder.mkdir(parents=True)
+    try:
+        (folder / "config.json").write_text(json.dumps({"dataset_hash": tiny.content_hash,
+                                                        "layer": {"dropout": 0.25, "d": 16}}))
+        grid = tmp_path / "g.yaml"
+        grid.write_text("experiment: e\ndatasets: [tiny]\nmodels: [nextitnet]\nprobes: [shuffle-infer]\nseeds: [0]\n"
+                        "config: tuned\n")
+        (plan,) = expand(load_grid(grid), {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v", home=tiny_home)
+        layers = model_layers("nextitnet", {}, None, tiny.meta.get("run_defaults"),
+                              tuned={"dropout": 0.25, "d": 16})
+        assert plan.identity == planned_identity("nextitnet", layers, tiny, 0, "v")
+        assert {"dropout": 0.25, "d": 16} in plan.layers
+    finally:
+        (folder / "config.json").unlink()
