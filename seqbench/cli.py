@@ -473,6 +473,8 @@ def tune_cmd(
                                                     " (repeatable; overrides the declared one).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Fixed model setting key=value (repeatable); "
                                                    "kept in the tuned layer.")] = None,
+    study: Annotated[str | None, typer.Option(help="A study file (or studies/NAME.yaml): its space.<model> and "
+                                              "set.<model> tables, under --space and --set.")] = None,
     cpus_per_trial: Annotated[float, typer.Option(help="Ray CPUs per trial (also its torch threads).")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="Ray GPUs per trial.")] = 0.0,
     max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
@@ -491,8 +493,16 @@ def tune_cmd(
     from seqbench.tune import TuneSpec, run_tune
 
     try:
+        spaces, fixed = {}, {}
+        if study is not None:
+            from seqbench.sweep import find_study, load_grid
+
+            grid = load_grid(find_study(study))
+            spaces, fixed = dict(grid.spaces.get(model, {})), dict(grid.sets.get(model, {}))
+        spaces.update(parse_spaces(space))
+        fixed.update(parse_sets(set_))
         spec = TuneSpec(model=model, dataset=dataset, trials=trials, budget_minutes=budget_minutes, seed=seed,
-                        spaces=parse_spaces(space), overrides=parse_sets(set_), cpus_per_trial=cpus_per_trial,
+                        spaces=spaces, overrides=fixed, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, address=address,
                         tracking_uri=tracking_uri, data_home=data_home)
         report = run_tune(spec, err)

@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from seqbench import record
-from seqbench.config import load_config_file
+from seqbench.config import load_config_file, search_space
 from seqbench.context import resolve_device
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.embedded import on_demand
@@ -47,11 +47,13 @@ from seqbench.planner import (
 )
 from seqbench.probes import PROBES, get_probe, validate_probe_options
 from seqbench.runner import RunSpec, SeedPass, log_result, result_dict, seed_pass
+from seqbench.space import Space
+from seqbench.space import parse as parse_space
 from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
-             "proxies_in_verdict", "recipe", "config"}
+             "proxies_in_verdict", "recipe", "config", "space"}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
@@ -72,6 +74,7 @@ class Grid:
     proxies_in_verdict: bool = False  # the paper-pattern view counts rows trained with a non-official recipe
     recipe: str | None = None  # a named training recipe for the LLM models (under `set`)
     config: str | None = None  # "tuned": each (model, dataset)'s tuned layer (`seqbench tune`), under `set`
+    spaces: dict[str, dict[str, Space]] = field(default_factory=dict)  # per-model search spaces (`tune --study`)
 
     @property
     def sweep_id(self) -> str:
@@ -173,12 +176,30 @@ def load_grid(path: Path) -> Grid:
     proxies = raw.get("proxies_in_verdict", False)
     if not isinstance(proxies, bool):
         raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
+    spaces = _spaces(raw.get("space") or {}, models, path)
     config = raw.get("config")
     if config is not None and not is_tuned(config):
         raise SeqbenchError(f"{path}: 'config' names a config layer; the one there is: {TUNED} (got {config!r})")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
                 {m: dict(v) for m, v in sets.items()}, probe_sets, evals, views,
-                proxies, None if recipe is None else str(recipe), config)
+                proxies, None if recipe is None else str(recipe), config, spaces)
+
+
+def _spaces(raw: Any, models: list[str], path: Path) -> dict[str, dict[str, Space]]:
+    """A study's ``space`` table: model -> setting -> SPEC (``docs/tuning.md``), each checked like ``--space``."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise SeqbenchError(f"{path}: 'space' must map model names to tables of setting = SPEC, got {raw!r}")
+    out: dict[str, dict[str, Space]] = {}
+    for m, table in raw.items():
+        if m not in models:
+            raise SeqbenchError(f"{path}: 'space.{m}': model '{m}' is not in 'models' ({', '.join(models)})")
+        try:
+            parsed = {k: parse_space(str(v), k) for k, v in table.items()}
+            search_space(get_spec(m).load_class().config_cls, parsed)
+        except SeqbenchError as e:
+            raise SeqbenchError(f"{path}: 'space.{m}': {e}") from e
+        out[m] = parsed
+    return out
 
 
 def find_study(name: str | Path) -> Path:

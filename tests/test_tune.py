@@ -164,3 +164,19 @@ def test_a_sweep_with_config_tuned_plans_the_tuned_layer(tiny, tiny_home, tmp_pa
         assert {"dropout": 0.25, "d": 16} in plan.layers
     finally:
         (folder / "config.json").unlink()
+
+
+def test_a_study_declares_spaces_and_tune_reads_them(tmp_path, tiny_home):
+    from seqbench.sweep import load_grid
+
+    study = tmp_path / "s.yaml"
+    study.write_text("experiment: e\ndatasets: [tiny]\nmodels: [sasrec]\nprobes: [shuffle-infer]\nseeds: [0]\n"
+                     "space: {sasrec: {lr: 'loguniform(1e-3,1e-2)'}}\n")
+    assert load_grid(study).spaces == {"sasrec": {"lr": Space("loguniform", (1e-3, 1e-2))}}
+    study.write_text(study.read_text().replace("1e-3,1e-2", "0,1e-2"))
+    with pytest.raises(SeqbenchError, match="'space.sasrec': space 'lr'.*positive lower bound"):
+        load_grid(study)
+    # `tune --study` takes the study's table for the model; a bad one fails before Ray starts
+    got = CliRunner().invoke(app, ["tune", "--model", "sasrec", "--dataset", "tiny", "--data-home", str(tiny_home),
+                                   "--study", str(study)])
+    assert got.exit_code != 0 and "positive lower bound" in got.output
