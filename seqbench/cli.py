@@ -488,8 +488,7 @@ def tune_cmd(
 ) -> None:
     """Tune a model's settings on validation data (Ray Tune: Optuna proposes, ASHA stops weak trials early); the
     winner becomes the 'tuned' config layer that `run`/`sweep --config tuned` use. Rerun after a kill to resume."""
-    from seqbench.config import parse_sets
-    from seqbench.space import parse_spaces
+    from seqbench.config import parse_sets, parse_spaces
     from seqbench.tune import TuneSpec, run_tune
 
     try:

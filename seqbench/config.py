@@ -21,6 +21,7 @@ import tomllib
 
 from seqbench.errors import SeqbenchError
 from seqbench.space import Space
+from seqbench.space import parse as parse_space
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -136,18 +137,29 @@ def check_space(cfg_cls: type, key: str, space: Space) -> Space:
     return Space(space.kind, values)
 
 
-def parse_sets(items: list[str] | None) -> dict[str, str]:
-    """``["a=1", "b=x,c=false"]`` -> ``{"a": "1", "b": "x", "c": "false"}`` (commas split pairs too)."""
-    out: dict[str, str] = {}
+def key_value_pairs(items: list[str] | None, sep: str, option: str, value: str = "value") -> list[tuple[str, str]]:
+    """``--option k=v`` values, each possibly several pairs joined by ``sep``, as (key, value) pairs in order."""
+    pairs = []
     for item in items or []:
-        for pair in item.split(","):
+        for pair in item.split(sep):
             if not pair.strip():
                 continue
             if "=" not in pair:
-                raise SeqbenchError(f"--set expects key=value, got '{pair}'")
+                raise SeqbenchError(f"{option} expects key={value}, got '{pair}'")
             k, v = pair.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
+            pairs.append((k.strip(), v.strip()))
+    return pairs
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """``["a=1", "b=x,c=false"]`` -> ``{"a": "1", "b": "x", "c": "false"}`` (commas split pairs too)."""
+    return dict(key_value_pairs(items, ",", "--set"))
+
+
+def parse_spaces(items: list[str] | None) -> dict[str, Space]:
+    """``["lr=loguniform(1e-4,1e-2)", "d=choice(32,64)"]`` -> setting -> space (commas inside the
+    parentheses belong to the space; repeat the option for several settings, or separate them with ``;``)."""
+    return {key: parse_space(spec, key) for key, spec in key_value_pairs(items, ";", "--space", "SPEC")}
 
 
 def parse_model_sets(items: list[str] | None) -> dict[str, dict[str, str]]:

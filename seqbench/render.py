@@ -70,9 +70,7 @@ def extra_lines(result: dict) -> list[str]:
 def seed_verdict(key: str, s: dict, alpha: float = ALPHA) -> str | None:
     """The verdict of a probe that compares trained models, from the t-test over seeds (None for other probes,
     whose per-seed lines already carry a verdict)."""
-    if not compares_trained_models(s.get("probe", key)):
-        return None
-    if s["n_seeds"] < 2:
+    if not compares_trained_models(s.get("probe", key)) or s["n_seeds"] < 2:
         return None
     what = (f"{s['relative_change_mean']:+.1%} over {s['n_seeds']} seeds (95% t-CI "
             f"{s['relative_change_ci95'][0]:+.1%} to {s['relative_change_ci95'][1]:+.1%}), paired t-test p = "

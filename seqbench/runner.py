@@ -89,7 +89,7 @@ class SeedPass:
     @property
     def recipe_tags(self) -> dict[str, str]:
         """The MLflow ``recipe`` tag, for models that have a recipe."""
-        return {} if self.recipe is None else {"recipe": self.recipe}  # record.result_tags' recipe
+        return {} if self.recipe is None else {"recipe": self.recipe}
 
 
 MetricSink = Callable[[str, str, float, int], None]  # (model identity, name, value, step)
@@ -283,7 +283,7 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
                 out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
                 out.update(reused=sp.reused, model_identity=sp.identity, **sp.recipe_fields)
                 out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
-                                            {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags})
+                                                  {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags})
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

@@ -113,18 +113,3 @@ def parse(spec: str, key: str) -> Space:
             raise SeqbenchError(f"space '{key}': int() bounds must be whole numbers, got '{spec}'")
         return check(Space(kind, tuple(int(n) for n in numbers)), key)
     return check(Space(kind, tuple(numbers)), key)
-
-
-def parse_spaces(items: list[str] | None) -> dict[str, Space]:
-    """``["lr=loguniform(1e-4,1e-2)", "d=choice(32,64)"]`` -> setting -> space (commas inside the
-    parentheses belong to the space; repeat the option for several settings, or separate them with ``;``)."""
-    out: dict[str, Space] = {}
-    for item in items or []:
-        for pair in item.split(";"):
-            if not pair.strip():
-                continue
-            if "=" not in pair:
-                raise SeqbenchError(f"--space expects key=SPEC, got '{pair}'")
-            key, spec = (s.strip() for s in pair.split("=", 1))
-            out[key] = parse(spec, key)
-    return out

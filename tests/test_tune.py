@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.config import check_space, search_space
+from seqbench.config import check_space, parse_spaces, search_space
 from seqbench.data.guard import TestDataError, validation_only
 from seqbench.errors import SeqbenchError
 from seqbench.models import create_model, get_spec
 from seqbench.models.cf.sasrec import SASRecConfig
 from seqbench.planner import tuned_layer
-from seqbench.space import Space, parse, parse_spaces
+from seqbench.space import Space, parse
 
 
 # -- spaces -------------------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def false_positive_tables(records: list[RunRecord]) -> list[Table]:
         row, off = _fp_row(variant, probe, "Wilcoxon over users, one seed",
                            np.array([r.result["test"]["p_value"] for r in first]),
                            np.array([r.result["test"]["relative_change"] for r in first]), not trained)
-        bold.update({(len(rows), 4)} if off else set())
+        if off:
+            bold.add((len(rows), 4))
         rows.append(row)
         several = [rs for rs in seeded if len(rs) >= 2]
         if trained and several:
@@ -100,7 +101,8 @@ def false_positive_tables(records: list[RunRecord]) -> list[Table]:
             n_seeds = sorted({len(rs) for rs in several})
             row, off = _fp_row(variant, probe, f"t-test over {'/'.join(map(str, n_seeds))} seeds", tests[:, 0],
                                tests[:, 1], True)
-            bold.update({(len(rows), 4)} if off else set())
+            if off:
+                bold.add((len(rows), 4))
             rows.append(row)
     if not rows:
         return []
