@@ -442,11 +442,11 @@ def sweep_cmd(
     if dry_run:
         out.print(f"{grid}: {len(points)} grid points in {len(report.plans)} tasks", highlight=False, soft_wrap=True)
         table = Table()
-        for col in ("dataset", "model", "seed", "probe", "eval", "trained model", "result"):
+        for col in ("dataset", "model", "settings", "seed", "probe", "eval", "trained model", "result"):
             table.add_column(col)
         for plan, p in points:
-            table.add_row(p.dataset, p.model, str(p.seed), p.probe, p.protocol, "stored" if plan.stored else "to train",
-                          "done" if p.done else "to do")
+            table.add_row(p.dataset, p.model, plan.settings_text, str(p.seed),
+                          p.probe, p.protocol, "stored" if plan.stored else "to train", "done" if p.done else "to do")
         out.print(table)
         return
     skipped = len(points) - len(report.logged) - sum(len(plan.todo) for plan in report.plans)
@@ -494,10 +494,12 @@ def tune_cmd(
     try:
         spaces, fixed = {}, {}
         if study is not None:
-            from seqbench.sweep import find_study, load_grid
+            from seqbench.data.embedded import DEFAULT_DATASET
+            from seqbench.sweep import find_study, load_grid, one_row
 
-            grid = load_grid(find_study(study))
-            spaces, fixed = dict(grid.spaces.get(model, {})), dict(grid.sets.get(model, {}))
+            path = find_study(study)
+            grid = load_grid(path)
+            spaces, fixed = dict(grid.spaces.get(model, {})), one_row(grid, model, dataset or DEFAULT_DATASET, path)
         spaces.update(parse_spaces(space))
         fixed.update(parse_sets(set_))
         spec = TuneSpec(model=model, dataset=dataset, trials=trials, budget_minutes=budget_minutes, seed=seed,

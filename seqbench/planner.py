@@ -38,16 +38,18 @@ def ensure_dataset(name: str | None, home: Path, console: Console | None = None)
     return data
 
 
-def model_layers(model: str, overrides: dict[str, str], config_file: Path | None,
+def model_layers(model: str, overrides: dict[str, Any] | list[dict[str, Any]], config_file: Path | None,
                  dataset_defaults: dict[str, Any] | None = None, task: str = "retrieval",
                  recipe: str | None = None, tuned: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Config precedence: model defaults < the dataset's run_defaults (settings the model has) < a named
     training recipe (LLM models: every recipe-defining setting of ``models/llm/recipes.py``) < the tuned layer
-    (``--config tuned``: :func:`tuned_layer`) < config file ([model] or [models.<name>] table) < --set; then the
+    (``--config tuned``: :func:`tuned_layer`) < config file ([model] or [models.<name>] table) < --set (one
+    table, or several applied in order: a study's ``set.<model>`` then ``set.<model>@<dataset>``); then the
     run's task for models that train for it (LLM models)."""
     file_cfg = load_config_file(None if is_tuned(config_file) else config_file)
     known = {f.name for f in dataclasses.fields(get_spec(model).load_class().config_cls)}
-    if "task" in overrides:
+    explicit = overrides if isinstance(overrides, list) else [overrides]
+    if any("task" in table for table in explicit):
         raise OptionError("the task is not a model setting: use `seqbench run --task retrieval|generation`")
     layers = [{k: v for k, v in (dataset_defaults or {}).items() if k in known}]
     if recipe is not None:
@@ -58,7 +60,7 @@ def model_layers(model: str, overrides: dict[str, str], config_file: Path | None
         layers.append(file_cfg["model"])
     if isinstance(file_cfg.get("models"), dict) and isinstance(file_cfg["models"].get(model), dict):
         layers.append(file_cfg["models"][model])
-    layers.append(overrides)
+    layers.extend(explicit)
     if "task" in known and task != "retrieval":  # retrieval is the default: identities stay as they were
         layers.append({"task": task})
     return layers

@@ -65,7 +65,9 @@ class Grid:
     models: list[str]
     probes: list[str]
     seeds: list[int]
-    sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model config overrides
+    # per-model config overrides: set.<model> is one table, or a list of tables (one config row each);
+    # set.<model>@<dataset> is one table over each of them on that dataset (:func:`set_rows`)
+    sets: dict[str, dict[str, Any] | list[dict[str, Any]]] = field(default_factory=dict)
     # options for every probe (as --probe-set); a study may give a list of tables: each probe then runs once per
     # distinct set of the options it reads
     probe_sets: list[dict[str, str]] = field(default_factory=lambda: [{}])
@@ -138,16 +140,6 @@ def load_grid(path: Path) -> Grid:
             recipe_layer(models[0], str(recipe))
         except SeqbenchError as e:
             raise type(e)(f"{path}: 'recipe': {e}") from e
-    sets = raw.get("set") or {}
-    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
-        raise SeqbenchError(f"{path}: 'set' must map model names to tables of settings, got {sets!r}")
-    for m, layer in sets.items():
-        if m not in models:
-            raise SeqbenchError(f"{path}: 'set.{m}': model '{m}' is not in 'models' ({', '.join(models)})")
-        try:
-            resolved_config(m, [layer])  # unknown or ill-typed settings fail here, naming the key
-        except SeqbenchError as e:
-            raise SeqbenchError(f"{path}: 'set.{m}': {e}") from e
     probe_sets = raw.get("probe_set") or {}
     probe_sets = probe_sets if isinstance(probe_sets, list) else [probe_sets]
     if not probe_sets or not all(isinstance(t, dict) for t in probe_sets):
@@ -181,8 +173,55 @@ def load_grid(path: Path) -> Grid:
     if config is not None and not is_tuned(config):
         raise SeqbenchError(f"{path}: 'config' names a config layer; the one there is: {TUNED} (got {config!r})")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
-                {m: dict(v) for m, v in sets.items()}, probe_sets, evals, views,
+                _sets(raw.get("set") or {}, models, datasets, path), probe_sets, evals, views,
                 proxies, None if recipe is None else str(recipe), config, spaces)
+
+
+def _sets(raw: Any, models: list[str], datasets: list[str], path: Path) -> dict[str, Any]:
+    """A grid's ``set`` table, checked: ``<model>`` -> a table of settings, or a list of tables (one config row
+    each, ``{}`` = the defaults); ``<model>@<dataset>`` -> one table layered over each of that model's rows on
+    that dataset. A one-table list is stored as the table, so it plans (and ids) like the table."""
+    if not isinstance(raw, dict):
+        raise SeqbenchError(f"{path}: 'set' must map model names to tables of settings, got {raw!r}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        model, at, dataset = str(key).partition("@")
+        if model not in models:
+            raise SeqbenchError(f"{path}: 'set.{key}': model '{model}' is not in 'models' ({', '.join(models)})")
+        if at and dataset not in datasets:
+            raise SeqbenchError(f"{path}: 'set.{key}': dataset '{dataset}' is not in 'datasets' "
+                                f"({', '.join(datasets)})")
+        tables = value if isinstance(value, list) and not at else [value]
+        if not tables or not all(isinstance(t, dict) for t in tables):
+            kind = (f"one table of settings (it applies over each config of 'set.{model}')" if at else
+                    "a table of settings, or a non-empty list of tables (one config each)")
+            raise SeqbenchError(f"{path}: 'set.{key}' must be {kind}, got {value!r}")
+        if len({json.dumps(t, sort_keys=True, default=str) for t in tables}) < len(tables):
+            raise SeqbenchError(f"{path}: 'set.{key}': the same config is listed twice")
+        for table in tables:
+            try:
+                resolved_config(model, [table])  # unknown or ill-typed settings fail here, naming the key
+            except SeqbenchError as e:
+                raise SeqbenchError(f"{path}: 'set.{key}': {e}") from e
+        out[str(key)] = [dict(t) for t in tables] if len(tables) > 1 else dict(tables[0])
+    return out
+
+
+def set_rows(sets: dict[str, Any], model: str, dataset: str) -> list[list[dict[str, Any]]]:
+    """The explicit settings of each config row of ``model`` on ``dataset``, as tables applied in order:
+    ``set.<model>`` (one row, or one per table of its list) with ``set.<model>@<dataset>`` over each."""
+    base = sets.get(model, {})
+    extra = sets.get(f"{model}@{dataset}")
+    return [[row, *([extra] if extra else [])] for row in (base if isinstance(base, list) else [base])]
+
+
+def one_row(grid: Grid, model: str, dataset: str, path: Path) -> dict[str, Any]:
+    """The grid's settings for a single config of ``model`` on ``dataset`` (``seqbench tune --study``), as one
+    table; a model with several configs in ``set`` is an error (pass that config's settings with ``--set``)."""
+    rows = set_rows(grid.sets, model, dataset)
+    if len(rows) > 1:
+        raise SeqbenchError(f"{path}: 'set.{model}' lists {len(rows)} configs; tune one of them with --set")
+    return {k: v for table in rows[0] for k, v in table.items()}
 
 
 def _spaces(raw: Any, models: list[str], path: Path) -> dict[str, dict[str, Space]]:
@@ -244,6 +283,17 @@ class TaskPlan:
     identity: str
     stored: bool  # the trained model is already in the store
     points: list[Point]
+    settings: dict[str, Any] = field(default_factory=dict)  # the grid's explicit settings for this config row
+
+    @property
+    def settings_text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
+
+    @property
+    def label(self) -> str:
+        """dataset/model/seed, with the row's settings when the grid gives any (several configs of a model)."""
+        shown = self.settings_text
+        return f"{self.dataset}/{self.model}" + (f" ({shown})" if shown else "") + f"/seed{self.seed}"
 
     @property
     def todo(self) -> list[Point]:
@@ -265,15 +315,29 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
         for model in grid.models:
             # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
             tuned = tuned_layer(data_home(home), data, model) if is_tuned(grid.config) else None
-            layers = model_layers(model, grid.sets.get(model, {}), None, data.meta.get("run_defaults"),
-                                  recipe=grid.recipe, tuned=tuned)
-            for seed in grid.seeds:
-                ident = planned_identity(model, layers, data, seed, code)
-                points = [Point(name, model, seed, p, result_identity(ident, p, options, e), protocol=e,
-                                options=options)
-                          for e in grid.evals for p, options in _probe_runs(grid)]
-                plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points))
+            for tables in set_rows(grid.sets, model, name):
+                layers = model_layers(model, tables, None, data.meta.get("run_defaults"), recipe=grid.recipe,
+                                      tuned=tuned)
+                settings = {k: v for t in tables for k, v in t.items()}  # shown by --dry-run and in errors
+                for seed in grid.seeds:
+                    ident = planned_identity(model, layers, data, seed, code)
+                    points = [Point(name, model, seed, p, result_identity(ident, p, options, e), protocol=e,
+                                    options=options)
+                              for e in grid.evals for p, options in _probe_runs(grid)]
+                    plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points, settings))
+    _check_distinct(plans)
     return plans
+
+
+def _check_distinct(plans: list[TaskPlan]) -> None:
+    """Two config rows that resolve to the same trained model would log the same results twice."""
+    seen: dict[tuple[str, str], TaskPlan] = {}
+    for plan in plans:
+        key = (plan.dataset, plan.identity)
+        if key in seen:
+            raise SeqbenchError(f"set.{plan.model}: {seen[key].label} and {plan.label} resolve to the same config "
+                                f"(the same trained model); drop one")
+        seen[key] = plan
 
 
 # -- Ray resources ------------------------------------------------------------------------------------------
@@ -445,7 +509,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
                 try:
                     sp = ray.get(ref)
                 except Exception as e:  # the task failed after its retries: report it, keep the others going
-                    report.failed.append(f"{plan.dataset}/{plan.model}/seed{plan.seed}: {e}")
+                    report.failed.append(f"{plan.label}: {e}")
                     _finish_task(live, plan.identity, "FAILED")
                     continue
                 _drain(queue, live, Empty)
@@ -483,7 +547,7 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
                 parent: str, report: SweepReport) -> None:
     """One nested child run per grid point not yet logged (a point logged before a crash is skipped)."""
     if sp.identity != plan.identity:
-        raise SeqbenchError(f"task {plan.dataset}/{plan.model}/seed{plan.seed} trained identity {sp.identity}, "
+        raise SeqbenchError(f"task {plan.label} trained identity {sp.identity}, "
                             f"the driver planned {plan.identity} (different code versions on driver and worker?)")
     by_probe = {(p.probe, p.protocol, json.dumps(p.options, sort_keys=True)): p for p in plan.points}
     for res in sp.results:

@@ -87,6 +87,18 @@ def test_protocols_are_grid_points_of_one_trained_model(tmp_path, tiny):
      "unknown setting 'dd'", SeqbenchError),
     ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: {d: 1}}\n",
      "'set.sasrec'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec@nope: {d: 8}}\n",
+     "'set.sasrec@nope': dataset 'nope' is not in 'datasets'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {pop@tiny: {}}\n",
+     "'set.pop@tiny': model 'pop' is not in 'models'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec@tiny: [{d: 8}]}\n",
+     "'set.sasrec@tiny' must be one table", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: []}\n",
+     "'set.sasrec' must be a table of settings, or a non-empty list", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: [{d: 8}, {d: 8}]}\n",
+     "'set.sasrec': the same config is listed twice", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: [{}, {dd: 1}]}\n",
+     "'set.sasrec': unknown setting 'dd'", SeqbenchError),
 ])
 def test_bad_grid_files_name_the_problem(tmp_path, text, message, exc):
     path = _grid(tmp_path, text)
@@ -253,3 +265,67 @@ def test_dataset_ranges_expand_and_synthetic_names_are_made_on_demand(tmp_path):
     with pytest.raises(UnknownNameError):
         run_sweep(_grid(tmp_path, "datasets: [no-such-data]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\n"),
                   home=tmp_path / "home", dry_run=True, tracking_uri=f"sqlite:///{tmp_path}/m.db")
+
+
+def test_several_configs_of_a_model_and_per_dataset_settings_are_rows_of_their_own(tmp_path, tiny):
+    """set.<model> as a list: one trained model per table; set.<model>@<dataset> over each row on that dataset."""
+    from seqbench.planner import resolved_config
+
+    base = "datasets: [tiny, copy]\nmodels: [pop, sasrec]\nprobes: [shuffle-infer, cosine]\nseeds: [0]\n"
+    grid = load_grid(_grid(tmp_path, base + "set:\n  sasrec: [{}, {n_blocks: 1}]\n  sasrec@copy: {d: 16}\n"))
+    data = {"tiny": tiny, "copy": tiny}  # the same data under two names: only the settings differ
+    plans = expand(grid, data, ModelStore(tmp_path / "s"), code="v")
+    assert [(p.dataset, p.model, p.settings) for p in plans] == [
+        ("tiny", "pop", {}), ("tiny", "sasrec", {}), ("tiny", "sasrec", {"n_blocks": 1}),
+        ("copy", "pop", {}), ("copy", "sasrec", {"d": 16}), ("copy", "sasrec", {"n_blocks": 1, "d": 16})]
+    sasrec = [p for p in plans if p.model == "sasrec"]
+    assert [(c["n_blocks"], c["d"]) for c in (resolved_config("sasrec", p.layers) for p in sasrec)] == \
+        [(2, 64), (1, 64), (2, 16), (1, 16)]
+    assert len({p.identity for p in sasrec}) == 4
+    assert len({pt.result_id for p in sasrec for pt in p.points}) == 8
+    assert sasrec[3].label == "copy/sasrec (n_blocks=1, d=16)/seed0"
+    plain = expand(load_grid(_grid(tmp_path, base, "plain.yaml")), data, ModelStore(tmp_path / "s"), code="v")
+    assert sasrec[0].identity == plain[1].identity  # {} is the defaults: the row a grid without `set` plans
+    same = load_grid(_grid(tmp_path, base + "set:\n  sasrec: [{}, {d: 64}]\n", "same.yaml"))
+    with pytest.raises(SeqbenchError, match=r"tiny/sasrec/seed0 and tiny/sasrec \(d=64\)/seed0 resolve to the same"):
+        expand(same, data, ModelStore(tmp_path / "s"), code="v")
+
+
+def test_grids_without_lists_or_per_dataset_settings_keep_their_sweep_id(tmp_path):
+    """A rerun of an existing grid must continue its MLflow parent run, found by sweep_id."""
+    head = ("experiment: e\ndatasets: [ml-100k, beauty-s05]\nmodels: [pop, sasrec, ctrl]\n"
+            "probes: [shuffle-infer, cosine]\nseeds: [0]\nprobe_set: [{window: 10}, {}]\nset:\n"
+            "  sasrec: {max_epochs: 5}\n")
+    old = load_grid(_grid(tmp_path, head + "  ctrl: {variant: contrastive}\n"))
+    assert old.sweep_id == "d69a3fbefb84460f"  # this grid's id before `set` took lists and <model>@<dataset>
+    one = load_grid(_grid(tmp_path, head + "  ctrl: [{variant: contrastive}]\n", "one.yaml"))
+    assert one.sweep_id == old.sweep_id and one.sets == old.sets  # a one-table list is the table
+    two = load_grid(_grid(tmp_path, head + "  ctrl: [{}, {variant: contrastive}]\n", "two.yaml"))
+    at = load_grid(_grid(tmp_path, head + "  ctrl: {variant: contrastive}\n  sasrec@ml-100k: {max_epochs: 3}\n",
+                         "at.yaml"))
+    assert len({old.sweep_id, two.sweep_id, at.sweep_id}) == 3
+
+
+def test_a_study_with_two_configs_of_a_model_reports_two_labelled_rows(ray_cluster, tiny_home, tracking_uri,
+                                                                       tmp_path):
+    from typer.testing import CliRunner
+
+    from seqbench.cli import app
+
+    (tmp_path / "studies").mkdir()
+    study = tmp_path / "studies" / "two.yaml"
+    study.write_text("experiment: two\ndatasets: [tiny]\nmodels: [pop, sasrec]\nprobes: [shuffle-infer]\n"
+                     f"seeds: [0]\nset:\n  sasrec: [{{}}, {{n_blocks: 1}}]\n  sasrec@tiny: {TINY_SASREC}\n"
+                     "views: [overall]\n")
+    dry = CliRunner().invoke(app, ["sweep", str(study), "--dry-run", "--tracking-uri", tracking_uri, "--data-home",
+                                   str(tiny_home)], env={"COLUMNS": "250"})
+    assert dry.exit_code == 0, dry.output
+    assert "3 grid points in 3 tasks" in dry.output and "n_blocks=1, max_epochs=2" in dry.output
+    report = run_sweep(study, tracking_uri=tracking_uri, home=tiny_home, max_parallel=3)
+    assert not report.failed and report.trained == 3 and len(report.logged) == 3
+    r = CliRunner().invoke(app, ["report", "--study", "two", "--tracking-uri", tracking_uri, "--out",
+                                 str(tmp_path / "o"), "--format", "md", "--data-home", str(tiny_home)])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "o" / "report.md").read_text()
+    first_cells = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert first_cells == ["| model", "| pop", "| sasrec (n_blocks=1)", "| sasrec (n_blocks=2)"], text
