@@ -329,3 +329,17 @@ def test_a_study_with_two_configs_of_a_model_reports_two_labelled_rows(ray_clust
     text = (tmp_path / "o" / "report.md").read_text()
     first_cells = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
     assert first_cells == ["| model", "| pop", "| sasrec (n_blocks=1)", "| sasrec (n_blocks=2)"], text
+
+
+def test_tune_study_takes_the_one_config_row_of_a_model(tmp_path):
+    """`seqbench tune --study` tunes one config: set.<model> with set.<model>@<dataset> over it, never a list."""
+    from seqbench.sweep import one_row
+
+    base = "datasets: [tiny, copy]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset:\n"
+    path = _grid(tmp_path, base + "  sasrec: {d: 8, n_blocks: 1}\n  sasrec@copy: {d: 16}\n")
+    grid = load_grid(path)
+    assert one_row(grid, "sasrec", "tiny", path) == {"d": 8, "n_blocks": 1}
+    assert one_row(grid, "sasrec", "copy", path) == {"d": 16, "n_blocks": 1}
+    listed = _grid(tmp_path, base + "  sasrec: [{}, {d: 16}]\n", "listed.yaml")
+    with pytest.raises(SeqbenchError, match="'set.sasrec' lists 2 configs; tune one of them with --set"):
+        one_row(load_grid(listed), "sasrec", "tiny", listed)
