@@ -162,18 +162,6 @@ def parse_spaces(items: list[str] | None) -> dict[str, Space]:
     return {key: parse_space(spec, key) for key, spec in key_value_pairs(items, ";", "--space", "SPEC")}
 
 
-def parse_model_sets(items: list[str] | None) -> dict[str, dict[str, str]]:
-    """Scripts that run several models: ``["sasrec.lr=1e-3,ctrl.d=32"]`` -> ``{"sasrec": {"lr": "1e-3"},
-    "ctrl": {"d": "32"}}``."""
-    out: dict[str, dict[str, str]] = {}
-    for key, value in parse_sets(items).items():
-        model, dot, name = key.partition(".")
-        if not dot:
-            raise SeqbenchError(f"--set expects model.key=value; got '{key}'")
-        out.setdefault(model, {})[name] = value
-    return out
-
-
 def load_config_file(path: Path | None) -> dict[str, Any]:
     """Read a TOML, JSON or YAML file into a dict; errors name the file."""
     if path is None:

@@ -26,10 +26,12 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                  probe: str = "shuffle-infer", seed: int = 0, kind: str = "paired", p_holm: float | None = None,
                  config: dict | None = None, probe_stats: dict | None = None,
                  curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False,
-                 protocol: str | None = None, recipe: str | None = None) -> str:
+                 protocol: str | None = None, recipe: str | None = None,
+                 probe_options: dict[str, str] | None = None) -> str:
     """One finished run laid out like runner.log_result: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
     seed, tags dataset_hash/code_version/family, model_config.* params, result.json, per_user_metrics.parquet,
-    resolved_config.json, optional metric curves, and an LLM model's ``recipe`` (tag and result field)."""
+    resolved_config.json, optional metric curves, an LLM model's ``recipe`` (tag and result field) and the probe's
+    options (``probe_options.*`` params)."""
     run_id = client.create_run(experiment_id, run_name=f"{dataset}/{model}/{probe}/seed{seed}").info.run_id
     ids = {"dataset": dataset, "model": model, "probe": probe, "seed": str(seed)}
     for k, v in ids.items():
@@ -43,6 +45,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
         client.set_tag(run_id, "recipe", recipe)
     for k, v in (config or {}).items():
         client.log_param(run_id, f"model_config.{k}", v)
+    for k, v in (probe_options or {}).items():
+        client.log_param(run_id, f"probe_options.{k}", v)
     (a_name, a), (b_name, b) = conditions.items()
     test = (paired_test if kind == "paired" else independent_test)(a, b)
     test.p_holm = p_holm

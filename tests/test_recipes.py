@@ -1,23 +1,23 @@
 """LLM training recipes (models/llm/recipes.py): the official config is named ``official``, a changed recipe setting
-makes a proxy, the committed CPU table's settings are ``cpu-proxy``, and the sweep and paper_pattern record it."""
+makes a proxy, the committed CPU table's settings are ``cpu-proxy``, and the sweep records it."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 
-from seqbench.config import parse_model_sets, parse_sets, resolve
+from seqbench.config import resolve
 from seqbench.models import MODELS, get_spec
-from seqbench.models.llm.recipes import CPU_PROXY, OFFICIAL, PAPER_LLM, is_proxy, recipe_changes, recipe_of
+from seqbench.models.llm.recipes import CPU_PROXY, OFFICIAL, PAPER_LLM, recipe_changes, recipe_of
 from seqbench.models.store import ModelStore
 from seqbench.runner import RunSpec, seed_pass
 from seqbench.sweep import SweepReport, _log_points, _parent_run, expand, load_grid
 from seqbench.tracking import Tracker
-from tests.conftest import load_script
 
 LLM_MODELS = ("llmsrec", "tallrec", "llara", "collm", "a-llmrec")
 
@@ -45,7 +45,6 @@ def test_the_defaults_are_the_official_recipe_on_a_smaller_llm(model):
 def test_official_config_is_official_and_a_changed_recipe_setting_is_a_proxy(model):
     official = config(model, {"llm": PAPER_LLM})
     assert recipe_of(model, official) == "official" and recipe_changes(model, official) == []
-    assert not is_proxy(recipe_of(model, official))
     # precision, device, evaluation batches and cache switches are not part of the recipe
     assert recipe_of(model, config(model, {"llm": PAPER_LLM, "dtype": "fp32", "device": "cpu",
                                            "item_batch_size": "8", "teacher_cache": "false"})) == "official"
@@ -53,7 +52,7 @@ def test_official_config_is_official_and_a_changed_recipe_setting_is_a_proxy(mod
     for change in ({"batch_size": "4"}, {"in_batch_negatives": "true"}, {"head_init": "centred"},
                    {"teacher_loss": "ce"}, {"llm": "smollm2-135m"}):
         changed = config(model, {"llm": PAPER_LLM}, change)
-        assert recipe_of(model, changed) == "custom" and is_proxy("custom")
+        assert recipe_of(model, changed) == "custom"
         assert recipe_changes(model, changed) == list(change)
     # read back from a result's JSON (tuples come back as lists): the same name
     assert recipe_of(model, json.loads(json.dumps(official))) == "official"
@@ -69,34 +68,16 @@ def test_model_specific_recipe_settings():
     assert recipe_of("a-llmrec", config("a-llmrec", {"llm": PAPER_LLM, "stage1_cache": "false"})) == "official"
 
 
-def test_paper_patterns_cpu_recipe_is_the_cpu_proxy_recipe():
-    """``--recipe cpu`` of scripts/paper_pattern.py and ``CPU_PROXY`` are one recipe, for every LLM model."""
-    mod = load_script("paper_pattern")
-    sets, model_sets = mod.with_recipe("cpu", [], [])
-    settings = mod.llm_recipe({"dtype": "auto", **parse_sets(sets)}, parse_model_sets(model_sets))
-    assert set(settings) == set(CPU_PROXY)
-    for model, over in settings.items():
-        assert recipe_of(model, config(model, over)) == "cpu-proxy", model
-        assert mod.row_recipe(model, over) == {"recipe": "cpu-proxy", "proxy": True}
-    assert recipe_of("llara", config("llara", settings["tallrec"])) == "custom"  # LLaRA's CPU LoRA is q/v
-
-
-def test_paper_pattern_rows_record_their_recipe_and_the_proxy_rows():
-    mod = load_script("paper_pattern")
-    sets, _ = mod.with_recipe("cpu", [], [])
-    cpu = parse_sets(sets)
-
-    def row(label: str, model: str, settings: dict) -> dict:
-        return {"label": label, "model": model, "settings": settings, "p_value": 0.5, "relative_change": 0.0}
-
-    rows = [row("sasrec", "sasrec", {}), row("tallrec", "tallrec", cpu),
-            row("llmsrec", "llmsrec", {"llm": PAPER_LLM})]
-    stale = [row("llara", "llara", {"no_such_setting": "1"})]
-    d = mod.summarise("d", "hash", "pop", rows, stale)
-    got = {r["label"]: (r["recipe"], r["proxy"]) for r in d["rows"]}
-    assert got == {"sasrec": (None, False), "tallrec": ("cpu-proxy", True), "llmsrec": ("official", False)}
-    assert d["proxy_rows"] == ["tallrec"]
-    assert (d["stale_rows"][0]["recipe"], d["stale_rows"][0]["proxy"]) == ("unrecorded", True)
+def test_the_committed_cpu_tables_llm_rows_are_the_cpu_proxy_recipe():
+    """Every LLM row of reports/paper_pattern.json was made under ``CPU_PROXY`` (its settings as recorded), so
+    ``recipe: cpu-proxy`` in studies/paper-pattern.yaml is that table's recipe; LLaRA's CPU LoRA is q/v only."""
+    table = json.loads((Path(__file__).parents[1] / "reports" / "paper_pattern.json").read_text())
+    rows = [r for r in table["datasets"]["beauty_sample"]["rows"] if r["model"] in CPU_PROXY]
+    assert sorted(r["model"] for r in rows) == sorted(CPU_PROXY)
+    for r in rows:
+        assert recipe_of(r["model"], config(r["model"], r["settings"])) == "cpu-proxy", r["label"]
+    tallrec = next(r["settings"] for r in rows if r["model"] == "tallrec")
+    assert recipe_of("llara", config("llara", tallrec)) == "custom"
 
 
 def test_sweep_points_record_the_recipe_in_the_result_and_the_tags(tiny_home, tiny, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from seqbench.report.collect import RunSource
 from seqbench.stats import ALPHA
 from seqbench.sweep import find_study, load_grid
 from seqbench.tracking import artifact_location
-from tests.report_fakes import N_USERS, base_values, log_fake_run
+from tests.report_fakes import N_USERS, base_values, log_fake_run, paired
 
 runner = CliRunner()
 NULL_SEEDS = range(20)
@@ -160,6 +160,39 @@ def test_every_committed_study_loads_and_names_known_views():
         assert set(grid.views) <= set(VIEWS), path
 
 
+def test_window_study_shows_both_windows_and_a_companion_studys_variant(tmp_path):
+    """window-check's shape: shuffle-infer at window=10 and at the model's own window as two columns of one row,
+    an LLM-SRec variant logged by a second study of the same experiment beside the first (each labelled by the
+    settings that differ, both proxies), and a model the study does not name left out."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("wc", artifact_location=artifact_location(uri))
+    for window, factor in (("10", 0.9), (None, 0.7)):
+        options = {"window": window} if window else None
+        log_fake_run(client, exp, paired(1, factor), probe_options=options, probe_stats={"window": int(window or 128)})
+        for epochs, recipe in (("2", "custom"), ("1", "cpu-proxy")):
+            log_fake_run(client, exp, paired(2, 1.0), model="llmsrec", family="LLM4Rec", recipe=recipe,
+                         config={"llm": "smollm2-135m", "max_epochs": epochs}, probe_options=options,
+                         probe_stats={"window": 10})
+    log_fake_run(client, exp, paired(3, 0.5), model="gru4rec")
+    study = tmp_path / "wc.yaml"
+    study.write_text("experiment: wc\ndatasets: [d]\nmodels: [sasrec, llmsrec]\nseeds: [0]\nprobes: [shuffle-infer]\n"
+                     "probe_set: [{window: 10}, {}]\nviews: [overall, order, runs]\n")
+    md = next(p for p in write_study_report(study, uri, tmp_path / "o", fmt="md") if p.name == "report.md")
+    text = md.read_text()
+    order = text[text.index("## Order sensitivity"):]
+    header = next(line for line in order.splitlines() if line.startswith("| model"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    at10, own = cols.index("shuffle-infer (window=10) Δ [95 % CI]"), cols.index("shuffle-infer Δ [95 % CI]")
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in order.splitlines()
+                              if line.startswith("| ") and not line.startswith("| model"))}
+    assert rows["sasrec"][at10].startswith("-10.0%") and rows["sasrec"][own].startswith("-30.0%")
+    for epochs in ("1", "2"):
+        row = rows[f"llmsrec (llm=smollm2-135m, max_epochs={epochs}, proxy)"]
+        assert row[at10].startswith("+0.0%") and row[own].startswith("+0.0%")
+    assert "gru4rec" not in text
+
+
 @pytest.fixture(scope="module")
 def pattern_store(tmp_path_factory):
     uri = f"sqlite:///{tmp_path_factory.mktemp('pattern') / 'mlflow.db'}"
@@ -201,3 +234,15 @@ def test_pattern_verdict_holds_fails_or_stays_undecided():
     assert pattern_verdict(every) == "holds"
     assert pattern_verdict(every | {"llara": ("llara", "order-sensitive")}) == "fails (llara is order-sensitive)"
     assert pattern_verdict(every | {"sasrec": ("sasrec", "undecided")}).startswith("undecided (sasrec undecided")
+    # a decided contradiction settles it even beside an undecided row
+    assert pattern_verdict(every | {"sasrec": ("sasrec", "undecided"), "llara": ("llara", "order-sensitive")}) \
+        == "fails (llara is order-sensitive)"
+
+
+def test_a_drop_is_order_sensitive_whatever_the_model_learned_and_no_drop_needs_a_model_above_pop():
+    from seqbench.report.pattern import classify
+
+    assert classify(1e-3, -0.3, beats_pop=False) == "order-sensitive"
+    assert classify(1e-3, 0.3, beats_pop=True) == "order-blind"  # a significant rise is not a drop
+    assert classify(0.8, -0.02, beats_pop=True) == "order-blind"
+    assert classify(0.8, -0.02, beats_pop=False) == classify(0.8, -0.02, beats_pop=None) == "undecided"

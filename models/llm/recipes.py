@@ -14,8 +14,9 @@ read back from JSON):
 
 * ``official``: every recipe-defining setting equals ``OFFICIAL[model]``;
 * ``cpu-proxy``: every one equals ``CPU_PROXY[model]``, the committed paper-pattern table's recipe
-  (``scripts/paper_pattern.py --recipe cpu``: SmolLM2-135M, 560 steps of batch 4 over every train position,
-  in-batch negatives, centred heads, and LLaRA with TALLRec's and CoLLM's q/v LoRA);
+  (``reports/paper_pattern.json``; ``recipe: cpu-proxy`` in studies/paper-pattern.yaml): SmolLM2-135M, 560 steps
+  of batch 4 over every train position, in-batch negatives, centred heads, and LLaRA with TALLRec's and CoLLM's
+  q/v LoRA;
 * ``custom``: anything else.
 
 Every recipe but ``official`` is a proxy. Models without a table (CF, LM-based, pop) have no recipe: None.
@@ -49,7 +50,7 @@ OFFICIAL: dict[str, dict[str, Any]] = {
                  "stage1_batch_size": 64, "stage1_lr": 1e-4},
 }
 
-# What the committed CPU table changes (scripts/paper_pattern.py RECIPES["cpu"]; a test keeps the two equal)
+# What the committed CPU table changes (its rows' settings in reports/paper_pattern.json; a test keeps the two equal)
 CPU_CHANGES: dict[str, Any] = {
     "llm": "smollm2-135m", "batch_size": 4, "max_epochs": 1, "max_steps": 560, "val_every_frac": 0.0838,
     "max_valid_users": 300, "head_init": "centred", "in_batch_negatives": True, "autoregressive": True,
@@ -96,8 +97,3 @@ def recipe_of(model: str, config: dict[str, Any]) -> str | None:
     if model not in OFFICIAL:
         return None
     return next((name for name, tables in RECIPES.items() if _matches(tables[model], config)), CUSTOM)
-
-
-def is_proxy(recipe: str | None) -> bool:
-    """Whether a row trained under ``recipe`` stands in for the official recipe (None: not an LLM recipe)."""
-    return recipe is not None and recipe != "official"
