@@ -19,7 +19,7 @@ class Recommender(Protocol):
     """Trained on train histories; scores candidate sets; exposes its user representation.
 
     ``window`` is how many of the most recent history items the model consumes; permutation probes
-    shuffle exactly that window (spec MODELS.md §8.2).
+    shuffle exactly that window (docs/probes.md).
     """
 
     window: int

@@ -2,8 +2,8 @@
 
 A model has to beat this to show it learned anything personal. Counts come from the train Histories
 passed to ``fit`` (train split only, so validation/test items cannot leak). Equally popular candidates get
-equal scores; the shared evaluator counts ties pessimistically (spec MODELS.md §7), which is intended:
-an unseen target tied with unseen negatives must not look like a lucky hit.
+equal scores; the shared evaluator counts ties pessimistically (docs/protocols.md#persisted-candidates-and-metrics),
+which is intended: an unseen target tied with unseen negatives must not look like a lucky hit.
 """
 
 from __future__ import annotations

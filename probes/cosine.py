@@ -1,4 +1,4 @@
-"""Representation similarity (spec MODELS.md §8.3): per user, the cosine between the user representation
+"""Representation similarity (docs/probes.md): per user, the cosine between the user representation
 of the original and of the shuffled test input, same trained model. The scoring vector is used; models that
 also expose a raw one (``raw_user_representation``, e.g. an LLM's hidden state before its projection) get
 it reported too. The NDCG comparison of the two inputs is the same as shuffle-infer's."""

@@ -1,4 +1,4 @@
-"""Cross-domain (spec MODELS.md §8.6): a model trained on the run's dataset is evaluated on another
+"""Cross-domain (docs/probes.md): a model trained on the run's dataset is evaluated on another
 prepared dataset's test users (their histories, candidates and titles): `--probe-set target=NAME`.
 
 Unseen items, resolved on purpose: a target item whose raw id also exists in the source dataset maps to

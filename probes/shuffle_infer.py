@@ -1,4 +1,4 @@
-"""Inference-time rearrangements of the test history (spec MODELS.md §8.2 and beyond): the same trained
+"""Inference-time rearrangements of the test history (docs/probes.md): the same trained
 model, the same targets and candidates, only the order of the most recent items changes.
 
 `--probe-set window=K` rearranges exactly the last K items of every history, whatever the model (default:

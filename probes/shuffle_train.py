@@ -1,7 +1,7 @@
-"""Shuffled training (spec MODELS.md §8.1): permute every train sequence once, before training, with a
+"""Shuffled training (docs/probes.md): permute every train sequence once, before training, with a
 fixed seed; train a fresh model with the same config and seed; evaluate both models on the original test
 inputs. Validation (early stopping) also uses the original inputs. Models that own a pre-trained CF teacher
-re-train the teacher on the shuffled data too (the sheet's open point §10.3, resolved as "yes").
+re-train the teacher on the shuffled data too (the paper leaves it open; docs/models.md#llm-backbone-and-llm-srec).
 
 `--probe-set window=K` shuffles only the last K items of every train sequence (default: whole sequences);
 the keys depend on the fixed seed and the row layout only, so every model trains on the same shuffled data."""

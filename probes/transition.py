@@ -1,7 +1,7 @@
-"""Transition vs non-transition users (spec MODELS.md §8.4).
+"""Transition vs non-transition users (docs/probes.md).
 
-Count(a->b) = how often b directly follows a, over all users' training sequences (global counts, the
-sheet's [REC]). t-score(u) = sum of Count over the user's consecutive train pairs / (n_u - 1); users with a
+Count(a->b) = how often b directly follows a, over all users' training sequences (global
+counts). t-score(u) = sum of Count over the user's consecutive train pairs / (n_u - 1); users with a
 single train item have no pair and get 0. Users are sorted by t-score (ties by user id); the top half is
 the Transition set. Each set is evaluated on the original test inputs; the sets hold different users, so
 they are compared with Mann-Whitney U.
@@ -47,7 +47,7 @@ class Transition:
 
     def run(self, pc: ProbeContext) -> ProbeResult:
         train = pc.data.histories("train")
-        # leave-last-out: every user is a test user, scored on its training sequence (the sheet's rule); temporal:
+        # leave-last-out: every user is a test user, scored on its training sequence (docs/probes.md); temporal:
         # test users are scored on their test inputs, with pair counts from the training sequences
         scores = t_scores(train) if pc.data.split_kind == "leave-last-out" else \
             t_scores(pc.data.histories("test"), counts_from=train)

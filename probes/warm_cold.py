@@ -1,4 +1,4 @@
-"""Warm vs cold items (spec MODELS.md §8.5, following A-LLMRec): items ranked by training interaction
+"""Warm vs cold items (following A-LLMRec; docs/probes.md): items ranked by training interaction
 count (ties by item id); the top 35 % are warm, the bottom 35 % cold, the middle 30 % unused. Each group is
 evaluated on the test users whose *test item* falls in it (original inputs); groups hold different users,
 so they are compared with Mann-Whitney U."""

@@ -1,8 +1,8 @@
-"""Benchmark the CF-SRec models (spec MODELS.md §3) and the popularity floor on MovieLens-100k.
+"""Benchmark the CF-SRec models (docs/models/*.md) and the popularity floor on MovieLens-100k.
 
 Prepares ``../shared/data/ml-100k`` (relative to the repo root) into a data home, trains every selected
 model with each seed through ``create_model(...).fit`` (early stopping on validation NDCG@10), evaluates
-on the shared test candidates (§7) and stores the run in ``benchmarks/results/cf.json`` (the benchmark envelope
+on the shared test candidates and stores the run in ``benchmarks/results/cf.json`` (the benchmark envelope
 of ``seqbench.benchinfo``: command, commit, machine with CPU flags, threads and load before and after; options
 that differ from the defaults are the run's ``variant``), whose ``result`` is:
 

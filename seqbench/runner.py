@@ -50,7 +50,7 @@ class RunSpec:
     output: Path | None = None
     retrain: bool = False  # train even when the model store holds this trained model
     checkpoint_every_s: float = 0.0  # also checkpoint at most this far apart (0: only at checks)
-    task: str = "retrieval"  # or generation: 20 title candidates, HR@1 (docs/MODELS.md §7)
+    task: str = "retrieval"  # or generation: 20 title candidates, HR@1 (docs/models.md, "Title generation")
     evals: list[str] = field(default_factory=lambda: ["sampled"])  # ranking protocols, each runs every probe
     # several option sets (a study's list of probe_set tables): every probe runs once per distinct set of the
     # options it reads (e.g. shuffle-infer at window=10 and at its own window); None: probe_options only

@@ -1,5 +1,5 @@
 """GRU4Rec, BERT4Rec, NextItNet and the popularity floor: shapes, masking, learning, persistence,
-determinism (spec MODELS.md §3.2-3.4, §7)."""
+determinism (docs/models/gru4rec.md, bert4rec.md, nextitnet.md; ties: docs/protocols.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CTRL (spec MODELS.md §4.1): the title-initialised item table, the text-embedding cache, the contrastive
+"""CTRL (docs/models/ctrl.md): the title-initialised item table, the text-embedding cache, the contrastive
 variant's stage 1, and the usual fit / save / load contract, with the seeded ``tiny-random`` text encoder."""
 
 from __future__ import annotations

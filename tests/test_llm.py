@@ -1,4 +1,5 @@
-"""LLM backbone, prompts and LLM-SRec (spec MODELS.md §2, §6) on the seeded 2-layer ``tiny-random`` LLM."""
+"""LLM backbone, prompts and LLM-SRec (docs/models.md#llm-backbone-and-llm-srec, docs/models/llmsrec.md) on the seeded
+2-layer ``tiny-random`` LLM."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The four LLM4Rec baselines (docs/MODELS.md §5) on the shared core, with the seeded ``tiny-random`` LLM."""
+"""The four LLM4Rec baselines (docs/models/llm4rec.md) on the shared core, with the seeded ``tiny-random`` LLM."""
 
 from __future__ import annotations
 

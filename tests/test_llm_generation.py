@@ -1,4 +1,4 @@
-"""The title-generation task (docs/MODELS.md §7) on the LLM4Rec baselines, with the seeded ``tiny-random`` LLM."""
+"""The title-generation task (docs/models/llm4rec.md) on the LLM4Rec baselines, with the seeded ``tiny-random`` LLM."""
 
 from __future__ import annotations
 

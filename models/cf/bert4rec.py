@@ -1,5 +1,5 @@
-"""BERT4Rec (Sun et al., CIKM'19) as in spec MODELS.md §3.3: the official architecture and Cloze masking,
-trained by the shared loop with early stopping on validation NDCG@10 (§7).
+"""BERT4Rec (Sun et al., CIKM'19; docs/models/bert4rec.md): the official architecture and Cloze masking,
+trained by the shared loop with early stopping on validation NDCG@10.
 
 Architecture (official config): item + learned position embeddings -> LN -> dropout; 2 post-LN encoder
 layers (2 heads, hidden 64, FFN 256, GELU); output head dense -> GELU -> LN, dot product with the tied

@@ -1,4 +1,4 @@
-"""GRU4Rec in the [REC] setting of spec MODELS.md §3.2 (not the official session-parallel recipe).
+"""GRU4Rec in this project's recommended setting (docs/models/gru4rec.md) (not the official session-parallel recipe).
 
 Each user's train sequence is one session. Item embedding 64 -> 1-layer tanh GRU (hidden 64) ->
 dot product with the *same* item table ("constrained embedding", as the official code ties them).
@@ -9,9 +9,9 @@ Choices where the spec was open:
 * Left padding is removed exactly: rows are rotated to *right* padding before the GRU, so the recurrence
   starts at the first real item from h0 = 0 and the user state is gathered at the last real item.
   Trailing pads come after every real step of a causal recurrence, so they cannot affect it.
-* No output bias (the [REC] asks for a tied embedding only); init is uniform(+-sqrt(6/(rows+cols))) per
+* No output bias (a tied embedding only, as recommended); init is uniform(+-sqrt(6/(rows+cols))) per
   matrix, the official GRU4Rec scheme; GRU biases start at 0.
-* Dropout 0.3: the middle of the [REC] grid {0.1, 0.3, 0.5}; tune with ``--set dropout=...``.
+* Dropout 0.3: the middle of the recommended grid {0.1, 0.3, 0.5}; tune with ``--set dropout=...``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from .common import CFConfig, CFNet, CFRecommender, Dropout
 
 @dataclass
 class GRU4RecConfig(CFConfig):
-    dropout: float = 0.3  # embedding and hidden dropout (one knob, as the [REC] grid)
-    patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, the §3.2 [REC]
+    dropout: float = 0.3  # embedding and hidden dropout (one knob, as the recommended grid)
+    patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs (docs/models/gru4rec.md)
 
 
 def right_align(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""NextItNet (Yuan et al., WSDM'19) in the [REC] setting of spec MODELS.md §3.4.
+"""NextItNet (Yuan et al., WSDM'19) in this project's recommended setting (docs/models/nextitnet.md).
 
 Item embedding (64 channels) -> residual blocks, each: causal dilated conv (kernel 3, dilation d) -> LN
 -> ReLU -> causal dilated conv (dilation 2d) -> LN -> ReLU, plus the block input; block dilations
@@ -38,7 +38,7 @@ class NextItNetConfig(CFConfig):
     # lifted validation NDCG@10 from 0.311 to 0.380 in a small grid (0, 0.2, 0.5; lr 3e-4): chosen on validation
     dropout: float = setting(0.5, "dropout on the item embeddings (official: none)", DROPOUT,
                               space=uniform(0.0, 0.6))
-    patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, as GRU4Rec (§3.4)
+    patience: int = 5  # validation checks (eval_every=2 epochs each): 10 epochs, as GRU4Rec
 
 
 class CausalConv(nn.Module):

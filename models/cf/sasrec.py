@@ -1,4 +1,4 @@
-"""SASRec (Kang & McAuley 2018) as in the LLM-SRec repository (spec MODELS.md §3.1).
+"""SASRec (Kang & McAuley 2018) as in the LLM-SRec repository (docs/models/sasrec.md).
 
 Faithful details: sqrt(d)-scaled item embeddings plus learned positions on a left-padded window, pre-LN
 blocks whose attention residual adds the *normalised* query, point-wise FFN with its own residual, final

@@ -1,4 +1,4 @@
-"""A-LLMRec (Kim et al., KDD'24) in the retrieval adaptation (docs/MODELS.md §5.4).
+"""A-LLMRec (Kim et al., KDD'24) in the retrieval adaptation (docs/models/llm4rec.md).
 
 Stage 1 aligns the frozen SASRec item table with text embeddings of item titles: item encoder
 enc_I = sigmoid(Linear(64, 128)) with decoder dec_I = Linear(128, 64), text encoder enc_T = sigmoid(Linear(d_text,

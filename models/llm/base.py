@@ -1,6 +1,7 @@
-"""The core every LLM recommender shares (docs/MODELS.md §2): prompts with soft tokens, the [UserOut]/[ItemOut]
-retrieval heads, 1 + 3 candidate cross-entropy, the training schedule (``fit``), save/load, and through the
-``LLMVectors`` mixin (``vectors``) the evaluation side: item and user vectors with their caches, scoring.
+"""The core every LLM recommender shares (docs/models.md#llm4rec-baselines-tallrec-llara-collm-a-llmrec):
+prompts with soft tokens, the [UserOut]/[ItemOut] retrieval heads, 1 + 3 candidate cross-entropy, the training
+schedule (``fit``), save/load, and through the ``LLMVectors`` mixin (``vectors``) the evaluation side: item and
+user vectors with their caches, scoring.
 
 Dependencies point one way: this module uses ``fit``, ``generation`` and ``vectors``; none of them imports
 it (``fit`` and ``generation`` state what they need from a model as a ``Protocol``).
@@ -67,7 +68,7 @@ def shared_llm(name: str, dtype: str, device: torch.device):
 
 
 class LLMRecommender(LLMVectors):
-    """Recommender protocol for an LLM read at [UserOut]/[ItemOut] (docs/MODELS.md §2); see the module doc."""
+    """Recommender protocol for an LLM read at [UserOut]/[ItemOut]; see the module doc."""
 
     name: ClassVar[str] = "llm"
     config_cls: ClassVar[type[LLMRecConfig]] = LLMRecConfig
@@ -183,12 +184,12 @@ class LLMRecommender(LLMVectors):
         self.teacher_identity = stored.identity
 
     def _set_teacher(self, teacher) -> None:
-        teacher.net.to(self.device).eval()  # pitfall (a): never in train mode
+        teacher.net.to(self.device).eval()  # never in train mode (its dropout would move O_u)
         teacher.device = self.device
         for p in teacher.net.parameters():
             p.requires_grad_(False)
         self.teacher = teacher
-        self.E = teacher.net.item.weight.detach()  # raw rows, not scaled by sqrt(d) (§2)
+        self.E = teacher.net.item.weight.detach()  # raw rows, not scaled by sqrt(d)
 
     def teacher_user(self, hist: Histories) -> torch.Tensor:
         """O_u on the <= 128-item history (eval mode); inside ``pinned_user_rep``, the pinned user's O_u."""
@@ -301,7 +302,7 @@ class LLMRecommender(LLMVectors):
 
     def batch_loss(self, hist: Histories, targets: np.ndarray, o_u: torch.Tensor | None,
                    rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        """L_Retrieval over the positive + ``n_negatives`` uniform negatives (§2), plus the model's extras; in
+        """L_Retrieval over the positive + ``n_negatives`` uniform negatives, plus the model's extras; in
         generation the LM loss on the target title (``generation``)."""
         if self.generation:
             return generation_loss(self, hist, targets, o_u, rng)

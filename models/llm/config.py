@@ -1,4 +1,4 @@
-"""Settings shared by every LLM recommender (spec MODELS.md §2 "Shared recipe") and the LoRA ones (§5)."""
+"""Settings shared by every LLM recommender (docs/models/llmsrec.md) and the LoRA ones (docs/models/llm4rec.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class LLMRecConfig:
     dtype: str = setting("auto", "LLM precision (auto: bf16 on a CPU with native bf16, else fp32)",
                          choices=("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"))
     device: str = setting("auto", "auto = the run's device; cpu | cuda | hpu")
-    batch_size: int = setting(20, "users per optimizer step (§6; 16 for Electronics)", AT_LEAST_1)
+    batch_size: int = setting(20, "users per optimizer step (the official 20; 16 for Electronics)", AT_LEAST_1)
     max_epochs: int = setting(10, "most epochs over the training users", AT_LEAST_1)
     max_steps: int | None = setting(None, "stop after this many optimizer steps in all, with a validation check at "
                                     "the last one (a CPU budget; None: max_epochs and patience decide)", AT_LEAST_1)
@@ -33,7 +33,7 @@ class LLMRecConfig:
     max_valid_users: int | None = setting(None, "validate on a seeded subset of this many users (None = all)",
                                           AT_LEAST_1)
     autoregressive: bool = setting(False, "App. E.3: every position of the train sequence is a target")
-    n_negatives: int = setting(3, "negatives per training user (§2: 1 positive + 3 negatives)", AT_LEAST_1)
+    n_negatives: int = setting(3, "negatives per training user (official: 1 positive + 3 negatives)", AT_LEAST_1)
     in_batch_negatives: bool = setting(False, "also score each user against the other batch users' candidates "
                                        "(no extra LLM pass; the paper: its own 1 + 3 only)")
     head_init: str = setting("official", "official: Xavier-normal heads (the code); centred: f_user's / f_item's "
@@ -55,7 +55,7 @@ class LLMRecConfig:
     teacher_loss: str = setting("bce", "SASRec teacher loss (official bce; seqbench's sasrec defaults to ce)",
                                 choices=("ce", "bce"))
     teacher_cache: bool = setting(True, "reuse a teacher trained on the same data, seed, config and histories")
-    item_batch_size: int = setting(128, "item prompts per forward in evaluation (§6: 128)", AT_LEAST_1)
+    item_batch_size: int = setting(128, "item prompts per forward in evaluation (the official 128)", AT_LEAST_1)
     user_batch_size: int = setting(32, "user prompts per forward in evaluation", AT_LEAST_1)
     max_batch_tokens: int = setting(16384, "padded tokens per forward in evaluation", AT_LEAST_1)
     group_overhead: int | None = setting(None, "cost of one extra forward, in padded tokens, for length grouping "
@@ -65,7 +65,7 @@ class LLMRecConfig:
 
 @dataclass
 class LoRARecConfig(LLMRecConfig):
-    """LoRA on the LLM through peft; defaults are TALLRec's/CoLLM's official ones (§5.1, §5.3)."""
+    """LoRA on the LLM through peft; defaults are TALLRec's/CoLLM's official ones."""
 
     lora_r: int = setting(8, "LoRA rank (TALLRec/CoLLM official 8)", AT_LEAST_1)
     lora_alpha: int = setting(16, "LoRA alpha; the update is scaled by alpha / r", AT_LEAST_1)

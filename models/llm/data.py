@@ -1,4 +1,5 @@
-"""Training examples and negatives for every LLM recommender (docs/MODELS.md §1, §2)."""
+"""Training examples and negatives for every LLM recommender
+(docs/models.md#llm4rec-baselines-tallrec-llara-collm-a-llmrec)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import numpy as np
 from seqbench.data.histories import Histories
 from seqbench.errors import SeqbenchError
 
-TEACHER_MAXLEN = 128  # pitfall (c): the teacher's window equals SASRec's position table
+TEACHER_MAXLEN = 128  # the teacher's window equals SASRec's position table
 CENTRE_SAMPLE = (64, 256)  # head_init=centred: training examples and items whose initial states give the means
 
 
 def drop_last(hist: Histories) -> Histories:
-    """Every row without its last item (training input, §1)."""
+    """Every row without its last item (training input)."""
     keep = np.maximum(hist.lengths - 1, 0)
     new_off = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
     src = np.repeat(hist.offsets[:-1], keep) + (np.arange(new_off[-1]) - np.repeat(new_off[:-1], keep))
@@ -40,8 +41,8 @@ def training_examples(train: Histories, autoregressive: bool, maxlen: int = TEAC
 
 def sample_negatives(avoid: np.ndarray, targets: np.ndarray, n_items: int, k: int,
                      rng: np.random.Generator) -> np.ndarray:
-    """(B, k) distinct uniform negatives per row, outside ``avoid`` (B, L; 0 = padding) and never the target
-    (§2); vectorised rejection rounds, an exact per-row draw for the rare rows that keep clashing."""
+    """(B, k) distinct uniform negatives per row, outside ``avoid`` (B, L; 0 = padding) and never the target;
+    vectorised rejection rounds, an exact per-row draw for the rare rows that keep clashing."""
     b = len(targets)
     neg = rng.integers(1, n_items + 1, size=(b, k))
     for _ in range(30):

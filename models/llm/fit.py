@@ -1,12 +1,12 @@
-"""The training schedule of every LLM recommender (docs/MODELS.md §2 "Shared recipe", §6 "Training recipe"),
+"""The training schedule of every LLM recommender (docs/models.md#llm-backbone-and-llm-srec),
 resumable through ``RunContext.checkpoint``.
 
-Choices where the LLM-SRec code and paper disagree (§10.8), all options of :class:`LLMRecConfig`:
+Choices where the LLM-SRec code and paper disagree, all options of :class:`LLMRecConfig`:
 * patience 5 validation checks (the code; the paper says 10): with ~11 checks per epoch, 10 would rarely stop
   within the 10-epoch cap.
 * lr decay 0.95 per validation check, epoch-end check included (``lr_decay="check"``, the code's behaviour,
   which produced the paper's numbers); ``"epoch"`` and ``"none"`` are options.
-* validation metric HR@10 (the code) on the *persisted* validation candidates (never re-sampled, §7), on all
+* validation metric HR@10 (the code) on the *persisted* validation candidates (never re-sampled), on all
   users or a seeded subset (``max_valid_users``); an epoch-end check is skipped when the last step already
   ran one (the code's stale-value pitfall cannot arise). Ties count as improvements (``>=``, the code).
   The best checkpoint is restored at the end; the test set is never looked at during training.

@@ -1,4 +1,5 @@
-"""The title-generation task for the LLM recommenders (docs/MODELS.md §7, paper Tables 1 and 4, Fig. 1a).
+"""The title-generation task for the LLM recommenders (paper Tables 1 and 4, Fig. 1a;
+docs/models.md#llm4rec-baselines-tallrec-llara-collm-a-llmrec).
 
 The prompt shows the model's own history lines (its soft tokens included: [HistoryEmb] after each title for
 LLaRA / CoLLM / A-LLMRec, [UserRep] for CoLLM / A-LLMRec) and then 20 candidate titles (target + 19
@@ -42,7 +43,7 @@ from .config import LLMRecConfig
 from .data import TEACHER_MAXLEN, training_candidates
 from .heads import RetrievalHeads
 
-N_CANDIDATES = 20  # target + 19 (§7)
+N_CANDIDATES = 20  # target + 19 title negatives
 LISTING_SEED = 20250713
 CANDIDATE = '"{title}"'
 CANDIDATE_EMB = '"{title}"[HistoryEmb]'

@@ -1,4 +1,5 @@
-"""The trainable heads of the §2 "Next Item Retrieval" task and LLM-SRec's uniformity term."""
+"""The trainable heads of the "Next Item Retrieval" task and LLM-SRec's uniformity term
+(docs/models.md#llm4rec-baselines-tallrec-llara-collm-a-llmrec)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, act: nn.Module) -> nn.Sequential:
-    """Linear -> LayerNorm -> act -> Linear with Xavier-normal weights and default biases (§2, §6)."""
+    """Linear -> LayerNorm -> act -> Linear with Xavier-normal weights and default biases (the official code's)."""
     net = nn.Sequential(nn.Linear(d_in, d_hidden), nn.LayerNorm(d_hidden), act, nn.Linear(d_hidden, d_out))
     for m in net:
         if isinstance(m, nn.Linear):
@@ -19,7 +20,7 @@ def mlp(d_in: int, d_hidden: int, d_out: int, act: nn.Module) -> nn.Sequential:
 
 
 class RetrievalHeads(nn.Module):
-    """The §2 heads: f_I (item embedding -> [HistoryEmb]) when the prompt has that token, f_user, f_item,
+    """The retrieval heads: f_I (item embedding -> [HistoryEmb]) when the prompt has that token, f_user, f_item,
     model-specific extras, f_U (CF user -> [UserRep]) when the prompt has that token, and e_U / e_I.
 
     Creation order is fixed (it decides the seeded initial values): f_I, f_user, f_item, extras, f_U, e_U, e_I.
@@ -35,14 +36,14 @@ class RetrievalHeads(nn.Module):
         for name, make in (extras or {}).items():
             setattr(self, name, make())
         self.f_U = mlp(d_user_in, d_llm, d_llm, nn.LeakyReLU()) if d_user_in else None
-        # e_U / e_I (CLS / CLS_item): N(mean, std) of the resized input-embedding matrix (§2).
+        # e_U / e_I (CLS / CLS_item): N(mean, std) of the resized input-embedding matrix.
         self.e_U = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
         self.e_I = nn.Parameter(torch.randn(1, d_llm) * emb_std + emb_mean)
 
 
 def retrieval_loss(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """L_Retrieval: cross-entropy of the raw dot products of users (B, d) with their candidates (B, C, d),
-    the positive in column 0 (§2)."""
+    the positive in column 0."""
     logits = torch.einsum("bd,bcd->bc", u, items)
     return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
@@ -71,7 +72,7 @@ def centre_mlp(net: nn.Sequential, mean: torch.Tensor, out_scale: float = 0.1) -
 
 
 def uniformity(x: torch.Tensor) -> torch.Tensor:
-    """mean over in-batch pairs b < b' of exp(-2 ||x_b - x_b'||^2), no log (§6 L_Uniform)."""
+    """mean over in-batch pairs b < b' of exp(-2 ||x_b - x_b'||^2), no log (LLM-SRec's L_Uniform)."""
     if len(x) < 2:
         return x.sum() * 0.0
     return torch.pdist(x, p=2).pow(2).mul(-2.0).exp().mean()

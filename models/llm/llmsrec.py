@@ -1,15 +1,15 @@
-"""LLM-SRec ("Lost in Sequence", KDD'25) as in the official code (docs/MODELS.md §6).
+"""LLM-SRec ("Lost in Sequence", KDD'25) as in the official code (docs/models/llmsrec.md).
 
 A frozen LLM reads the paper's prompt (last 10 titles, times, "Item No.", SASRec item vectors injected at
 [HistoryEmb]) and its final-norm state at [UserOut] becomes the user vector h_U; items get h_I from their own
 prompt at [ItemOut]. Trainable: f_I, f_user, f_item, f_CF-user and the two token vectors e_U, e_I. The frozen
-pre-trained SASRec teacher (§3.1) gives E_i and O_u; the loss is retrieval CE over 1 positive + 3 negatives,
-plus MSE between the L2-normalised f_user(h_U) and f_CF-user(O_u), plus uniformity (§6 "Losses").
+pre-trained SASRec teacher (docs/models/sasrec.md) gives E_i and O_u; the loss is retrieval CE over 1 positive
++ 3 negatives, plus MSE between the L2-normalised f_user(h_U) and f_CF-user(O_u), plus uniformity.
 
 Everything but the distillation lives in the shared core (``base``, schedule in ``fit``). Choices:
 * teacher: SASRec trained through the registry on the *same* train histories given to ``fit``, so the
-  shuffle-train probe retrains the teacher on shuffled data too (§8.1, §10.3 resolved "yes"); cached on disk.
-* teacher in eval mode while computing O_u (pitfall a); target never drawn as a negative (§2).
+  shuffle-train probe retrains the teacher on shuffled data too; cached on disk.
+* teacher in eval mode while computing O_u (never train mode); target never drawn as a negative.
 * heads run in fp32 outside the LLM's low precision, in training and evaluation alike (the code autocasts
   the heads in evaluation only).
 """
@@ -38,13 +38,13 @@ __all__ = ["TEACHER_MAXLEN", "LLMSRec", "LLMSRecConfig", "drop_last", "sample_ne
 
 @dataclass
 class LLMSRecConfig(LLMRecConfig):
-    distill: bool | str = setting(True, "true = MSE distillation (§6), false = off, contrastive = InfoNCE (App. E.2)")
+    distill: bool | str = setting(True, "true = MSE distillation, false = off, contrastive = InfoNCE (App. E.2)")
     uniform: bool = setting(True, "uniformity loss on the user representations")
     user_rep_in_prompt: bool = setting(False, "App. E.1: CoLLM-style prompt with [UserRep] = f_U(O_u)")
 
 
 class LLMSRec(LLMRecommender):
-    """Frozen LLM + frozen SASRec teacher distilled through small MLPs (docs/MODELS.md §6)."""
+    """Frozen LLM + frozen SASRec teacher distilled through small MLPs (docs/models/llmsrec.md)."""
 
     name: ClassVar[str] = "llmsrec"
     config_cls: ClassVar[type[LLMSRecConfig]] = LLMSRecConfig
@@ -67,7 +67,7 @@ class LLMSRec(LLMRecommender):
 
     def extra_losses(self, u: torch.Tensor, o_u: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """L_Distill (MSE of the L2-normalised f_user(h_U) and f_CF-user(O_u), or App. E.2's InfoNCE) and
-        L_Uniform on both (§6 "Losses")."""
+        L_Uniform on both."""
         out: dict[str, torch.Tensor] = {}
         if self.distill == "none" and not self.config.uniform:
             return out

@@ -31,7 +31,7 @@ PAPER_LLM = "meta-llama/Llama-3.2-3B-Instruct"
 Q_V = ("q_proj", "v_proj")
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# LLMRecConfig's recipe-defining settings (spec MODELS.md §2 "Shared recipe", §6 "Training recipe")
+# LLMRecConfig's recipe-defining settings (docs/models/llmsrec.md, "Recipes")
 SHARED: dict[str, Any] = {
     "llm": PAPER_LLM, "batch_size": 20, "max_epochs": 10, "max_steps": None, "lr": 1e-4, "beta2": 0.98,
     "val_every_frac": 0.1, "patience": 5, "lr_decay": "check", "lr_decay_factor": 0.95, "valid_metric": "hr@10",

@@ -1,4 +1,4 @@
-"""The frozen SASRec teacher every CF-aware LLM recommender shares (spec MODELS.md §3.1 "Use as CF-SRec").
+"""The frozen SASRec teacher every CF-aware LLM recommender shares (docs/models.md#llm-backbone-and-llm-srec).
 
 One teacher per trained-model identity (dataset, seed, teacher config, train histories, code version), kept in
 the trained-model store: LLaRA, CoLLM, A-LLMRec and LLM-SRec on the same data and seed load the same SASRec;

@@ -104,7 +104,7 @@ class LLMVectors:
     @torch.no_grad()
     def item_vectors(self, items: np.ndarray) -> torch.Tensor:
         """f_item(h_I) for the given ids, from a cache valid until the weights change: computed once per
-        evaluation round for every item any candidate set needs, in large no-grad batches (§6)."""
+        evaluation round for every item any candidate set needs, in large no-grad batches."""
         self.require_ready()
         items = np.asarray(items, dtype=np.int64)
         version = self._weights_version()
@@ -165,7 +165,7 @@ class LLMVectors:
         return torch.cat(out) if out else torch.zeros(0, int(self.embed.weight.shape[1]), device=self.device)
 
     def score(self, hist: Histories, candidates: np.ndarray) -> np.ndarray:
-        """<f_item(h_I), f_user(h_U)> for each candidate (raw dot product, §2), target in column 0."""
+        """<f_item(h_I), f_user(h_U)> for each candidate (raw dot product), target in column 0."""
         cands = np.asarray(candidates, dtype=np.int64)
         if len(cands) != len(hist):
             raise ValueError(f"{len(hist)} histories but {len(cands)} candidate rows")
@@ -185,11 +185,11 @@ class LLMVectors:
         return np.concatenate([np.zeros((len(scores), 1), dtype=scores.dtype), scores], axis=1)
 
     def user_representation(self, hist: Histories) -> np.ndarray:
-        """f_user(h_U): the scoring vector (§8.3)."""
+        """f_user(h_U): the scoring vector (the cosine probe's default)."""
         return self._user_vectors(hist).float().cpu().numpy()
 
     def raw_user_representation(self, hist: Histories) -> np.ndarray:
-        """h_U, the LLM's [UserOut] state before f_user (§8.3 "also log the raw h_U")."""
+        """h_U, the LLM's [UserOut] state before f_user (the cosine probe reports it too)."""
         return self._user_vectors(hist, raw=True).float().cpu().numpy()
 
     def validate(self, hist: Histories, cands: np.ndarray) -> dict[str, float]:

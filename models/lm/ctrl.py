@@ -1,4 +1,4 @@
-"""CTRL (Li et al. 2023) as the paper describes it (spec MODELS.md §4.1): SASRec whose item table starts from
+"""CTRL (Li et al. 2023) as the paper describes it (docs/models/ctrl.md): SASRec whose item table starts from
 text embeddings of the item titles, then is fine-tuned like SASRec; no text tower at inference.
 
 ``variant=init`` (default, paper App. C): titles -> frozen sentence encoder (all-MiniLM-L6-v2, mean-pooled,

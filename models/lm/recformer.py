@@ -1,4 +1,4 @@
-"""RECFORMER (Li et al., KDD'23; spec MODELS.md §4.2) at a scale a laptop CPU trains in minutes.
+"""RECFORMER (Li et al., KDD'23; docs/models/recformer.md) at a scale a laptop CPU trains in minutes.
 
 One bidirectional Transformer encoder reads the flattened history ``<s> item_1 ... item_n`` (newest first, see
 :mod:`.recformer_text`) with word + token-position + token-type + item-position embeddings, then LN and dropout

@@ -1,4 +1,4 @@
-"""RECFORMER's input layout (spec MODELS.md §4.2): an item is a key-value sentence, a history is one flat token
+"""RECFORMER's input layout (docs/models/recformer.md): an item is a key-value sentence, a history is one flat token
 sequence ``<s> item_1 item_2 ... item_n`` with the **most recent item first**, and every token carries four ids.
 
 * input id: ``<s>`` (the tokenizer's CLS, else its BOS), then per item the key tokens and the value tokens;

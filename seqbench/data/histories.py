@@ -19,7 +19,7 @@ class Histories:
 
     ``items`` and ``times`` are flat; row ``b`` is ``items[offsets[b]:offsets[b+1]]``. ``times`` stays
     attached to *positions*: a probe that permutes items leaves ``times`` alone, which is how text prompts
-    keep "Item No." and "Time" in place while titles move (spec MODELS.md §8.1-8.2).
+    keep "Item No." and "Time" in place while titles move (docs/probes.md#options-windows-and-what-was-measured).
     """
 
     users: np.ndarray  # (B,) 1-based user ids

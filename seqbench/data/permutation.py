@@ -1,7 +1,7 @@
 """Seeded, vectorised rearrangements of history windows, shared by every permutation probe.
 
 All of them move *items* only: timestamps stay attached to positions, so prompt builders keep "Item No."
-and "Time" in place while titles move (spec MODELS.md §8.1-8.2).
+and "Time" in place while titles move (docs/probes.md#options-windows-and-what-was-measured).
 """
 
 from __future__ import annotations

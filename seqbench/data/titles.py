@@ -1,4 +1,5 @@
-"""Item titles as the prompts show them and as title matching compares them (docs/MODELS.md §7).
+"""Item titles as the prompts show them and as title matching compares them
+(docs/protocols.md#persisted-candidates-and-metrics).
 
 The data layer draws title-generation candidates whose normalised titles all differ (:func:`title_keys`,
 ``seqbench.data.negatives``); the LLM prompts show :func:`clean_title`; ``seqbench.eval.generation`` matches a
@@ -21,7 +22,7 @@ SOFT_TOKEN_STRINGS = ("[UserRep]", "[HistoryEmb]", "[UserOut]", "[ItemOut]")
 
 
 def clean_title(title: str | None) -> str:
-    """A title as the prompts show it: 'Empty title' when missing (§1); literal soft-token strings removed so a
+    """A title as the prompts show it: 'Empty title' when missing; literal soft-token strings removed so a
     title can never inject one."""
     title = "" if title is None else str(title)
     for tok in SOFT_TOKEN_STRINGS:

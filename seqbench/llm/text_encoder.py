@@ -1,4 +1,4 @@
-"""Sentence embeddings of item texts (A-LLMRec's stage 1, docs/MODELS.md §5.4): a BERT-style encoder with mean
+"""Sentence embeddings of item texts (A-LLMRec's stage 1, docs/models/llm4rec.md): a BERT-style encoder with mean
 pooling over real tokens, as sentence-transformers does for all-MiniLM-L6-v2.
 
 Names:
