@@ -426,7 +426,8 @@ def sweep_cmd(
                                                       "minutes apart.")] = 10.0,
     data_home: DataHome = None,
     config: Annotated[str | None, typer.Option(help="'tuned': every (model, dataset) with the settings "
-                                               "`seqbench tune` chose (as the grid key config: tuned).")] = None,
+                                               "`seqbench tune` chose (as the grid key config: tuned); "
+                                               "'default,tuned': both rows.")] = None,
 ) -> None:
     """Run a grid (datasets x models x probes x seeds) on Ray: trained models reused, a crashed sweep resumed,
     one MLflow parent run with a nested child run per grid point."""
@@ -442,11 +443,12 @@ def sweep_cmd(
     if dry_run:
         out.print(f"{grid}: {len(points)} grid points in {len(report.plans)} tasks", highlight=False, soft_wrap=True)
         table = Table()
-        for col in ("dataset", "model", "settings", "seed", "probe", "eval", "trained model", "result"):
+        for col in ("dataset", "model", "config", "settings", "seed", "probe", "eval", "trained model", "result"):
             table.add_column(col)
         for plan, p in points:
-            table.add_row(p.dataset, p.model, plan.settings_text, str(p.seed),
-                          p.probe, p.protocol, "stored" if plan.stored else "to train", "done" if p.done else "to do")
+            trained = f"{'stored' if plan.stored else 'to train'} {plan.identity[:8]}"
+            table.add_row(p.dataset, p.model, p.config, plan.settings_text, str(p.seed), p.probe, p.protocol, trained,
+                          "done" if p.done else "to do")
         out.print(table)
         return
     skipped = len(points) - len(report.logged) - sum(len(plan.todo) for plan in report.plans)
@@ -459,24 +461,40 @@ def sweep_cmd(
         raise typer.Exit(1)
 
 
+def _trials_table(title: str, report) -> Table:
+    table = Table(title=title + (" (resumed)" if report.resumed else ""))
+    for col in ("trial", "status", "checks", "best valid", "settings"):
+        table.add_column(col, overflow="fold")
+    for t in sorted(report.trials, key=lambda t: -(t["best"] if t["best"] is not None else -1)):
+        table.add_row(t["trial_id"], t["status"], str(t["checks"]), "-" if t["best"] is None else f"{t['best']:.4f}",
+                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items()))
+    return table
+
+
 @app.command("tune")
 def tune_cmd(
-    model: Annotated[str, typer.Option(help="Model name (see `seqbench models`).")],
-    dataset: Annotated[str | None, typer.Option(help="Prepared dataset (default: synthetic, made on first use).")]
-    = None,
-    trials: Annotated[int, typer.Option(help="Trials (sampled configs) in all.")] = 20,
+    model: Annotated[str | None, typer.Option(help="Model name (see `seqbench models`); with --study, only this "
+                                              "model of the study.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Prepared dataset (default: synthetic, made on first use); "
+                                                "with --study, only this dataset of the study.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials (sampled configs) in all (default: the study's "
+                                               "tune.trials, else 20).")] = None,
     budget_minutes: Annotated[float | None, typer.Option(help="Stop starting and running trials after this many "
                                                          "minutes (the best so far wins).")] = None,
-    seed: Annotated[int, typer.Option(help="Training seed of every trial, and the searcher's seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Training seed of every trial, and the searcher's seed "
+                                             "(default 0).")] = None,
     space: Annotated[list[str] | None, typer.Option("--space", help="Search space of a setting, key=SPEC with SPEC "
                                                     "loguniform(lo,hi), uniform(lo,hi), int(lo,hi) or choice(a,b,...)"
                                                     " (repeatable; overrides the declared one).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Fixed model setting key=value (repeatable); "
                                                    "kept in the tuned layer.")] = None,
-    study: Annotated[str | None, typer.Option(help="A study file (or studies/NAME.yaml): its space.<model> and "
-                                              "set.<model> tables, under --space and --set.")] = None,
-    cpus_per_trial: Annotated[float, typer.Option(help="Ray CPUs per trial (also its torch threads).")] = 1.0,
-    gpus_per_trial: Annotated[float, typer.Option(help="Ray GPUs per trial.")] = 0.0,
+    study: Annotated[str | None, typer.Option(help="A study file (or studies/NAME.yaml): every (model, dataset) "
+                                              "of it in turn with its tune table's budget and its space.<model> "
+                                              "and set.<model> tables (--model / --dataset pick one pair).")]
+    = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="Ray CPUs per trial (also its torch threads; "
+                                                         "default 1).")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="Ray GPUs per trial (default 0).")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
                                                        "the CPUs allow; 1 makes a tune repeat exactly).")] = None,
     address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster address (default: a "
@@ -487,40 +505,36 @@ def tune_cmd(
     data_home: DataHome = None,
 ) -> None:
     """Tune a model's settings on validation data (Ray Tune: Optuna proposes, ASHA stops weak trials early); the
-    winner becomes the 'tuned' config layer that `run`/`sweep --config tuned` use. Rerun after a kill to resume."""
+    winner becomes the 'tuned' config layer that `run`/`sweep --config tuned` use. With --study, every (model,
+    dataset) of the study with the same budget. Rerun after a kill to resume."""
     from seqbench.config import parse_sets, parse_spaces
     from seqbench.tune import TuneSpec, run_tune
+    from seqbench.tune_study import tune_study
 
+    budget = {k: v for k, v in (("trials", trials), ("budget_minutes", budget_minutes), ("seed", seed),
+                                ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                                ("max_concurrent", max_concurrent)) if v is not None}
+    common = {"address": address, "tracking_uri": tracking_uri, "data_home": data_home}
     try:
-        spaces, fixed = {}, {}
-        if study is not None:
-            from seqbench.data.embedded import DEFAULT_DATASET
-            from seqbench.sweep import find_study, load_grid, one_row
-
-            path = find_study(study)
-            grid = load_grid(path)
-            spaces, fixed = dict(grid.spaces.get(model, {})), one_row(grid, model, dataset or DEFAULT_DATASET, path)
-        spaces.update(parse_spaces(space))
-        fixed.update(parse_sets(set_))
-        spec = TuneSpec(model=model, dataset=dataset, trials=trials, budget_minutes=budget_minutes, seed=seed,
-                        spaces=spaces, overrides=fixed, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, address=address,
-                        tracking_uri=tracking_uri, data_home=data_home)
-        report = run_tune(spec, err)
+        if study is None:
+            if model is None:
+                raise OptionError("give --model (one model) or --study (every model and dataset of a study)")
+            spec = TuneSpec(model=model, dataset=dataset, spaces=parse_spaces(space), overrides=parse_sets(set_),
+                            **budget, **common)
+            outcomes = [(model, spec.dataset, run_tune(spec, err))]
+        else:
+            outcomes = [(o.model, o.dataset, o.report) for o in
+                        tune_study(study, model=model, dataset=dataset, budget=budget, spaces=parse_spaces(space),
+                                   overrides=parse_sets(set_), console=err, **common) if o.report is not None]
     except SeqbenchError as e:
         _fail(e)
-    table = Table(title=f"{model}: {len(report.trials)} trials" + (" (resumed)" if report.resumed else ""))
-    for col in ("trial", "status", "checks", "best valid", "settings"):
-        table.add_column(col, overflow="fold")
-    for t in sorted(report.trials, key=lambda t: -(t["best"] if t["best"] is not None else -1)):
-        table.add_row(t["trial_id"], t["status"], str(t["checks"]), "-" if t["best"] is None else f"{t['best']:.4f}",
-                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items()))
-    out.print(table)
-    out.print(f"best valid {report.best_score:.4f}: {report.best_layer}; written to {report.folder / 'config.json'}"
-              f" (search record: search.json); model {report.best_identity} "
-              f"{'in the store' if report.best_stored else 'not stored (stopped early: the first run trains it)'}; "
-              f"use it with `seqbench run --model {model} --config tuned`; MLflow parent run {report.parent_run_id}",
-              highlight=False, soft_wrap=True)
+    for name, ds, report in outcomes:
+        out.print(_trials_table(f"{name}{f' on {ds}' if ds else ''}: {len(report.trials)} trials", report))
+        out.print(f"best valid {report.best_score:.4f}: {report.best_layer}; written to "
+                  f"{report.folder / 'config.json'} (search record: search.json); model {report.best_identity} "
+                  f"{'in the store' if report.best_stored else 'not stored (stopped early: the first run trains it)'}"
+                  f"; use it with `seqbench run --model {name} --config tuned`; MLflow parent run "
+                  f"{report.parent_run_id}", highlight=False, soft_wrap=True)
 
 
 @app.command("ui")

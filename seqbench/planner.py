@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from seqbench.config import load_config_file, resolve
+from seqbench.config import load_config_file, resolve, search_space
 from seqbench.data.dataset import SeqDataset
 from seqbench.data.embedded import DEFAULT_DATASET, ensure_prepared
 from seqbench.data.store import load_dataset
@@ -24,6 +24,8 @@ from seqbench.models.store import histories_hash, identity
 from seqbench.probes import probe_tasks
 
 TUNED = "tuned"  # the named config layer `seqbench tune` writes
+DEFAULT = "default"  # no named layer: the model's defaults (under the dataset's run defaults, a recipe, --set)
+CONFIG_LAYERS = (DEFAULT, TUNED)  # what a run's ``config_layer`` tag and a study's ``config`` list name
 
 
 def ensure_dataset(name: str | None, home: Path, console: Console | None = None) -> SeqDataset:
@@ -80,6 +82,17 @@ def is_tuned(config: Path | str | None) -> bool:
     return config is not None and str(config) == TUNED
 
 
+def config_label(config: Path | str | None) -> str:
+    """The config layer a run names: ``tuned`` for ``--config tuned``, else ``default`` (a config file is a
+    layer of settings like ``--set``, not a named layer)."""
+    return TUNED if is_tuned(config) else DEFAULT
+
+
+def tunable(model: str) -> bool:
+    """Whether ``model`` declares a search space (pop has no settings: its tuned config is its default)."""
+    return bool(search_space(get_spec(model).load_class().config_cls))
+
+
 def tuned_dir(home: Path, dataset: str, model: str) -> Path:
     """Where `seqbench tune` keeps (model, dataset)'s winner (``config.json``), its search record
     (``search.json``) and Ray Tune's experiment folder (``ray/``, for resuming): beside the data it was tuned on."""
@@ -88,8 +101,11 @@ def tuned_dir(home: Path, dataset: str, model: str) -> Path:
 
 def tuned_layer(home: Path, data: SeqDataset, model: str) -> dict[str, Any]:
     """The winning settings `seqbench tune` wrote for ``model`` on ``data``; raises when there are none or the
-    dataset changed since (a tune on other data is not a tune of this one)."""
+    dataset changed since (a tune on other data is not a tune of this one). A model with nothing to tune (no
+    declared search space and no tune) gets an empty layer: its tuned config is its default."""
     path = tuned_dir(home, data.name, model) / "config.json"
+    if not path.is_file() and not tunable(model):
+        return {}
     if not path.is_file():
         raise OptionError(f"--config tuned: no tuned config for {model} on {data.name} ({path}); run "
                           f"`seqbench tune --model {model} --dataset {data.name}` first")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqbench.planner import DEFAULT
+
 # artifacts of a result run
 RESULT = "result.json"  # the result dict of `seqbench run --output`
 PER_USER = "per_user_metrics.parquet"  # condition, user, one column per metric
@@ -33,15 +35,18 @@ NOT_RESULTS = (TRAIN_RUN, SWEEP_RUN, TUNE_RUN, TRIAL_RUN)
 IDENTITY = ("dataset", "model", "probe", "seed")
 DEFAULT_PROTOCOL = "sampled"
 DEFAULT_CONDITIONS = ("original", "probed")  # runs logged before the `conditions` tag were paired probes
+# tag naming the run's config layer: default (none) or tuned (`seqbench tune`'s winner); untagged runs read default
+CONFIG_LAYER = "config_layer"
 
 
 def result_tags(*, dataset: str, model: str, family: str, probe: str, seed: int, task: str, protocol: str,
                 split: str, conditions: tuple[str, str] | list[str], dataset_hash: str, code_version: str,
-                recipe: str | None = None, **extra: str) -> dict[str, str]:
+                recipe: str | None = None, config_layer: str = DEFAULT, **extra: str) -> dict[str, str]:
     """Every tag of a result run (``extra``: a sweep's result_id, sweep_id and parent; the store's reuse)."""
     tags = {"run_kind": PROBE_RUN, "dataset": dataset, "model": model, "family": family, "probe": probe,
             "seed": str(seed), "task": task, "eval_protocol": protocol, "split": split,
-            "conditions": ",".join(conditions), "dataset_hash": dataset_hash, "code_version": code_version}
+            "conditions": ",".join(conditions), "dataset_hash": dataset_hash, "code_version": code_version,
+            CONFIG_LAYER: config_layer}
     if recipe is not None:  # LLM models only (models/llm/recipes.py)
         tags["recipe"] = recipe
     return {**tags, **{k: str(v) for k, v in extra.items()}}
@@ -95,6 +100,10 @@ def dataset_hash(run) -> str:
 
 def code_version(run) -> str:
     return run.data.tags.get("code_version", "?")
+
+
+def config_layer(run) -> str:
+    return run.data.tags.get(CONFIG_LAYER, DEFAULT)
 
 
 def recipe(run) -> str | None:

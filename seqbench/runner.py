@@ -27,7 +27,16 @@ from seqbench.data.store import data_home, load_dataset
 from seqbench.eval.evaluator import PRIMARY_METRIC, check_protocol
 from seqbench.models import FitReport, create_model, get_spec
 from seqbench.models.store import ModelStore, Stored, histories_hash, identity
-from seqbench.planner import check_task, ensure_dataset, is_tuned, model_layers, resolved_config, tuned_layer
+from seqbench.planner import (
+    DEFAULT,
+    check_task,
+    config_label,
+    ensure_dataset,
+    is_tuned,
+    model_layers,
+    resolved_config,
+    tuned_layer,
+)
 from seqbench.probes import ProbeContext, ProbeResult, get_probe, validate_probe_options
 from seqbench.probes.options import declared
 from seqbench.stats.multiple import aggregate_seeds, holm
@@ -177,12 +186,13 @@ def seed_pass(spec: RunSpec, data: SeqDataset, layers: list[dict[str, Any]], see
 
 
 def result_dict(data: SeqDataset, model: str, seed: int, res: ProbeResult, fit: FitReport,
-                task: str = "retrieval") -> dict:
-    """The machine-readable result of one (dataset, model, probe, seed)."""
+                task: str = "retrieval", config: str = DEFAULT) -> dict:
+    """The machine-readable result of one (dataset, model, probe, seed); ``config``: its config layer."""
     test = res.test
     return {
         "dataset": data.name,
         "model": model,
+        "config": config,
         "probe": res.probe,
         "seed": seed,
         "task": task,
@@ -280,10 +290,11 @@ def run(spec: RunSpec, console: Console | None = None) -> dict:
         for seed in spec.seeds:
             sp = seed_pass(spec, data, layers, seed, device, home, store, progress, live.add, live.finish)
             for res in sp.results:
-                out = result_dict(data, spec.model, seed, res, sp.fit, spec.task)
+                out = result_dict(data, spec.model, seed, res, sp.fit, spec.task, config_label(spec.config_file))
                 out.update(reused=sp.reused, model_identity=sp.identity, **sp.recipe_fields)
                 out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, seed, sp.fit, res, out, sp.steps,
-                                                  {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags})
+                                                  {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags,
+                                                   record.CONFIG_LAYER: out["config"]})
                 runs.append(out)
     summary = {}
     if len(spec.seeds) > 1:

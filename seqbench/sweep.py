@@ -36,7 +36,8 @@ from seqbench.eval.evaluator import check_protocol
 from seqbench.models import MODELS, get_spec
 from seqbench.models.store import ModelStore
 from seqbench.planner import (
-    TUNED,
+    CONFIG_LAYERS,
+    DEFAULT,
     ensure_dataset,
     is_tuned,
     model_layers,
@@ -53,7 +54,10 @@ from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
-             "proxies_in_verdict", "recipe", "config", "space"}
+             "proxies_in_verdict", "recipe", "config", "space", "tune"}
+# a study's ``tune`` table: the budget `seqbench tune --study` gives every (model, dataset), as TuneSpec fields
+TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int, "cpus_per_trial": float,
+                              "gpus_per_trial": float, "budget_minutes": float, "grace_checks": int}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 
@@ -75,8 +79,11 @@ class Grid:
     views: list[str] = field(default_factory=list)  # what `seqbench report --study` shows (empty: every view)
     proxies_in_verdict: bool = False  # the paper-pattern view counts rows trained with a non-official recipe
     recipe: str | None = None  # a named training recipe for the LLM models (under `set`)
-    config: str | None = None  # "tuned": each (model, dataset)'s tuned layer (`seqbench tune`), under `set`
+    # config layers, each a row of every (model, dataset): default (none) and/or tuned (`seqbench tune`'s winner,
+    # under `set`)
+    config: list[str] = field(default_factory=lambda: [DEFAULT])
     spaces: dict[str, dict[str, Space]] = field(default_factory=dict)  # per-model search spaces (`tune --study`)
+    tune: dict[str, Any] = field(default_factory=dict)  # the budget of `tune --study` (TUNE_KEYS)
 
     @property
     def sweep_id(self) -> str:
@@ -88,8 +95,8 @@ class Grid:
         fields["probe_set"] = self.probe_sets[0] if len(self.probe_sets) == 1 else self.probe_sets
         if self.recipe is not None:
             fields["recipe"] = self.recipe
-        if self.config is not None:  # grids without it keep their id
-            fields["config"] = self.config
+        if self.config != [DEFAULT]:  # grids without it keep their id; `config: tuned` keeps its own
+            fields["config"] = self.config[0] if len(self.config) == 1 else self.config
         desc = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
@@ -169,12 +176,38 @@ def load_grid(path: Path) -> Grid:
     if not isinstance(proxies, bool):
         raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
     spaces = _spaces(raw.get("space") or {}, models, path)
-    config = raw.get("config")
-    if config is not None and not is_tuned(config):
-        raise SeqbenchError(f"{path}: 'config' names a config layer; the one there is: {TUNED} (got {config!r})")
+    config = config_layers(_names(raw, "config", path), str(path)) if "config" in raw else [DEFAULT]
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
                 _sets(raw.get("set") or {}, models, datasets, path), probe_sets, evals, views,
-                proxies, None if recipe is None else str(recipe), config, spaces)
+                proxies, None if recipe is None else str(recipe), config, spaces, _tune(raw.get("tune"), path))
+
+
+def config_layers(names: list[str], where: str) -> list[str]:
+    """A study's ``config`` (or ``sweep --config``): config layers, each once."""
+    for name in names:
+        if name not in CONFIG_LAYERS:
+            raise SeqbenchError(f"{where}: 'config' names config layers ({', '.join(CONFIG_LAYERS)}), got {name!r}")
+    if len(set(names)) < len(names):
+        raise SeqbenchError(f"{where}: 'config' names a layer twice: {names}")
+    return list(names)
+
+
+def _tune(raw: Any, path: Path) -> dict[str, Any]:
+    """A study's ``tune`` table (``docs/tuning.md``): the same budget for every (model, dataset)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SeqbenchError(f"{path}: 'tune' must be a table of {', '.join(TUNE_KEYS)}, got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        if key not in TUNE_KEYS:
+            raise SeqbenchError(f"{path}: unknown key 'tune.{key}'; valid keys: {', '.join(TUNE_KEYS)}")
+        kind = TUNE_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or kind is int and not isinstance(value, int):
+            raise SeqbenchError(f"{path}: 'tune.{key}' must be {'a whole number' if kind is int else 'a number'}, "
+                                f"got {value!r}")
+        out[key] = kind(value)
+    return out
 
 
 def _sets(raw: Any, models: list[str], datasets: list[str], path: Path) -> dict[str, Any]:
@@ -253,10 +286,15 @@ def find_study(name: str | Path) -> Path:
     raise UnknownNameError("study", str(name), known)
 
 
-def result_identity(model_identity: str, probe: str, probe_options: dict[str, str], protocol: str = "sampled") -> str:
+def result_identity(model_identity: str, probe: str, probe_options: dict[str, str], protocol: str = "sampled",
+                    config: str = DEFAULT) -> str:
+    """A grid point's identity. The config layer is part of it: a tuned row whose settings equal the default's
+    (same trained model) is still its own row, logged under its own label."""
     fields: dict[str, Any] = {"model": model_identity, "probe": probe, "options": probe_options}
     if protocol != "sampled":  # results logged before protocols existed keep their identity
         fields["eval"] = protocol
+    if config != DEFAULT:  # default rows keep the identity they had before config layers existed
+        fields["config"] = config
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -270,11 +308,13 @@ class Point:
     done: bool = False
     protocol: str = "sampled"
     options: dict[str, str] = field(default_factory=dict)  # the probe options this point runs with
+    config: str = DEFAULT  # the config layer of its row (default / tuned)
 
 
 @dataclass
 class TaskPlan:
-    """One Ray task: a (dataset, model, seed) and its grid points (one per probe)."""
+    """One Ray task: a (dataset, model, seed, trained model) and its grid points (one per probe and config layer:
+    config layers whose settings coincide share the task, so the model trains once and each row is logged)."""
 
     dataset: str
     model: str
@@ -309,35 +349,35 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
     """The grid as tasks, each with its trained-model identity and its points' result identities (``home``: where
     a ``config: tuned`` grid finds the tuned layers)."""
     code = code or code_version()
-    plans = []
+    plans: dict[tuple[str, str, int, str], TaskPlan] = {}
     for name in grid.datasets:
         data = datasets[name]
         for model in grid.models:
-            # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
-            tuned = tuned_layer(data_home(home), data, model) if is_tuned(grid.config) else None
-            for tables in set_rows(grid.sets, model, name):
-                layers = model_layers(model, tables, None, data.meta.get("run_defaults"), recipe=grid.recipe,
-                                      tuned=tuned)
-                settings = {k: v for t in tables for k, v in t.items()}  # shown by --dry-run and in errors
-                for seed in grid.seeds:
-                    ident = planned_identity(model, layers, data, seed, code)
-                    points = [Point(name, model, seed, p, result_identity(ident, p, options, e), protocol=e,
-                                    options=options)
-                              for e in grid.evals for p, options in _probe_runs(grid)]
-                    plans.append(TaskPlan(name, model, seed, layers, ident, store.has(ident), points, settings))
-    _check_distinct(plans)
-    return plans
+            for config in grid.config:
+                # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
+                tuned = tuned_layer(data_home(home), data, model) if is_tuned(config) else None
+                rows: dict[str, str] = {}  # identity -> label of the config row that planned it, under this layer
+                for tables in set_rows(grid.sets, model, name):
+                    layers = model_layers(model, tables, None, data.meta.get("run_defaults"), recipe=grid.recipe,
+                                          tuned=tuned)
+                    settings = {k: v for t in tables for k, v in t.items()}  # shown by --dry-run and in errors
+                    for seed in grid.seeds:
+                        ident = planned_identity(model, layers, data, seed, code)
+                        row = TaskPlan(name, model, seed, layers, ident, store.has(ident), [], settings)
+                        _check_distinct(rows, row)
+                        plan = plans.setdefault((name, model, seed, ident), row)
+                        plan.points += [Point(name, model, seed, p, result_identity(ident, p, options, e, config),
+                                              protocol=e, options=options, config=config)
+                                        for e in grid.evals for p, options in _probe_runs(grid)]
+    return list(plans.values())
 
 
-def _check_distinct(plans: list[TaskPlan]) -> None:
-    """Two config rows that resolve to the same trained model would log the same results twice."""
-    seen: dict[tuple[str, str], TaskPlan] = {}
-    for plan in plans:
-        key = (plan.dataset, plan.identity)
-        if key in seen:
-            raise SeqbenchError(f"set.{plan.model}: {seen[key].label} and {plan.label} resolve to the same config "
-                                f"(the same trained model); drop one")
-        seen[key] = plan
+def _check_distinct(rows: dict[str, str], row: TaskPlan) -> None:
+    """Two config rows of ``set`` that resolve to the same trained model would log the same results twice (two
+    config layers may share one: default and tuned rows with equal settings share the task)."""
+    if rows.setdefault(row.identity, row.label) != row.label:
+        raise SeqbenchError(f"set.{row.model}: {rows[row.identity]} and {row.label} resolve to the same config (the "
+                            f"same trained model); drop one")
 
 
 # -- Ray resources ------------------------------------------------------------------------------------------
@@ -445,14 +485,13 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
               checkpoint_every_s: float = 0.0, console: Console | None = None,
               config: str | None = None) -> SweepReport:
     """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring. ``config``
-    (``tuned``) overrides the grid's ``config`` key."""
+    (``tuned``, or ``default,tuned``) overrides the grid's ``config`` key."""
     start = time.perf_counter()
     console = console or Console(stderr=True)
     grid = load_grid(grid_path)
     if config is not None:
-        if not is_tuned(config):
-            raise SeqbenchError(f"--config names a config layer for a sweep; the one there is: {TUNED}")
-        grid = dataclasses.replace(grid, config=config)
+        layers = config_layers([c.strip() for c in config.split(",") if c.strip()], "--config")
+        grid = dataclasses.replace(grid, config=layers)
     home = data_home(home)
     for name in grid.datasets:
         if name not in list_datasets(home) and not on_demand(name):
@@ -549,15 +588,19 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
     if sp.identity != plan.identity:
         raise SeqbenchError(f"task {plan.label} trained identity {sp.identity}, "
                             f"the driver planned {plan.identity} (different code versions on driver and worker?)")
-    by_probe = {(p.probe, p.protocol, json.dumps(p.options, sort_keys=True)): p for p in plan.points}
-    for res in sp.results:
-        point = by_probe[(res.probe, res.protocol, json.dumps(res.probe_stats.get("options", {}), sort_keys=True))]
-        if point.done:
-            continue
-        out = result_dict(data, plan.model, plan.seed, res, sp.fit)
-        out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id, **sp.recipe_fields)
-        tags = {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags, "result_id": point.result_id,
-                "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent}
-        out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps, tags)
-        point.done = True
-        report.logged.append(out)
+    def key(probe: str, protocol: str, options: dict) -> tuple[str, str, str]:
+        return probe, protocol, json.dumps(options, sort_keys=True)
+
+    for res in sp.results:  # one result serves every config layer whose row has this trained model
+        for point in plan.points:
+            if point.done or key(point.probe, point.protocol, point.options) != \
+                    key(res.probe, res.protocol, res.probe_stats.get("options", {})):
+                continue
+            out = result_dict(data, plan.model, plan.seed, res, sp.fit, config=point.config)
+            out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id, **sp.recipe_fields)
+            tags = {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags, "result_id": point.result_id,
+                    "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent, record.CONFIG_LAYER: point.config}
+            out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps,
+                                              tags)
+            point.done = True
+            report.logged.append(out)

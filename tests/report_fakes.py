@@ -27,11 +27,13 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                  config: dict | None = None, probe_stats: dict | None = None,
                  curves: dict[str, list[float]] | None = None, ids_as_tags: bool = False,
                  protocol: str | None = None, recipe: str | None = None,
-                 probe_options: dict[str, str] | None = None) -> str:
+                 probe_options: dict[str, str] | None = None, config_layer: str | None = None,
+                 fit: dict | None = None, model_identity: str | None = None) -> str:
     """One finished run laid out like runner.log_result: params (or, with ``ids_as_tags``, tags) dataset/model/probe/
     seed, tags dataset_hash/code_version/family, model_config.* params, result.json, per_user_metrics.parquet,
-    resolved_config.json, optional metric curves, an LLM model's ``recipe`` (tag and result field) and the probe's
-    options (``probe_options.*`` params)."""
+    resolved_config.json, optional metric curves, an LLM model's ``recipe`` (tag and result field), the probe's
+    options (``probe_options.*`` params); a ``config_layer`` tag (default / tuned), the fit report and the
+    trained-model identity when given."""
     run_id = client.create_run(experiment_id, run_name=f"{dataset}/{model}/{probe}/seed{seed}").info.run_id
     ids = {"dataset": dataset, "model": model, "probe": probe, "seed": str(seed)}
     for k, v in ids.items():
@@ -43,6 +45,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
         client.set_tag(run_id, "eval_protocol", protocol)
     if recipe is not None:  # runs logged before recipes existed have none (an LLM model's reads as unrecorded)
         client.set_tag(run_id, "recipe", recipe)
+    if config_layer is not None:  # runs logged before config layers existed have none (and read as default)
+        client.set_tag(run_id, "config_layer", config_layer)
     for k, v in (config or {}).items():
         client.log_param(run_id, f"model_config.{k}", v)
     for k, v in (probe_options or {}).items():
@@ -55,7 +59,8 @@ def log_fake_run(client, experiment_id: str, conditions: dict[str, np.ndarray], 
                           for c, v in conditions.items()},
               "test": {"compare": [a_name, b_name], **{k: v for k, v in test.as_dict().items()
                                                        if k not in ("mean_original", "mean_probed")}},
-              "probe_stats": probe_stats or {}, "fit": {}, "mlflow_run_id": run_id, "recipe": recipe}
+              "probe_stats": probe_stats or {}, "fit": fit or {}, "mlflow_run_id": run_id, "recipe": recipe,
+              "model_identity": model_identity}
     client.log_dict(run_id, result, "result.json")
     client.log_dict(run_id, {"dataset_meta": {"name": dataset, "counts": {"users": N_USERS, "items": 50,
                                                                           "interactions": 600}}},

@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("seqbench.runner",),
     ("seqbench.sweep",),
     # `seqbench tune`: Ray Tune trials through the runner's training path, device grants as the sweep's
-    ("seqbench.tune",),
+    ("seqbench.tune", "seqbench.tune_study"),
     # analysis of recorded runs
     ("seqbench.compare", "seqbench.report"),
     # front ends

@@ -19,7 +19,8 @@ def test_result_tags_round_trip_through_mlflow_and_the_readers(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("e", artifact_location=artifact_location(uri))
-    llm = client.create_run(exp, tags=_tags(model="llara", recipe="cpu-proxy", result_id="r1")).info.run_id
+    llm = client.create_run(exp, tags=_tags(model="llara", recipe="cpu-proxy", result_id="r1",
+                                            config_layer="tuned")).info.run_id
     cf = client.create_run(exp, tags={**_tags(), **record.reuse_tags(True, "abc")}).info.run_id
     client.create_run(exp, tags=record.train_tags("abc", {"dataset": "d"}))
     client.create_run(exp, tags=record.sweep_tags("s1", "studies/x.yaml"))
@@ -30,6 +31,7 @@ def test_result_tags_round_trip_through_mlflow_and_the_readers(tmp_path):
             record.recipe(a), record.conditions(a)) == ("3", "full", "h", "0.1.0+x", "cpu-proxy",
                                                           ("original", "probed"))
     assert record.recipe(runs[cf]) is None and runs[cf].data.tags["reused"] == "true"
+    assert record.config_layer(a) == "tuned" and runs[cf].data.tags[record.CONFIG_LAYER] == "default"
     found = client.search_runs([exp], record.filter_string(run_kind=record.PROBE_RUN, model="llara", task=None))
     assert [r.info.run_id for r in found] == [llm]
 
@@ -44,4 +46,5 @@ def test_runs_logged_before_a_tag_existed_read_as_its_default(tmp_path):
     run = client.get_run(rid)
     assert record.is_result(run) and record.field(run, "dataset") == "old"
     assert record.protocol(run) == record.DEFAULT_PROTOCOL and record.conditions(run) == record.DEFAULT_CONDITIONS
+    assert record.config_layer(run) == "default"
     assert record.prefixed(run, record.MODEL_CONFIG) == {"d": "64"}

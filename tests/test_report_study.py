@@ -246,3 +246,64 @@ def test_a_drop_is_order_sensitive_whatever_the_model_learned_and_no_drop_needs_
     assert classify(1e-3, 0.3, beats_pop=True) == "order-blind"  # a significant rise is not a drop
     assert classify(0.8, -0.02, beats_pop=True) == "order-blind"
     assert classify(0.8, -0.02, beats_pop=False) == classify(0.8, -0.02, beats_pop=None) == "undecided"
+
+
+@pytest.fixture(scope="module")
+def tuning_store(tmp_path_factory):
+    """Default and tuned rows: sasrec order-blind by default and order-sensitive tuned (the verdict changes);
+    gru4rec's tune kept its defaults (one trained model, both rows order-sensitive); pop the reference."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('tuning') / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("tu", artifact_location=artifact_location(uri))
+    weak, strong = base_values(7, scale=0.3), base_values(7)
+    noise = np.random.default_rng(5).normal(0, 0.01, N_USERS)
+    log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline",
+                 config_layer="default")
+    log_fake_run(client, exp, {"original": strong, "probed": np.clip(strong + noise, 0, 1)}, model="sasrec",
+                 config={"lr": "0.001", "dropout": "0.2"}, config_layer="default",
+                 fit={"best_valid_ndcg@10": 0.30}, model_identity="s-default")
+    log_fake_run(client, exp, {"original": strong * 1.1, "probed": strong * 0.5}, model="sasrec",
+                 config={"lr": "0.0031415926", "dropout": "0.2"}, config_layer="tuned",
+                 fit={"best_valid_ndcg@10": 0.36}, model_identity="s-tuned")
+    for layer in ("default", "tuned"):
+        log_fake_run(client, exp, {"original": strong, "probed": strong * 0.6}, model="gru4rec",
+                     config={"lr": "0.001"}, config_layer=layer, fit={"best_valid_ndcg@10": 0.25},
+                     model_identity="g-same")
+    return uri
+
+
+def test_tuning_view_sets_default_and_tuned_side_by_side(tuning_store, tmp_path, monkeypatch):
+    from seqbench.report import tuning
+
+    with RunSource(tuning_store, "tu") as source:
+        records, notes = source.collect()
+        assert not [n for n in notes if "superseded" in n]  # gru4rec's two identical rows are two rows
+        (table,) = tuning.tuning_tables(records, source)
+    rows = {(r[0], r[1]): r for r in table.rows}
+    assert list(rows) == [("gru4rec", "default"), ("gru4rec", "tuned"), ("sasrec", "default"), ("sasrec", "tuned")]
+    col = {c: i for i, c in enumerate(table.columns)}
+    s_def, s_tun = rows[("sasrec", "default")], rows[("sasrec", "tuned")]
+    assert s_def[col["verdict"]] == "order-blind" and s_tun[col["verdict"]] == "order-sensitive"
+    assert s_tun[col["verdict changed by tuning"]] == "yes: order-blind → order-sensitive"
+    assert s_def[col["valid NDCG@10"]] == "0.3000" and s_tun[col["valid NDCG@10"]] == "0.3600 (+0.0600)"
+    assert s_tun[col["test NDCG@10"]] == f"{base_values(7).mean() * 1.1:.4f} ({base_values(7).mean() * 0.1:+.4f})"
+    assert s_tun[col["tuned settings"]] == "lr 0.001 → 0.003142"
+    assert s_tun[col["shuffle-infer Δ NDCG@10 [95 % CI]"]].startswith(f"{0.5 / 1.1 - 1:+.1%}")
+    g_tun = rows[("gru4rec", "tuned")]
+    assert g_tun[col["tuned settings"]] == "= default (one trained model)"
+    assert g_tun[col["verdict changed by tuning"]] == "no" and g_tun[col["verdict"]] == "order-sensitive"
+    assert "**Tuning changed the verdict of sasrec (order-blind → order-sensitive).**" in table.notes[-1]
+
+    # the study report renders it in both formats; the other views keep the rows apart by their layer
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "tu.yaml").write_text(
+        "experiment: tu\ndatasets: [d]\nmodels: [pop, sasrec, gru4rec]\nseeds: [0]\nprobes: [shuffle-infer]\n"
+        "config: [default, tuned]\nviews: [tuning, overall]\n")
+    r = runner.invoke(app, ["report", "--study", "tu", "--tracking-uri", tuning_store, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    md, html = (tmp_path / "o" / "report.md").read_text(), (tmp_path / "o" / "report.html").read_text()
+    assert "**Default vs tuned on d**" in md and "| sasrec | tuned |" in md
+    assert "yes: order-blind → order-sensitive" in md
+    assert "<caption>Default vs tuned on d</caption>" in html and "= default (one trained model)" in html
+    assert "| gru4rec (default) |" in md and "| gru4rec (tuned) |" in md  # overall: two rows, not one

@@ -99,6 +99,14 @@ def test_protocols_are_grid_points_of_one_trained_model(tmp_path, tiny):
      "'set.sasrec': the same config is listed twice", SeqbenchError),
     ("datasets: [tiny]\nmodels: [sasrec]\nprobes: [cosine]\nseeds: [0]\nset: {sasrec: [{}, {dd: 1}]}\n",
      "'set.sasrec': unknown setting 'dd'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nconfig: [default, best]\n",
+     "'config' names config layers .default, tuned., got 'best'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\nconfig: [tuned, tuned]\n",
+     "names a layer twice", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\ntune: {trails: 8}\n",
+     "unknown key 'tune.trails'", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\ntune: {trials: 2.5}\n",
+     "'tune.trials' must be a whole number", SeqbenchError),
 ])
 def test_bad_grid_files_name_the_problem(tmp_path, text, message, exc):
     path = _grid(tmp_path, text)
@@ -212,6 +220,41 @@ def test_driver_killed_midway_then_rerun_logs_every_point_once(ray_cluster, tiny
     runs = _probe_runs(uri, "kill")
     assert len(runs) == 10 and runs["tags.result_id"].nunique() == 10 and (runs["status"] == "FINISHED").all()
     assert runs["tags.mlflow.parentRunId"].nunique() == 1  # the rerun continued the same parent run
+
+
+def test_default_and_tuned_rows_share_a_trained_model_only_when_their_settings_agree(tmp_path, tiny_home, tiny):
+    """``config: [default, tuned]`` plans both rows; a tuned layer equal to the defaults gives one task (one trained
+    model) with a point per row, each with its own result identity; ``config: tuned`` keeps its sweep id."""
+    import json
+
+    from seqbench.planner import tuned_dir
+
+    base = (f"datasets: [tiny]\nmodels: [pop, sasrec]\nprobes: [shuffle-infer]\nseeds: [0]\n"
+            f"set: {{sasrec: {TINY_SASREC}}}\n")
+    both = load_grid(_grid(tmp_path, base + "config: [default, tuned]\ntune: {trials: 2, cpus_per_trial: 1}\n"))
+    assert both.config == ["default", "tuned"] and both.tune == {"trials": 2, "cpus_per_trial": 1.0}
+    assert load_grid(_grid(tmp_path, base + "config: tuned\n", "t.yaml")).config == ["tuned"]
+    assert len({load_grid(_grid(tmp_path, base + c, f"{i}.yaml")).sweep_id for i, c in
+                enumerate(["", "config: tuned\n", "config: [default, tuned]\n"])}) == 3
+    assert load_grid(_grid(tmp_path, base + "config: default\n", "d.yaml")).sweep_id == \
+        load_grid(_grid(tmp_path, base, "n.yaml")).sweep_id  # the default layer is what a grid always had
+    folder = tuned_dir(tiny_home, "tiny", "sasrec")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for layer, tasks in (({"lr": 0.001}, 2), ({"lr": 0.005}, 3)):  # 0.001 is sasrec's default
+            (folder / "config.json").write_text(json.dumps({"dataset_hash": tiny.content_hash, "layer": layer}))
+            plans = expand(both, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v", home=tiny_home)
+            assert len(plans) == tasks  # pop has nothing to tune: its rows always share one task
+            points = [(p.model, p.config) for plan in plans for p in plan.points]
+            assert sorted(points) == [("pop", "default"), ("pop", "tuned"), ("sasrec", "default"), ("sasrec", "tuned")]
+            assert len({p.result_id for plan in plans for p in plan.points}) == 4
+        default_only = expand(load_grid(_grid(tmp_path, base, "n.yaml")), {"tiny": tiny}, ModelStore(tmp_path / "s"),
+                              code="v", home=tiny_home)
+        # default rows keep the result identities they had before config layers existed
+        assert {p.result_id for plan in default_only for p in plan.points} < \
+            {p.result_id for plan in plans for p in plan.points}
+    finally:
+        (folder / "config.json").unlink()
 
 
 def test_dry_run_cli_prints_the_grid_and_runs_nothing(tiny_home, tracking_uri, tmp_path):

@@ -121,6 +121,9 @@ def test_tune_writes_the_tuned_layer_run_reuses_and_a_rerun_restores(ray_two_cpu
                       tracking_uri=uri))
     assert out["runs"][0]["model_identity"] == report.best_identity
     assert out["runs"][0]["reused"] is report.best_stored is True
+    assert out["runs"][0]["config"] == "tuned"  # its run is tagged config_layer=tuned
+    tagged = client.get_run(out["runs"][0]["mlflow_run_id"]).data.tags
+    assert tagged["config_layer"] == "tuned"
 
     # the same command again restores the finished tune: no trial runs again
     again = run_tune(spec)
@@ -180,3 +183,78 @@ def test_a_study_declares_spaces_and_tune_reads_them(tmp_path, tiny_home):
     got = CliRunner().invoke(app, ["tune", "--model", "sasrec", "--dataset", "tiny", "--data-home", str(tiny_home),
                                    "--study", str(study)])
     assert got.exit_code != 0 and "positive lower bound" in got.output
+
+
+# -- the fairness path: tune --study, sweep default and tuned rows, the tuning view ------------------------------
+FAIR_STUDY = """experiment: fair
+datasets: [fair]
+models: [pop, sasrec]
+seeds: [0]
+probes: [shuffle-infer]
+config: [default, tuned]
+set: {sasrec: {max_epochs: 2, eval_every: 1, d: 16, n_blocks: 1, maxlen: 16}}
+space: {sasrec: {lr: 'loguniform(1e-3,1e-2)', dropout: 'uniform(0,0.5)'}}
+tune: {trials: 2, max_concurrent: 2, seed: 0}
+views: [tuning, overall, runs]
+"""
+
+
+def test_tune_study_then_sweep_then_report_the_tuning_view(ray_two_cpus, tmp_path, monkeypatch):
+    """The fairness study's commands end to end on a tiny dataset: every tunable model of the study tuned with the
+    study's budget (pop skipped), a second `tune --study` restores instead of tuning again, the sweep logs a default
+    and a tuned row per model, and `report --study` sets them side by side."""
+    import mlflow
+
+    from seqbench.data.pipeline import prepare_source
+    from seqbench.data.preprocess import PrepareParams
+    from seqbench.data.sources.options import SourceOptions
+
+    monkeypatch.chdir(tmp_path)  # MLflow's artifacts of a new experiment go under the working directory
+    home, uri = tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_source("synthetic", None, "fair", home, PrepareParams(),
+                   SourceOptions(users=120, items=140, order=0.9, seed=1, min_len=5, max_len=15))
+    study = tmp_path / "fair.yaml"
+    study.write_text(FAIR_STUDY)
+    cli = CliRunner()
+    args = ["--data-home", str(home), "--tracking-uri", uri]
+    got = cli.invoke(app, ["tune", "--study", str(study), *args], terminal_width=200)
+    assert got.exit_code == 0, got.output
+    assert "skipping pop on fair: pop declares no search space" in got.output
+    assert "tune 1/1: sasrec on fair (2 trials, seed 0)" in got.output
+    saved = json.loads((home / "tuned" / "fair" / "sasrec" / "config.json").read_text())
+    assert {"lr", "dropout", "max_epochs"} <= saved["layer"].keys()
+    search = json.loads((home / "tuned" / "fair" / "sasrec" / "search.json").read_text())
+    assert search["trials"] == 2 and set(search["space"]) == {"lr", "dropout", "attn_dropout"}  # d, n_blocks: set
+
+    again = cli.invoke(app, ["tune", "--study", str(study), *args], terminal_width=200)
+    assert again.exit_code == 0 and "its ended trials were restored, not rerun" in again.output
+    assert json.loads((home / "tuned" / "fair" / "sasrec" / "config.json").read_text())["layer"] == saved["layer"]
+
+    swept = cli.invoke(app, ["sweep", str(study), *args], terminal_width=200)
+    assert swept.exit_code == 0, swept.output
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("fair").experiment_id], "tags.run_kind = 'probe'")
+    rows = sorted((r.data.tags["model"], r.data.tags["config_layer"]) for r in runs)
+    assert rows == [("pop", "default"), ("pop", "tuned"), ("sasrec", "default"), ("sasrec", "tuned")]
+    tuned_run = next(r for r in runs if r.data.tags["model"] == "sasrec" and r.data.tags["config_layer"] == "tuned")
+    assert float(tuned_run.data.params["model_config.lr"]) == pytest.approx(float(saved["layer"]["lr"]))
+    pops = {r.data.tags["model_identity"] for r in runs if r.data.tags["model"] == "pop"}
+    assert len(pops) == 1  # nothing to tune: both pop rows read one trained model
+
+    reported = cli.invoke(app, ["report", "--study", str(study), "--tracking-uri", uri, "--out",
+                                str(tmp_path / "report"), "--format", "md"])
+    assert reported.exit_code == 0, reported.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "**Default vs tuned on fair**" in text
+    assert "| sasrec | default |" in text and "| sasrec | tuned |" in text and "lr 0.001 → " in text
+
+
+def test_tune_study_refuses_pairs_outside_the_study(tmp_path):
+    study = tmp_path / "fair.yaml"
+    study.write_text(FAIR_STUDY)
+    got = CliRunner().invoke(app, ["tune", "--study", str(study), "--model", "gru4rec"])
+    assert got.exit_code != 0 and "--model gru4rec is not one of the study's models (pop, sasrec)" in got.output
+    got = CliRunner().invoke(app, ["tune", "--study", str(study), "--space", "lr=loguniform(1e-3,1e-2)"])
+    assert got.exit_code != 0 and "apply to one model: add --model" in got.output
+    got = CliRunner().invoke(app, ["tune"])
+    assert got.exit_code != 0 and "give --model (one model) or --study" in got.output

@@ -11,7 +11,7 @@ from seqbench.atomic import write_atomic
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.eval.evaluator import TASKS
 
-from . import calibration, figures, generation, pattern, protocols, tables
+from . import calibration, figures, generation, pattern, protocols, tables, tuning
 from .aggregate import base_probe
 from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import Document, Figure, Section, Table
@@ -59,6 +59,8 @@ VIEWS: dict[str, Callable[[ViewInput], Section]] = {
                                     tables=generation.generation_tables(v.generation, v.source)),
     "paper-pattern": lambda v: Section("Paper pattern (shuffle-infer at the study's window, against pop)",
                                        tables=pattern.pattern_tables(v.records, v.source, v.proxies_in_verdict)),
+    "tuning": lambda v: Section("Default vs tuned settings (shuffle-infer, the same tuning budget per model)",
+                                tables=tuning.tuning_tables(v.records, v.source)),
     "false-positives": lambda v: Section("False positives (data without order)",
                                          tables=calibration.false_positive_tables(v.records)),
     "power": _power,

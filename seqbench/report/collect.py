@@ -22,6 +22,7 @@ import pandas as pd
 from seqbench import record
 from seqbench.errors import SeqbenchError
 from seqbench.models.llm.recipes import has_recipe
+from seqbench.planner import DEFAULT
 from seqbench.record import CONFIG, MODEL_CONFIG, PER_USER, PROBE_OPTIONS, RESULT
 
 UNRECORDED = "unrecorded"  # an LLM run logged before runs recorded their training recipe
@@ -45,6 +46,7 @@ class RunRecord:
     protocol: str = "sampled"  # ranking protocol (--eval); runs logged before protocols existed are sampled
     task: str = "retrieval"  # retrieval or generation (--task); runs logged before tasks existed are retrieval
     recipe: str | None = None  # an LLM model's training recipe (models/llm/recipes.py); None for other models
+    config_layer: str = DEFAULT  # default or tuned (`seqbench tune`'s winner): a study's `config` row
 
     @property
     def proxy(self) -> bool:
@@ -165,7 +167,8 @@ class RunSource:
             task=task, run_id=info.run_id, dataset=key("dataset"), dataset_hash=record.dataset_hash(run),
             model=key("model"), family=key("family") or "?", probe=probe, seed=int(key("seed") or 0),
             code_version=record.code_version(run), start_time=info.start_time or 0,
-            config=record.prefixed(run, MODEL_CONFIG), result=result, protocol=record.protocol(run), recipe=recipe)
+            config=record.prefixed(run, MODEL_CONFIG), result=result, protocol=record.protocol(run), recipe=recipe,
+            config_layer=record.config_layer(run))
 
     def dataset_meta(self, record: RunRecord) -> dict:
         """The prepared dataset's meta.json as the run recorded it (counts, source, parameters)."""
@@ -193,10 +196,11 @@ def split_or_refuse(records: list[RunRecord], split: bool) -> list[RunRecord]:
 
 
 def drop_repeats(records: list[RunRecord], notes: list[str]) -> list[RunRecord]:
-    """The same (dataset, model, config, probe, seed) run twice: keep the latest, say which was dropped."""
+    """The same (dataset, model, config, probe, seed) run twice: keep the latest, say which was dropped. A default and
+    a tuned row with the same settings are two rows (a study's ``config: [default, tuned]``), not a repeat."""
     latest: dict[tuple, RunRecord] = {}
     for r in records:  # in start-time order
-        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed, r.protocol, r.task)
+        k = (r.dataset, r.model, tuple(sorted(r.config.items())), r.probe, r.seed, r.protocol, r.task, r.config_layer)
         if k in latest:
             notes.append(f"run {latest[k].run_id} superseded by the later run {r.run_id} "
                          f"({r.dataset}/{r.model}/{r.probe}/seed {r.seed})")
@@ -215,7 +219,8 @@ PROXY_NOTE = (f"`{PROXY}` in a model's label: an LLM recommender trained with an
 def label_variants(records: list[RunRecord]) -> None:
     """A model run with several configs gets one label per config, naming only the values that differ (and the
     LLM of LLM-based models, always); a config any of whose runs is a proxy (``RunRecord.proxy``) is marked
-    ``proxy``."""
+    ``proxy``. A model with rows of several config layers names the layer first: ``sasrec (tuned, lr=0.003)``, so
+    a tuned row equal to the default stays its own row."""
     by_model: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:  # per task: a table of one task never shows the other task's configurations
         by_model[(r.task, r.model)].append(r)
@@ -224,7 +229,9 @@ def label_variants(records: list[RunRecord]) -> None:
         keys = sorted({k for c in configs for k, _ in c})
         differing = [k for k in keys if k in ALWAYS_NAMED or len({dict(c).get(k) for c in configs}) > 1]
         proxies = {tuple(sorted(r.config.items())) for r in runs if r.proxy}
+        layered = len({r.config_layer for r in runs}) > 1
         for r in runs:
-            values = [f"{k}={r.config.get(k, '-')}" for k in differing]
+            values = [r.config_layer] if layered else []
+            values += [f"{k}={r.config.get(k, '-')}" for k in differing]
             values += [PROXY] if tuple(sorted(r.config.items())) in proxies else []
             r.variant = f"{model} ({', '.join(values)})" if values else model

@@ -18,12 +18,13 @@ study sets ``proxies_in_verdict: true``; the notes say which.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from seqbench.compare import compare_series
 from seqbench.stats import ALPHA
 from seqbench.stats.multiple import holm
 
-from .aggregate import base_probe, datasets_of, effect
+from .aggregate import ProbeEffect, base_probe, datasets_of, effect
 from .collect import RunRecord, RunSource
 from .document import MISSING, Table
 
@@ -54,6 +55,38 @@ def pattern_verdict(rows: dict[str, tuple[str, str]]) -> str:
     return "holds"
 
 
+@dataclass
+class Reading:
+    """One row's shuffle-infer reading: its effect, the Holm-adjusted drop p, the test against pop (relative change,
+    Holm-adjusted p; None without a pop row) and the class."""
+
+    effect: ProbeEffect
+    drop_p: float
+    vs_pop: tuple[float, float] | None
+    cls: str
+
+
+def readings(rows: dict[str, list[RunRecord]], pop: RunRecord | None, source: RunSource) -> dict[str, Reading]:
+    """Classify each row (``rows``: label -> its shuffle-infer runs, one per seed, of one dataset): the drop p and
+    the per-user test against ``pop``'s original NDCG@10 (paired Wilcoxon), each Holm-adjusted over the rows."""
+    names = list(rows)
+    effects = {v: effect(sorted(rows[v], key=lambda r: r.seed)) for v in names}
+    drop_holm = dict(zip(names, holm([effects[v].p for v in names]), strict=True))
+    vs_pop: dict[str, tuple[float, float]] = {}
+    if pop is not None:
+        ref = source.per_user_metric(pop.run_id, "original")
+        others = [source.per_user_metric(rows[v][0].run_id, "original").reindex(ref.index) for v in names]
+        tests = compare_series(ref, others)
+        vs_pop = {v: (t.relative_change, t.p_holm if t.p_holm is not None else t.p_value)
+                  for v, t in zip(names, tests, strict=True)}
+    out = {}
+    for v in names:
+        beats = None if v not in vs_pop else bool(vs_pop[v][1] < ALPHA and vs_pop[v][0] > 0)
+        out[v] = Reading(effects[v], float(drop_holm[v]), vs_pop.get(v),
+                         classify(float(drop_holm[v]), effects[v].relative_change, beats))
+    return out
+
+
 def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdict: bool = False) -> list[Table]:
     out = []
     for ds in datasets_of(records):
@@ -66,28 +99,18 @@ def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdi
         rows_in = sorted(v for v in runs if runs[v][0].model != POP)
         if not rows_in:
             continue
-        effects = {v: effect(sorted(runs[v], key=lambda r: r.seed)) for v in rows_in}
-        drop_holm = dict(zip(rows_in, holm([effects[v].p for v in rows_in]), strict=True))
-        vs_pop: dict[str, tuple[float, float]] = {}
-        if pop:
-            ref = source.per_user_metric(runs[pop[0]][0].run_id, "original")
-            others = [source.per_user_metric(runs[v][0].run_id, "original").reindex(ref.index) for v in rows_in]
-            tests = compare_series(ref, others)
-            vs_pop = {v: (t.relative_change, t.p_holm if t.p_holm is not None else t.p_value)
-                      for v, t in zip(rows_in, tests, strict=True)}
+        read = readings({v: runs[v] for v in rows_in}, runs[pop[0]][0] if pop else None, source)
         rows, in_verdict, proxies = [], {}, []
         for v in rows_in:
-            e, first = effects[v], runs[v][0]
-            beats = None if v not in vs_pop else bool(vs_pop[v][1] < ALPHA and vs_pop[v][0] > 0)
-            cls = classify(float(drop_holm[v]), e.relative_change, beats)
+            e, first, cls, vs_pop = read[v].effect, runs[v][0], read[v].cls, read[v].vs_pop
             if first.proxy and not proxies_in_verdict:
                 proxies.append(v)
             elif first.model in (*BLIND, *SENSITIVE):
                 in_verdict[v] = (first.model, cls)
             window = e.stats.get("window", MISSING)
             rows.append([v, f"{e.a:.4f}",
-                         f"{e.relative_change:+.1%} [{e.ci[0]:+.1%}, {e.ci[1]:+.1%}]", f"{float(drop_holm[v]):.2g}",
-                         MISSING if v not in vs_pop else f"{vs_pop[v][0]:+.1%}, p {vs_pop[v][1]:.2g}",
+                         f"{e.relative_change:+.1%} [{e.ci[0]:+.1%}, {e.ci[1]:+.1%}]", f"{read[v].drop_p:.2g}",
+                         MISSING if vs_pop is None else f"{vs_pop[0]:+.1%}, p {vs_pop[1]:.2g}",
                          str(window), cls])
         verdict = pattern_verdict(in_verdict)
         notes = [f"Shuffle-infer change of NDCG@10 [95 % CI]; both p columns Holm-adjusted over the {len(rows_in)} "
