@@ -60,6 +60,7 @@ TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int,
                               "gpus_per_trial": float, "budget_minutes": float, "grace_checks": int}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
+LOCAL_RAY = "local"  # ray.init's address for "start a new local instance"
 
 
 @dataclass(frozen=True)
@@ -396,6 +397,22 @@ def task_resources(model: str, accelerator: str, cpus: float) -> dict[str, Any]:
     return opts
 
 
+def start_ray(address: str | None) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a new local Ray with this machine's CPUs.
+
+    ``ray.init()`` without an address would join the newest Ray already running on the machine (another sweep's
+    or tune's, or a test's) and then refuse ``num_cpus``; ``address="local"`` always starts a fresh one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or LOCAL_RAY
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address == LOCAL_RAY:
+        kwargs["num_cpus"] = os.cpu_count()  # explicit: Ray's own guess can exceed a container's share
+    ray.init(address=address, **kwargs)
+
+
 def device_for(assigned: dict[str, float]) -> str:
     """The torch device a task uses, from what Ray granted it (not from what the node happens to have)."""
     if assigned.get("HPU", 0) > 0:
@@ -515,12 +532,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
     import ray
     from ray.util.queue import Empty, Queue
 
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if not address:
-            kwargs["num_cpus"] = os.cpu_count()  # explicit: Ray's own guess can exceed a container's share
-        ray.init(address=address, **kwargs)
+    start_ray(address)
     queue = Queue(actor_options={"num_cpus": 0})
     remote = ray.remote(_run_task)
     parent = _parent_run(tracker, grid, Path(grid_path))

@@ -40,7 +40,7 @@ from seqbench.models import get_spec
 from seqbench.models.store import ModelStore
 from seqbench.planner import ensure_dataset, model_layers, planned_identity, resolved_config, tuned_dir
 from seqbench.space import Space
-from seqbench.sweep import device_for, threads_for
+from seqbench.sweep import device_for, start_ray, threads_for
 from seqbench.tracking import Tracker, code_version
 
 SCORE = "score"  # the validation metric of a check, as reported to Tune (maximised)
@@ -185,17 +185,11 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     store = ModelStore()
     store_root = store.root.resolve()
 
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    if not ray.is_initialized():
-        address = spec.address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if not address:
-            kwargs["num_cpus"] = os.cpu_count()  # explicit: Ray's own guess can exceed a container's share
-        ray.init(address=address, **kwargs)
+    start_ray(spec.address)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=spec.model, dataset=data.name, home=str(home), store_root=str(store_root),
                              base_layers=layers, seed=spec.seed, metric=metric),

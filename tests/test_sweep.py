@@ -36,7 +36,7 @@ def _grid(tmp_path, text, name="grid.yaml"):
 def ray_cluster():
     """One local Ray for the module (8 logical CPUs so 8 tasks can run at once on any machine)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -386,3 +386,22 @@ def test_tune_study_takes_the_one_config_row_of_a_model(tmp_path):
     listed = _grid(tmp_path, base + "  sasrec: [{}, {d: 16}]\n", "listed.yaml")
     with pytest.raises(SeqbenchError, match="'set.sasrec' lists 2 configs; tune one of them with --set"):
         one_row(load_grid(listed), "sasrec", "tiny", listed)
+
+
+def test_without_an_address_a_new_local_ray_starts_instead_of_joining_another(monkeypatch):
+    """`ray.init()` with no address joins the newest Ray on the machine (another sweep's or tune's) and then
+    refuses num_cpus; the sweep and tune ask for a fresh local one."""
+    ray = pytest.importorskip("ray")
+    from seqbench.sweep import start_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    start_ray(None)
+    assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] >= 1
+    start_ray("ray://head:10001")
+    assert calls[-1]["address"] == "ray://head:10001" and "num_cpus" not in calls[-1]
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    start_ray(None)
+    assert calls[-1]["address"] == "head:6379" and "num_cpus" not in calls[-1]
