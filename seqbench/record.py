@@ -34,6 +34,7 @@ NOT_RESULTS = (TRAIN_RUN, SWEEP_RUN, TUNE_RUN, TRIAL_RUN)
 # the names a result run is found by; they are params and tags (older runs have some only as params)
 IDENTITY = ("dataset", "model", "probe", "seed")
 DEFAULT_PROTOCOL = "sampled"
+NODE = "ray_node_id"  # the Ray node a sweep task or a tune trial ran on
 DEFAULT_CONDITIONS = ("original", "probed")  # runs logged before the `conditions` tag were paired probes
 # tag naming the run's config layer: default (none) or tuned (`seqbench tune`'s winner); untagged runs read default
 CONFIG_LAYER = "config_layer"
@@ -60,6 +61,12 @@ def reuse_tags(reused: bool, model_identity: str) -> dict[str, str]:
 def train_tags(model_identity: str, labels: dict[str, Any]) -> dict[str, str]:
     """Tags of a live training-curve run."""
     return {"run_kind": TRAIN_RUN, "model_identity": model_identity, **{k: str(v) for k, v in labels.items()}}
+
+
+def placement_tags(node_id: str, device: str, granted: dict[str, float]) -> dict[str, str]:
+    """Where a sweep task ran: its Ray node, its torch device and the resources Ray granted it."""
+    return {NODE: node_id, "torch_device": device,
+            "ray_resources": ",".join(f"{k}={v:g}" for k, v in sorted(granted.items()))}
 
 
 def sweep_tags(sweep_id: str, grid_file: str) -> dict[str, str]:

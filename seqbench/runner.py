@@ -89,6 +89,7 @@ class SeedPass:
     steps: list[tuple[str, float, int]]  # what the model reported while training (empty when reused)
     recipe: str | None = None  # an LLM model's training recipe (models/llm/recipes.py); None for other models
     recipe_changes: list[str] | None = None  # its recipe-defining settings that differ from the official recipe
+    placement: dict[str, str] = field(default_factory=dict)  # a sweep task's node and device (MLflow tags)
 
     @property
     def recipe_fields(self) -> dict[str, Any]:

@@ -61,6 +61,10 @@ TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int,
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 LOCAL_RAY = "local"  # ray.init's address for "start a new local instance"
+# A node's environment may name the torch device of the Ray tasks and Tune trials that run on it, whatever Ray
+# granted; Ray still places them by the resources they ask for. The simulated-cluster test (tests/test_cluster.py)
+# advertises a GPU that is not there and sets it to cpu on that node.
+DEVICE_ENV = "SEQBENCH_DEVICE"
 
 
 @dataclass(frozen=True)
@@ -414,7 +418,10 @@ def start_ray(address: str | None) -> None:
 
 
 def device_for(assigned: dict[str, float]) -> str:
-    """The torch device a task uses, from what Ray granted it (not from what the node happens to have)."""
+    """The torch device a task uses, from what Ray granted it (not from what the node happens to have), unless
+    the node's ``SEQBENCH_DEVICE`` names one."""
+    if os.environ.get(DEVICE_ENV):
+        return os.environ[DEVICE_ENV]
     if assigned.get("HPU", 0) > 0:
         return "hpu"
     if assigned.get("GPU", 0) > 0:
@@ -429,7 +436,8 @@ def threads_for(assigned: dict[str, float]) -> int:
 
 def _run_task(spec: RunSpec, layers: list[dict[str, Any]], seed: int, home: str, store_root: str,
               queue: Any, plan_identity: str) -> SeedPass:
-    """Body of a Ray task: device and threads from the grant, then the same seed pass as `seqbench run`."""
+    """Body of a Ray task: device and threads from the grant, then the same seed pass as `seqbench run`; the
+    result says where it ran (node, device, grant)."""
     import ray
     import torch
 
@@ -443,7 +451,9 @@ def _run_task(spec: RunSpec, layers: list[dict[str, Any]], seed: int, home: str,
     def live(ident: str, name: str, value: float, step: int) -> None:
         queue.put((plan_identity, ident, name, value, step))
 
-    return seed_pass(spec, data, layers, seed, device, Path(home), ModelStore(Path(store_root)), None, live)
+    sp = seed_pass(spec, data, layers, seed, device, Path(home), ModelStore(Path(store_root)), None, live)
+    placed = record.placement_tags(ray.get_runtime_context().get_node_id(), str(device), assigned)
+    return dataclasses.replace(sp, placement=placed)
 
 
 # -- MLflow bookkeeping (driver only) ----------------------------------------------------------------------
@@ -611,7 +621,8 @@ def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp:
             out = result_dict(data, plan.model, plan.seed, res, sp.fit, config=point.config)
             out.update(reused=sp.reused, model_identity=sp.identity, result_id=point.result_id, **sp.recipe_fields)
             tags = {**record.reuse_tags(sp.reused, sp.identity), **sp.recipe_tags, "result_id": point.result_id,
-                    "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent, record.CONFIG_LAYER: point.config}
+                    **sp.placement, "sweep_id": grid.sweep_id, "mlflow.parentRunId": parent,
+                    record.CONFIG_LAYER: point.config}
             out["mlflow_run_id"] = log_result(tracker, spec, data, sp.config, plan.seed, sp.fit, res, out, sp.steps,
                                               tags)
             point.done = True

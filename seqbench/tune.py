@@ -114,20 +114,21 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
     torch.set_num_threads(threads_for(assigned))
     device = resolve_device(device_for(assigned))
     data = validation_only(load_dataset(dataset, Path(home)))
+    node = ray.get_runtime_context().get_node_id()
     layers = [*base_layers, dict(sampled)]
     reported = []
 
     def on_metric(ident: str, name: str, value: float, step: int) -> None:
         if name == f"valid_{metric}":
             reported.append(step)
-            tune.report({SCORE: float(value), STEP: int(step)})
+            tune.report({SCORE: float(value), STEP: int(step), record.NODE: node})
 
     got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device,
                             ModelStore(Path(store_root)), on_metric)
     if not reported:  # taken from the store: its curve stands in for the checks
         for epoch, _loss, valid in got.fit.curve:
             if valid is not None:
-                tune.report({SCORE: float(valid), STEP: int(epoch)})
+                tune.report({SCORE: float(valid), STEP: int(epoch), record.NODE: node})
 
 
 class _Progress(Callback):

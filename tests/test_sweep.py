@@ -14,7 +14,7 @@ import pytest
 from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.models import MODELS
 from seqbench.models.store import ModelStore
-from seqbench.sweep import device_for, expand, load_grid, run_sweep, task_resources, threads_for
+from seqbench.sweep import DEVICE_ENV, device_for, expand, load_grid, run_sweep, task_resources, threads_for
 
 
 @pytest.fixture(autouse=True)
@@ -147,6 +147,13 @@ def test_unknown_accelerator_is_an_error():
 ])
 def test_ray_grant_to_device_and_threads(granted, device, threads):
     assert device_for(granted) == device and threads_for(granted) == threads
+
+
+def test_a_nodes_seqbench_device_fixes_the_torch_device_whatever_ray_granted(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert device_for({"CPU": 1.0, "GPU": 1.0}) == "cpu" and device_for({"CPU": 1.0, "HPU": 1.0}) == "cpu"
+    monkeypatch.setenv(DEVICE_ENV, "")  # empty: as if unset
+    assert device_for({"CPU": 1.0, "GPU": 1.0}) == "cuda"
 
 
 def test_device_auto_picks_hpu_when_gaudi_is_importable(monkeypatch):
