@@ -25,8 +25,11 @@ from seqbench.data.sources.options import SourceOptions
 from seqbench.models.store import ModelStore
 from seqbench.sweep import DEVICE_ENV, run_sweep
 
-GPU_NODE = {"num_cpus": 2, "num_gpus": 1}  # two CPUs: room for a CF task, which must still go elsewhere
-CPU_NODE = {"num_cpus": 2}
+QUIET = {"include_dashboard": False, "no_monitor": True, "include_log_monitor": False}  # start-up time only
+# two CPUs: room for a CF task, which must still go to the CPU node; its GPU is only advertised, so its tasks
+# train on the CPU (the raylet's environment, which its workers inherit, as a real node's from `ray start`)
+GPU_NODE = {"num_cpus": 2, "num_gpus": 1, "env_vars": {DEVICE_ENV: "cpu"}, **QUIET}
+CPU_NODE = {"num_cpus": 2, "include_log_monitor": False}
 SMALL = SourceOptions(users=60, items=140, order=0.9, seed=3, min_len=5, max_len=20)  # LLM evaluation scales with it
 GRID = ("datasets: [tiny]\nmodels: [sasrec, llmsrec]\nprobes: [shuffle-infer]\nseeds: [0]\nset:\n"
         "  sasrec: {max_epochs: 2, eval_every: 1, d: 8, maxlen: 16}\n"
@@ -60,9 +63,8 @@ def cluster(tmp_path_factory):
         env.setenv("SEQBENCH_CACHE", str(shared / "cache"))
         env.setenv("SEQBENCH_MODEL_STORE", str(shared / "cache" / "models"))
         env.delenv("RAY_ADDRESS", raising=False)
-        env.setenv(DEVICE_ENV, "cpu")  # the GPU node's environment: its advertised GPU is not there
+        env.delenv(DEVICE_ENV, raising=False)
         nodes = Cluster(initialize_head=True, head_node_args=GPU_NODE)
-        env.delenv(DEVICE_ENV)
         try:
             cpu_node = nodes.add_node(**CPU_NODE)
             nodes.wait_for_nodes()
@@ -93,10 +95,9 @@ def _probe_runs(uri: str, experiment: str):
 
 def test_sweep_places_llm_tasks_on_the_gpu_node_and_logs_each_result_once(cluster, uri, tmp_path):
     grid = _grid(tmp_path, "cluster")
-    planned = run_sweep(grid, tracking_uri=uri, home=cluster.home, dry_run=True).plans
-    assert not any(p.stored for p in planned)
     report = run_sweep(grid, tracking_uri=uri, home=cluster.home, accelerator="gpu")
-    assert not report.failed and report.trained == 2
+    planned = report.plans
+    assert not report.failed and report.trained == 2 and not any(p.stored for p in planned)
     runs = _probe_runs(uri, "cluster")
     points = {pt.result_id for p in planned for pt in p.points}
     assert len(runs) == len(points) == 2 and set(runs["tags.result_id"]) == points  # each point logged once
@@ -107,8 +108,7 @@ def test_sweep_places_llm_tasks_on_the_gpu_node_and_logs_each_result_once(cluste
 
     # the workers read the driver's data home and wrote the one store: the driver now finds every planned model
     # (a task's result carries the identity it trained, checked against the plan) and the LLM's SASRec teacher
-    again = run_sweep(grid, tracking_uri=uri, home=cluster.home, dry_run=True).plans
-    assert all(p.stored for p in again)
+    assert all(cluster.store.has(p.identity) for p in planned)
     stored = {f.parent.name for f in cluster.store.root.glob("*/fit_report.json")}
     assert {p.identity for p in planned} < stored and len(stored) == 3  # the teacher: the node's store setting
     # the same grid into another experiment: the tasks take both models from the store, nothing is trained
