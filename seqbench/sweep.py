@@ -54,7 +54,7 @@ from seqbench.tracking import Tracker, code_version
 from seqbench.tracking_live import LiveCurves
 
 GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "probe_set", "eval", "views",
-             "proxies_in_verdict", "recipe", "config", "space", "tune"}
+             "proxies_in_verdict", "recipe", "config", "space", "tune", "versus"}
 # a study's ``tune`` table: the budget `seqbench tune --study` gives every (model, dataset), as TuneSpec fields
 TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int, "cpus_per_trial": float,
                               "gpus_per_trial": float, "budget_minutes": float, "grace_checks": int}
@@ -89,6 +89,7 @@ class Grid:
     config: list[str] = field(default_factory=lambda: [DEFAULT])
     spaces: dict[str, dict[str, Space]] = field(default_factory=dict)  # per-model search spaces (`tune --study`)
     tune: dict[str, Any] = field(default_factory=dict)  # the budget of `tune --study` (TUNE_KEYS)
+    versus: str | None = None  # the overall view tests every model against this one (default: the best CF model)
 
     @property
     def sweep_id(self) -> str:
@@ -182,9 +183,13 @@ def load_grid(path: Path) -> Grid:
         raise SeqbenchError(f"{path}: 'proxies_in_verdict' must be true or false, got {proxies!r}")
     spaces = _spaces(raw.get("space") or {}, models, path)
     config = config_layers(_names(raw, "config", path), str(path)) if "config" in raw else [DEFAULT]
+    versus = raw.get("versus")
+    if versus is not None and versus not in models:
+        raise SeqbenchError(f"{path}: 'versus' must name one of the study's models ({', '.join(models)}), got "
+                            f"{versus!r}")
     return Grid(experiment, datasets, models, probes, _names(raw, "seeds", path, int),
                 _sets(raw.get("set") or {}, models, datasets, path), probe_sets, evals, views,
-                proxies, None if recipe is None else str(recipe), config, spaces, _tune(raw.get("tune"), path))
+                proxies, None if recipe is None else str(recipe), config, spaces, _tune(raw.get("tune"), path), versus)
 
 
 def config_layers(names: list[str], where: str) -> list[str]:

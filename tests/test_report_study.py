@@ -9,7 +9,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.errors import UnknownNameError
+from seqbench.errors import SeqbenchError, UnknownNameError
 from seqbench.report import calibration
 from seqbench.report.build import write_study_report
 from seqbench.report.collect import RunSource
@@ -191,6 +191,36 @@ def test_window_study_shows_both_windows_and_a_companion_studys_variant(tmp_path
         row = rows[f"llmsrec (llm=smollm2-135m, max_epochs={epochs}, proxy)"]
         assert row[at10].startswith("+0.0%") and row[own].startswith("+0.0%")
     assert "gru4rec" not in text
+
+
+def test_a_study_report_keeps_only_its_own_config_rows_and_tests_against_its_versus_model(tmp_path):
+    """Runs of a model with settings the study no longer gives (an earlier version of it, same experiment) are not
+    rows of the study, and do not leak into the labels; `versus: pop` makes pop the overall view's reference."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("lm", artifact_location=artifact_location(uri))
+    weak = base_values(7, scale=0.3)
+    log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline")
+    log_fake_run(client, exp, paired(1, 0.9), model="ctrl", config={"variant": "init", "lr": "0.001"})
+    log_fake_run(client, exp, paired(2, 0.8), model="ctrl", config={"variant": "contrastive", "lr": "0.001"})
+    log_fake_run(client, exp, paired(3, 0.7), model="recformer", config={"pooling": "cls", "lr": "0.0003"})  # stale
+    log_fake_run(client, exp, paired(4, 0.6), model="recformer", config={"pooling": "mean", "lr": "0.00015"})
+    study = tmp_path / "lm.yaml"
+    study.write_text("experiment: lm\ndatasets: [d]\nmodels: [pop, ctrl, recformer]\nseeds: [0]\n"
+                     "probes: [shuffle-infer]\nversus: pop\nviews: [overall]\n"
+                     "set:\n  ctrl: [{}, {variant: contrastive}]\n  recformer@d: {pooling: mean, lr: 1.5e-4}\n")
+    text = next(p for p in write_study_report(study, uri, tmp_path / "o", fmt="md") if p.name == "report.md") \
+        .read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    names = [r.strip("|").split("|")[0].strip() for r in rows if not set(r) <= set("|- ")]
+    assert names == ["pop", "ctrl (variant=contrastive)", "ctrl (variant=init)", "recformer"]
+    assert "NDCG@10 vs pop" in text and "the study's reference, `versus: pop`" in text
+    pop_row = next(r for r in rows if r.startswith("| pop "))
+    assert "reference" in pop_row
+
+    study.write_text(study.read_text().replace("versus: pop", "versus: sasrec"))
+    with pytest.raises(SeqbenchError, match="'versus' must name one of the study's models"):
+        load_grid(study)
 
 
 @pytest.fixture(scope="module")

@@ -171,16 +171,21 @@ class ModelTest:
     error: str = ""
 
 
-def versus_best_cf(records: list[RunRecord], source: RunSource, dataset: str,
-                   metric: str = METRIC) -> dict[str, ModelTest]:
-    """Each model against the dataset's best CF-SRec model by mean NDCG@10: paired per-user test (the per-user
-    value averaged over a model's seeds), Holm over the models compared, via ``seqbench compare``'s code."""
+def versus_reference(records: list[RunRecord], source: RunSource, dataset: str, metric: str = METRIC,
+                     reference: str | None = None) -> dict[str, ModelTest]:
+    """Each model against a reference by mean NDCG@10: the best row of model ``reference`` (a study's ``versus``,
+    e.g. pop), else the dataset's best CF-SRec model. Paired per-user test (the per-user value averaged over a
+    model's seeds), Holm over the models compared, via ``seqbench compare``'s code."""
     variants = variants_of(records, dataset)
     means = {v: overall(records, None, dataset, v, metric) for v in variants}
-    cf = [v for v in variants if family_of(records, v) == CF_FAMILY and means[v] is not None]
-    if not cf:
+    if reference is None:
+        candidates = [v for v in variants if family_of(records, v) == CF_FAMILY and means[v] is not None]
+    else:
+        candidates = [v for v in variants if means[v] is not None
+                      and any(r.model == reference for r in original_runs(records, dataset, v))]
+    if not candidates:
         return {}
-    ref = max(cf, key=lambda v: means[v].mean)
+    ref = max(candidates, key=lambda v: means[v].mean)
 
     def per_user(v: str) -> pd.Series:
         series = [source.per_user_metric(r.run_id, "original", metric) for r in original_runs(records, dataset, v)]

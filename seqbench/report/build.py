@@ -31,6 +31,7 @@ class ViewInput:
     notes: list[str]
     data_home: Path | None
     proxies_in_verdict: bool = False  # a study's choice: proxy rows count in the paper-pattern verdict
+    versus: str | None = None  # a study's reference model of the overall view (default: the best CF model)
 
 
 def _order(v: ViewInput) -> Section:
@@ -48,7 +49,7 @@ def _power(v: ViewInput) -> Section:
 # A study file picks its views by these names (``views:``); a report without a study shows DEFAULT_VIEWS.
 VIEWS: dict[str, Callable[[ViewInput], Section]] = {
     "datasets": lambda v: Section("Datasets", tables=[tables.dataset_card(v.records, v.source, v.data_home)]),
-    "overall": lambda v: Section("Overall performance", tables=tables.overall_tables(v.records, v.source)),
+    "overall": lambda v: Section("Overall performance", tables=tables.overall_tables(v.records, v.source, v.versus)),
     "order": _order,
     "groups": lambda v: Section("Group probes (transition, warm-cold, cross-domain)",
                                 tables=tables.group_tables(v.records), figures=figures.group_figures(v.records)),
@@ -81,7 +82,7 @@ def check_views(views: list[str]) -> None:
 def build_document(source: RunSource, records: list[RunRecord], notes: list[str],
                    data_home: Path | None = None, protocol: str = "sampled",
                    views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report",
-                   proxies_in_verdict: bool = False) -> Document:
+                   proxies_in_verdict: bool = False, versus: str | None = None) -> Document:
     """The views read the retrieval runs of one ranking ``protocol``; "protocols" reads every retrieval run,
     "generation" the generation runs."""
     check_views(list(views))
@@ -104,7 +105,7 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
            f"`seqbench report --eval PROTOCOL` reads another)." if others else "."),
         *([PROXY_NOTE] if any(r.proxy for r in records) else []),
     ]
-    given = ViewInput(source, records, every, gen, notes, data_home, proxies_in_verdict)
+    given = ViewInput(source, records, every, gen, notes, data_home, proxies_in_verdict, versus)
     sections = [VIEWS[name](given) for name in views]
     for s in sections:
         if not s.tables and not s.figures and not s.text:
@@ -114,8 +115,9 @@ def build_document(source: RunSource, records: list[RunRecord], notes: list[str]
 
 def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, fmt: str = "both",
                        data_home: Path | None = None, protocol: str | None = None) -> list[Path]:
-    """The views a study file asks for, from the runs of its experiment on its datasets, models, probes and
-    seeds."""
+    """The views a study file asks for, from the runs of its experiment that the study plans: its datasets,
+    models, probes, seeds and config layers, and the settings its ``set`` tables give (a run of the same model
+    with other settings, left in the experiment by an earlier version of the study, is not one of its rows)."""
     from seqbench.sweep import find_study, load_grid
 
     path = find_study(study)
@@ -123,25 +125,48 @@ def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, f
     views = grid.views or list(DEFAULT_VIEWS)
     check_views(views)
     return write_report(tracking_uri, out, grid.experiment, grid.datasets, grid.models, fmt, data_home=data_home,
-                        protocol=protocol or grid.evals[0], probes=grid.probes, views=views,
-                        title=f"seqbench study: {path.stem}", proxies_in_verdict=grid.proxies_in_verdict,
-                        seeds=list(grid.seeds))
+                        protocol=protocol or grid.evals[0], views=views, title=f"seqbench study: {path.stem}",
+                        proxies_in_verdict=grid.proxies_in_verdict, keep=study_rows(grid), versus=grid.versus)
+
+
+def study_rows(grid) -> Callable[[RunRecord], bool]:
+    """Whether a run is one of the grid's rows: its probe, seed and config layer are the grid's, and its logged
+    settings equal one of the grid's config rows of that (model, dataset) on every setting the rows give."""
+    from seqbench.planner import resolved_config
+    from seqbench.sweep import set_rows
+
+    wanted: dict[tuple[str, str], list[dict[str, str]]] = {}
+
+    def rows(model: str, dataset: str) -> list[dict[str, str]]:
+        if (model, dataset) not in wanted:  # settings as MLflow logs them: the resolved value's str
+            out = []
+            for tables in set_rows(grid.sets, model, dataset):
+                given = {k for t in tables for k in t}
+                resolved = resolved_config(model, tables)
+                out.append({k: str(resolved[k]) for k in given})
+            wanted[(model, dataset)] = out
+        return wanted[(model, dataset)]
+
+    def keep(r: RunRecord) -> bool:
+        if base_probe(r.probe) not in grid.probes or r.seed not in grid.seeds or r.config_layer not in grid.config:
+            return False
+        return any(all(r.config.get(k) == v for k, v in row.items()) for row in rows(r.model, r.dataset))
+
+    return keep
 
 
 def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbench", datasets: list[str] | None = None,
                  models: list[str] | None = None, fmt: str = "both", split_hashes: bool = False,
-                 data_home: Path | None = None, protocol: str = "sampled", probes: list[str] | None = None,
+                 data_home: Path | None = None, protocol: str = "sampled",
                  views: tuple[str, ...] | list[str] = DEFAULT_VIEWS, title: str = "seqbench report",
-                 proxies_in_verdict: bool = False, seeds: list[int] | None = None) -> list[Path]:
-    """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``."""
+                 proxies_in_verdict: bool = False, keep: Callable[[RunRecord], bool] | None = None,
+                 versus: str | None = None) -> list[Path]:
+    """Write the report files into ``out``; returns their paths. Markdown gets its PNGs in ``out/figures``.
+    ``keep``: which runs count (a study's rows, :func:`study_rows`); ``versus``: the overall view's reference model."""
     if fmt not in FORMATS:
         raise SeqbenchError(f"unknown format '{fmt}'; valid formats: {', '.join(FORMATS)}")
     with RunSource(tracking_uri, experiment) as source:
-        records, notes = source.collect(datasets, models, split_hashes, tasks=TASKS)
-        if probes is not None:
-            records = [r for r in records if base_probe(r.probe) in probes]
-        if seeds is not None:  # a study's own seeds: another study in the same experiment may have run more
-            records = [r for r in records if r.seed in seeds]
+        records, notes = source.collect(datasets, models, split_hashes, tasks=TASKS, keep=keep)
         if not records:
             wanted = "; ".join(f"{k} {', '.join(v)}" for k, v in (("dataset", datasets), ("model", models)) if v)
             raise SeqbenchError(f"no finished seqbench runs in experiment '{experiment}' at {tracking_uri}"
@@ -149,7 +174,7 @@ def write_report(tracking_uri: str | None, out: Path, experiment: str = "seqbenc
         if protocol not in {r.protocol for r in records}:
             raise SeqbenchError(f"no runs ranked under --eval {protocol} in experiment '{experiment}'; it has: "
                                 f"{', '.join(sorted({r.protocol for r in records}))}")
-        doc = build_document(source, records, notes, data_home, protocol, views, title, proxies_in_verdict)
+        doc = build_document(source, records, notes, data_home, protocol, views, title, proxies_in_verdict, versus)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if fmt in ("md", "both"):

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,9 +102,10 @@ class RunSource:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
     def collect(self, datasets: list[str] | None = None, models: list[str] | None = None, split_hashes: bool = False,
-                tasks: tuple[str, ...] = ("retrieval",)) -> tuple[list[RunRecord], list[str]]:
-        """The experiment's finished seqbench runs of ``tasks`` (filtered by dataset/model name) and notes on what
-        was skipped."""
+                tasks: tuple[str, ...] = ("retrieval",), keep: Callable[[RunRecord], bool] | None = None,
+                ) -> tuple[list[RunRecord], list[str]]:
+        """The experiment's finished seqbench runs of ``tasks`` (filtered by dataset/model name, and by ``keep``
+        before repeats are dropped and variants labelled) and notes on what was skipped."""
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             names = [e.name for e in self.client.search_experiments()]
@@ -113,7 +115,7 @@ class RunSource:
         records: list[RunRecord] = []
         for run in self._runs(exp.experiment_id):
             rec = self._record(run, notes, datasets, models, tasks)
-            if rec is not None:
+            if rec is not None and (keep is None or keep(rec)):
                 records.append(rec)
         records = split_or_refuse(records, split_hashes)
         records = drop_repeats(records, notes)

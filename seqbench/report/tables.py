@@ -19,7 +19,7 @@ from .aggregate import (
     family_of,
     overall,
     variants_of,
-    versus_best_cf,
+    versus_reference,
 )
 from .collect import PROXY_NOTE, RunRecord, RunSource
 from .document import MISSING, Table
@@ -64,13 +64,13 @@ def proxy_note(records: list[RunRecord], variants: list[str]) -> list[str]:
     return [PROXY_NOTE] if any(r.proxy for r in records if r.variant in variants) else []
 
 
-def overall_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
+def overall_tables(records: list[RunRecord], source: RunSource, versus: str | None = None) -> list[Table]:
     """Per dataset: NDCG@10 / HR@10 per model (mean over seeds ± CI half-width), best bold, paired test of
-    each model against the dataset's best CF-SRec model."""
+    each model against model ``versus`` (a study's choice, e.g. pop), else the dataset's best CF-SRec model."""
     tables = []
     for ds in datasets_of(records):
         variants = variants_of(records, ds)
-        tests = versus_best_cf(records, source, ds)
+        tests = versus_reference(records, source, ds, reference=versus)
         ref = next(iter(tests.values())).reference if tests else None
         rows, ndcgs, hrs = [], [], []
         for v in variants:
@@ -91,14 +91,15 @@ def overall_tables(records: list[RunRecord], source: RunSource) -> list[Table]:
         notes = ["Mean over seeds ± half-width of the 95 % CI (t-interval over seeds; with one seed, a normal "
                  "interval over users). **Bold**: best per column."]
         if ref:
-            notes.append(f"Against `{ref}` (the best CF-SRec model here): relative change of NDCG@10 with the paired "
+            why = f"the study's reference, `versus: {versus}`" if versus else "the best CF-SRec model here"
+            notes.append(f"Against `{ref}` ({why}): relative change of NDCG@10 with the paired "
                          "bootstrap 95 % CI and the two-sided Wilcoxon p on per-user NDCG@10 (each user's value "
                          "averaged over the model's seeds), Holm-adjusted over the models compared "
                          "(`seqbench compare`'s statistics).")
         notes += [SIG_NOTE, *proxy_note(records, variants)]
-        tables.append(Table(f"Overall performance on {ds}", ["model", "family", "seeds", "NDCG@10", "HR@10",
-                                                             "CI over", f"NDCG@10 vs {ref or 'best CF'}", "p (Holm)",
-                                                             "runs"], rows, notes, bold))
+        columns = ["model", "family", "seeds", "NDCG@10", "HR@10", "CI over",
+                   f"NDCG@10 vs {ref or versus or 'best CF'}", "p (Holm)", "runs"]
+        tables.append(Table(f"Overall performance on {ds}", columns, rows, notes, bold))
     return tables
 
 
