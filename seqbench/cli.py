@@ -497,6 +497,8 @@ def tune_cmd(
     gpus_per_trial: Annotated[float | None, typer.Option(help="Ray GPUs per trial (default 0).")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
                                                        "the CPUs allow; 1 makes a tune repeat exactly).")] = None,
+    scheduler: Annotated[str, typer.Option(help="asha: stop weak trials early; fifo: run every trial to its end "
+                                           "(the baseline ASHA's savings are measured against).")] = "asha",
     address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster address (default: a "
                                                 "local Ray started for this tune).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI",
@@ -514,7 +516,7 @@ def tune_cmd(
     budget = {k: v for k, v in (("trials", trials), ("budget_minutes", budget_minutes), ("seed", seed),
                                 ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
                                 ("max_concurrent", max_concurrent)) if v is not None}
-    common = {"address": address, "tracking_uri": tracking_uri, "data_home": data_home}
+    common = {"scheduler": scheduler, "address": address, "tracking_uri": tracking_uri, "data_home": data_home}
     try:
         if study is None:
             if model is None:
@@ -532,9 +534,17 @@ def tune_cmd(
         out.print(_trials_table(f"{name}{f' on {ds}' if ds else ''}: {len(report.trials)} trials", report))
         out.print(f"best valid {report.best_score:.4f}: {report.best_layer}; written to "
                   f"{report.folder / 'config.json'} (search record: search.json); model {report.best_identity} "
-                  f"{'in the store' if report.best_stored else 'not stored (stopped early: the first run trains it)'}"
+                  f"{_winner_model(report)}"
                   f"; use it with `seqbench run --model {name} --config tuned`; MLflow parent run "
                   f"{report.parent_run_id}", highlight=False, soft_wrap=True)
+
+
+def _winner_model(report) -> str:
+    """Where the tuned winner's trained model is, for the tune's last line."""
+    if report.completed:
+        return (f"in the store (its trial {report.completed['trial_status']}, trained to its end after the "
+                f"search: final valid {report.completed['final_valid']:.4f})")
+    return "in the store" if report.best_stored else "not stored (the first run trains it)"
 
 
 @app.command("ui")

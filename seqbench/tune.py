@@ -9,13 +9,16 @@
 * The trials get :func:`seqbench.data.guard.validation_only` of the dataset: any read of the test split raises.
 * ``<data home>/tuned/<dataset>/<model>/``: ``config.json`` (the winning layer), ``search.json`` (every
   trial), ``ray/<search id>/`` (Tune's experiment: the same command after a kill restores it, finished trials
-  are not rerun).
+  are not rerun; ASHA's rungs are kept with it, see :class:`_SchedulerState`).
+* A winner ASHA stopped early is trained to its end after the search (:func:`_complete`), so its model is in the
+  store for ``run --config tuned``.
 * MLflow (written by the driver only): a parent run per tune, a child run per trial with its sampled settings and
   its validation curve.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -42,10 +45,13 @@ from seqbench.planner import ensure_dataset, model_layers, planned_identity, res
 from seqbench.space import Space
 from seqbench.sweep import device_for, start_ray, threads_for
 from seqbench.tracking import Tracker, code_version
+from seqbench.train.loop import saved_checks
 
 SCORE = "score"  # the validation metric of a check, as reported to Tune (maximised)
 STEP = "step"  # the check's epoch (or step, for step-cadence models)
 REDUCTION_FACTOR = 3  # ASHA keeps the best third of the trials at each rung
+SCHEDULERS = ("asha", "fifo")  # asha: stop weak trials early; fifo: every trial runs to its end (a baseline)
+SNAPSHOT_S = "1"  # Tune saves its experiment state at most this often (its default, 10 s+, loses more to a kill)
 
 
 @dataclass
@@ -64,6 +70,8 @@ class TuneSpec:
     tracking_uri: str | None = None
     data_home: Path | None = None
     grace_checks: int = 1  # validation checks every trial gets before ASHA may stop it
+    scheduler: str = "asha"  # one of SCHEDULERS
+    first_configs: list[dict[str, Any]] = field(default_factory=list)  # evaluated first (Optuna's enqueued points)
 
 
 @dataclass
@@ -73,6 +81,7 @@ class TuneReport:
     best_identity: str
     best_stored: bool
     trials: list[dict[str, Any]]
+    completed: dict[str, Any] | None  # the winner trained to its end after ASHA stopped it (None: not needed)
     folder: Path
     resumed: bool
     parent_run_id: str | None
@@ -86,7 +95,8 @@ def _space_key(space: dict[str, Space]) -> dict[str, str]:
 def search_id(spec: TuneSpec, space: dict[str, Space], base: dict[str, Any], dataset_hash: str) -> str:
     """Same search, same id: rerunning the command restores that Tune experiment instead of starting another."""
     desc = {"model": spec.model, "dataset": dataset_hash, "trials": spec.trials, "seed": spec.seed,
-            "space": _space_key(space), "base": base, "grace": spec.grace_checks, "code": code_version()}
+            "space": _space_key(space), "base": base, "grace": spec.grace_checks, "code": code_version(),
+            "scheduler": spec.scheduler, "first": spec.first_configs}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -105,17 +115,19 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
     """One Ray Tune trial: the planned config with ``sampled`` on top, trained on the validation-only dataset;
     every validation check goes to Tune."""
     import ray
-    import torch
     from ray import tune
 
     from seqbench.runner import train_or_reuse
 
-    assigned = ray.get_runtime_context().get_assigned_resources()
-    torch.set_num_threads(threads_for(assigned))
-    device = resolve_device(device_for(assigned))
-    data = validation_only(load_dataset(dataset, Path(home)))
+    device, data, store = _worker(dataset, home, store_root)
     node = ray.get_runtime_context().get_node_id()
     layers = [*base_layers, dict(sampled)]
+    ident = planned_identity(model, layers, data, seed, code_version())
+    # Tune restarts a resumed trial's count of reports from zero (its iteration is ASHA's time): a fit that
+    # resumes its checkpoint first reports the checks it skips, as a model taken from the store reports its curve
+    if not store.has(ident):
+        for step, value in saved_checks(store.checkpointer(ident)):
+            tune.report({SCORE: value, STEP: step, record.NODE: node})
     reported = []
 
     def on_metric(ident: str, name: str, value: float, step: int) -> None:
@@ -123,12 +135,53 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
             reported.append(step)
             tune.report({SCORE: float(value), STEP: int(step), record.NODE: node})
 
-    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device,
-                            ModelStore(Path(store_root)), on_metric)
-    if not reported:  # taken from the store: its curve stands in for the checks
+    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, on_metric)
+    if got.reused:  # taken from the store: its curve stands in for the checks
         for epoch, _loss, valid in got.fit.curve:
             if valid is not None:
                 tune.report({SCORE: float(valid), STEP: int(epoch), record.NODE: node})
+
+
+def _worker(dataset: str, home: str, store_root: str) -> tuple[Any, Any, ModelStore]:
+    """A Ray worker's device and torch threads from its grant, the validation-only dataset and the store."""
+    import ray
+    import torch
+
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(threads_for(assigned))
+    device = resolve_device(device_for(assigned))
+    return device, validation_only(load_dataset(dataset, Path(home))), ModelStore(Path(store_root))
+
+
+def _complete(sampled: dict[str, Any], *, model: str, dataset: str, home: str, store_root: str,
+              base_layers: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """The winner's training to its end (a Ray task with a trial's resources), when ASHA stopped it: the same
+    training path as a trial, so it resumes the checkpoint the stopped trial left and its model is stored."""
+    from seqbench.runner import train_or_reuse
+
+    device, data, store = _worker(dataset, home, store_root)
+    layers = [*base_layers, dict(sampled)]
+    ident = planned_identity(model, layers, data, seed, code_version())
+    resumed = saved_checks(store.checkpointer(ident))
+    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store)
+    return {"identity": got.identity, "final_valid": float(got.fit.best_valid), "best_epoch": got.fit.best_epoch,
+            "epochs_run": got.fit.epochs_run, "resumed_from_check": len(resumed), "reused": got.reused}
+
+
+class _SchedulerState(Callback):
+    """Keeps the scheduler's state (ASHA's rungs) in Tune's experiment snapshot. Tune saves the searcher's and
+    the callbacks' state there but not the scheduler's, so a restored ASHA would start with empty rungs and
+    judge the remaining trials otherwise than an uninterrupted tune. The callback and the scheduler are pickled
+    together in the experiment's ``tuner.pkl``, so after a restore this still holds the controller's scheduler."""
+
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {"scheduler": copy.deepcopy(self.scheduler.__dict__)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.scheduler.__dict__.update(state["scheduler"])
 
 
 class _Progress(Callback):
@@ -166,6 +219,8 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     model_spec = get_spec(spec.model)
     if spec.trials < 1:
         raise SeqbenchError(f"--trials must be at least 1, got {spec.trials}")
+    if spec.scheduler not in SCHEDULERS:
+        raise SeqbenchError(f"unknown --scheduler '{spec.scheduler}'; use {' or '.join(SCHEDULERS)}")
     home = data_home(spec.data_home).resolve()
     data = ensure_dataset(spec.dataset, home, console)
     cfg_cls = model_spec.load_class().config_cls
@@ -187,35 +242,47 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     store_root = store.root.resolve()
 
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    start_ray(spec.address)
+    if not ray.is_initialized():
+        address = spec.address or os.environ.get("RAY_ADDRESS")
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if not address:
+            # "local": a Ray of its own (no address would join a `ray start` cluster found in /tmp/ray);
+            # num_cpus explicit: Ray's own guess can exceed a container's share
+            address, kwargs["num_cpus"] = "local", os.cpu_count()
+        ray.init(address=address, **kwargs)
+    node = ray.get_runtime_context().get_node_id()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=spec.model, dataset=data.name, home=str(home), store_root=str(store_root),
                              base_layers=layers, seed=spec.seed, metric=metric),
         {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     experiment = ray_root / sid
     resumed = tune.Tuner.can_restore(str(experiment))
+    checks = max_checks(base)
     if resumed:
+        # ended trials (run out or stopped by ASHA: both TERMINATED) are kept; unfinished and failed ones run again
         console.print(f"[dim]resuming the tune in {experiment} (finished trials are kept)[/dim]")
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
     else:
-        checks = max_checks(base)
+        scheduler = FIFOScheduler() if spec.scheduler == "fifo" else \
+            ASHAScheduler(max_t=checks + 1, grace_period=min(spec.grace_checks, checks),
+                          reduction_factor=REDUCTION_FACTOR)
         tuner = tune.Tuner(
             trainable,
             param_space={k: v.to_tune() for k, v in space.items()},
             tune_config=tune.TuneConfig(
                 metric=SCORE, mode="max", num_samples=spec.trials,
-                search_alg=OptunaSearch(seed=spec.seed),
-                scheduler=ASHAScheduler(max_t=checks + 1, grace_period=min(spec.grace_checks, checks),
-                                        reduction_factor=REDUCTION_FACTOR),
+                search_alg=OptunaSearch(seed=spec.seed, points_to_evaluate=spec.first_configs or None),
+                scheduler=scheduler,
                 max_concurrent_trials=spec.max_concurrent,
                 time_budget_s=spec.budget_minutes * 60 if spec.budget_minutes else None),
             run_config=tune.RunConfig(name=sid, storage_path=str(ray_root), verbose=0,
-                                      callbacks=[_Progress(spec.trials)]),
+                                      callbacks=[_Progress(spec.trials), _SchedulerState(scheduler)]),
         )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off (verbose=0): the progress lines say it
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_S)
     fit_start = time.monotonic()
     results = tuner.fit()
     ended = results.num_terminated + results.num_errors
@@ -230,8 +297,9 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
         sampled = {k: res.config[k] for k in space if k in res.config}
         ident = planned_identity(spec.model, [*layers, sampled], validation_only(data), spec.seed, code_version())
         frame = res.metrics_dataframe
+        # a resumed trial reports its checks again: one point per step, the last one reported
         curve = [] if frame is None or SCORE not in frame else \
-            [(int(s), float(v)) for s, v in zip(frame[STEP], frame[SCORE], strict=True)]
+            sorted({int(s): float(v) for s, v in zip(frame[STEP], frame[SCORE], strict=True)}.items())
         status = "error" if res.error else "finished" if store.has(ident) else "stopped"
         trial_id = (res.metrics or {}).get("trial_id") or Path(res.path).name
         trials.append({"trial_id": str(trial_id), "config": sampled,
@@ -242,25 +310,71 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
         raise SeqbenchError(f"no trial of the tune in {experiment} reported a validation score (all failed?)")
     best = max(scored, key=lambda t: t["best"])
     layer = {**spec.overrides, **best["config"]}
-    report = TuneReport(layer, best["best"], best["identity"], store.has(best["identity"]), trials, folder, resumed,
-                        None, 0.0)
+    completed = _completed_before(folder / "search.json", sid, best["identity"])
+    if not store.has(best["identity"]):
+        completed = _finish_winner(spec, best, layers, data.name, home, store_root, console)
+    report = TuneReport(layer, best["best"], best["identity"], store.has(best["identity"]), trials, completed,
+                        folder, resumed, None, 0.0)
     search = {"search_id": sid, "model": spec.model, "dataset": data.name, "dataset_hash": data.content_hash,
               "seed": spec.seed, "trials": spec.trials, "budget_minutes": spec.budget_minutes,
               "space": _space_key(space), "fixed": spec.overrides, "valid_metric": metric,
-              "scheduler": {"name": "ASHA", "max_t": max_checks(base) + 1, "grace_period": spec.grace_checks,
-                            "reduction_factor": REDUCTION_FACTOR, "time_attr": "validation checks"},
+              "scheduler": {"name": "FIFO"} if spec.scheduler == "fifo" else
+              {"name": "ASHA", "max_t": checks + 1, "grace_period": spec.grace_checks,
+               "reduction_factor": REDUCTION_FACTOR, "time_attr": "validation checks"},
               "searcher": {"name": "Optuna TPE", "seed": spec.seed}, "code_version": code_version(),
               "best": {"trial_id": best["trial_id"], "layer": layer, "valid": best["best"],
-                       "identity": best["identity"], "stored": report.best_stored},
+                       "identity": best["identity"], "stored": report.best_stored, "completed": completed},
               "results": trials, "experiment": str(experiment)}
     write_json_atomic(search, folder / "search.json")
     write_json_atomic({"model": spec.model, "dataset": data.name, "dataset_hash": data.content_hash, "layer": layer,
                        "valid_metric": metric, "best_valid": best["best"], "seed": spec.seed,
-                       "identity": best["identity"], "search_id": sid, "tuned_at": time.time()},
+                       "identity": best["identity"], "search_id": sid, "tuned_at": time.time(),
+                       "completed": completed},
                       folder / "config.json")
     report.parent_run_id = _log(spec, data.name, data.content_hash, sid, search, trials)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def ended_trials(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in Tune's last snapshot of the experiment (``experiment_state-*.json``; empty before the
+    first): what a restore starts from. TERMINATED (ran out or stopped by ASHA) and ERROR trials are ended."""
+    states = sorted(Path(experiment).glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text())
+    except (OSError, json.JSONDecodeError):  # being replaced right now
+        return {}
+    trials = (json.loads(state) for state, _meta in saved["trial_data"])
+    return {t["trial_id"]: t["status"] for t in trials if t["status"] in ("TERMINATED", "ERROR")}
+
+
+def _completed_before(path: Path, sid: str, ident: str) -> dict[str, Any] | None:
+    """What an earlier end of this search recorded of completing this winner (a rerun finds its model stored)."""
+    if not path.is_file():
+        return None
+    before = json.loads(path.read_text())
+    best = before.get("best") or {}
+    return best.get("completed") if before.get("search_id") == sid and best.get("identity") == ident else None
+
+
+def _finish_winner(spec: TuneSpec, best: dict[str, Any], layers: list[dict[str, Any]], dataset: str, home: Path,
+                   store_root: Path, console: Console) -> dict[str, Any]:
+    """Train the winner ASHA stopped to its end, in one Ray task with a trial's resources (:func:`_complete`).
+    The winner stays the one the search chose by its best score; its final validation score is recorded beside."""
+    import ray
+
+    console.print(f"[dim]tune: the winner's model (trial {best['trial_id']}, {best['status']}) is not stored; "
+                  "training it to its end[/dim]")
+    task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial)(_complete)
+    done = ray.get(task.remote(best["config"], model=spec.model, dataset=dataset, home=str(home),
+                               store_root=str(store_root), base_layers=layers, seed=spec.seed))
+    if done["identity"] != best["identity"]:
+        raise SeqbenchError(f"the completed winner has identity {done['identity']}, the trial {best['identity']}")
+    return {"trial_status": best["status"], "chosen_valid": best["best"], "final_valid": done["final_valid"],
+            "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
+            "resumed_from_check": done["resumed_from_check"]}
 
 
 def _log(spec: TuneSpec, dataset: str, dataset_hash: str, sid: str, search: dict, trials: list[dict]) -> str:

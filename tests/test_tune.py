@@ -4,6 +4,7 @@ winner `seqbench run --config tuned` reuses, and a rerun that restores the tune 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from seqbench.models import create_model, get_spec
 from seqbench.models.cf.sasrec import SASRecConfig
 from seqbench.planner import tuned_layer
 from seqbench.space import Space, parse
+
+from .conftest import load_script
 
 
 # -- spaces -------------------------------------------------------------------------------------------------
@@ -131,6 +134,111 @@ def test_tune_writes_the_tuned_layer_run_reuses_and_a_rerun_restores(ray_two_cpu
     assert again.best_layer == report.best_layer
     assert len(client.search_runs([client.get_experiment_by_name("seqbench").experiment_id],
                                   "tags.run_kind = 'trial'")) == 3
+
+
+@pytest.mark.slow
+def test_a_killed_tune_resumes_without_rerunning_ended_trials(ray_two_cpus, tiny_home, tmp_path, monkeypatch):
+    """`seqbench tune` SIGKILLed with its local Ray once Tune's snapshot records two ended trials, then run again:
+    it resumes, the ended trials are not run again (their Tune files and stored models untouched), every trial is
+    recorded once (search.json, MLflow), and the trials and winner equal those of the same tune uninterrupted
+    (one trial at a time: the searcher's and ASHA's state are restored with the experiment)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from seqbench.tune import TuneSpec, run_tune
+
+    bench = load_script("bench_tune")
+    fixed = {"max_epochs": "2", "eval_every": "1", "d": "16", "n_blocks": "1"}
+    space = "lr=loguniform(1e-3,1e-1)"
+
+    def fresh(name):
+        home = tmp_path / name
+        shutil.copytree(tiny_home / "tiny", home / "tiny")
+        return home, tmp_path / f"store-{name}", f"sqlite:///{tmp_path / name}.db"
+
+    home, store, uri = fresh("killed")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(SEQBENCH_MODEL_STORE=str(store), MLFLOW_TRACKING_URI=uri)
+    cmd = [sys.executable, "-m", "seqbench.cli", "tune", "--model", "sasrec", "--dataset", "tiny", "--trials", "4",
+           "--max-concurrent", "1", "--space", space, "--data-home", str(home),
+           *[x for k, v in fixed.items() for x in ("--set", f"{k}={v}")]]
+    folder = home / "tuned" / "tiny" / "sasrec"
+    ended = bench.kill_after(cmd, env, folder / "ray", 2, signal.SIGKILL, timeout=300)
+    assert len(ended) >= 2 and not (folder / "search.json").exists()
+    files = {p: p.stat().st_mtime_ns for t in ended for p in folder.glob(f"ray/*/_trial_{t}_*/*")}
+    saved = {p.parent.name: json.loads(p.read_text())["saved_at"] for p in store.glob("*/meta.json")}
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming the tune" in again.stderr and "(resumed)" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in files} == files  # ended trials did not run again
+    after = {p.parent.name: json.loads(p.read_text())["saved_at"] for p in store.glob("*/meta.json")}
+    assert {k: after[k] for k in saved} == saved  # no stored model trained again
+    search = json.loads((folder / "search.json").read_text())
+    ids = [t["trial_id"] for t in search["results"]]
+    assert len(ids) == len(set(ids)) == 4 and set(ended) <= set(ids)
+    client = mlflow.MlflowClient(uri)
+    children = client.search_runs([client.get_experiment_by_name("seqbench").experiment_id],
+                                  "tags.run_kind = 'trial'")
+    assert sorted(r.data.tags["trial_id"] for r in children) == sorted(ids)
+
+    # the same tune uninterrupted, in its own data home and stores
+    ref_home, ref_store, ref_uri = fresh("whole")
+    monkeypatch.setenv("SEQBENCH_MODEL_STORE", str(ref_store))
+    whole = run_tune(TuneSpec(model="sasrec", dataset="tiny", trials=4, spaces=parse_spaces([space]), overrides=fixed,
+                              max_concurrent=1, data_home=ref_home, tracking_uri=ref_uri))
+
+    def seen(trials):
+        return [(t["config"], t["status"], round(t["best"], 6)) for t in trials]
+
+    assert seen(search["results"]) == seen(whole.trials)
+    assert search["best"]["layer"] == whole.best_layer and search["best"]["identity"] == whole.best_identity
+
+
+def test_a_stopped_winner_is_trained_to_its_end_from_its_checkpoint(ray_two_cpus, tiny, tiny_home, tmp_path):
+    """ASHA stops a trial inside its report (Tune's ``sys.exit`` in the trial's thread), before the loop saves that
+    check: the store keeps the checkpoint of the check before. The winner's completion resumes it and ends with
+    the model an uninterrupted fit stores."""
+    from rich.console import Console
+
+    from seqbench.context import resolve_device
+    from seqbench.models.store import ModelStore
+    from seqbench.planner import model_layers, planned_identity
+    from seqbench.runner import train_or_reuse
+    from seqbench.tracking import code_version
+    from seqbench.tune import TuneSpec, _finish_winner
+
+    data = validation_only(tiny)
+    fixed = {"max_epochs": "3", "eval_every": "1", "d": "16", "n_blocks": "1"}
+    layers = model_layers("sasrec", fixed, None, tiny.meta.get("run_defaults"))
+    sampled = {"lr": 0.01}
+    ident = planned_identity("sasrec", [*layers, sampled], data, 0, code_version())
+    store = ModelStore(tmp_path / "store")
+
+    def stop_at_second_check(_ident, name, _value, step):
+        if name.startswith("valid_") and step == 2:
+            raise SystemExit(0)  # what Tune's report does in a trial ASHA stopped
+
+    with pytest.raises(SystemExit):
+        train_or_reuse("sasrec", [*layers, sampled], data, data.histories("train"), 0, resolve_device("cpu"), store,
+                       stop_at_second_check)
+    entry = store.checkpointer(ident).path
+    assert not store.has(ident) and entry.is_file()
+
+    best = {"trial_id": "t1", "config": sampled, "identity": ident, "status": "stopped", "best": 0.1}
+    spec = TuneSpec(model="sasrec", dataset="tiny", overrides=fixed)
+    done = _finish_winner(spec, best, layers, "tiny", tiny_home, store.root, Console(quiet=True))
+    assert store.has(ident) and not entry.exists()  # stored, its checkpoint cleared
+    assert done["resumed_from_check"] == 1 and done["trial_status"] == "stopped" and done["chosen_valid"] == 0.1
+    # the same fit uninterrupted: the same final score (a resumed fit is bit-identical)
+    whole, _ = train_or_reuse("sasrec", [*layers, sampled], data, data.histories("train"), 0, resolve_device("cpu"),
+                              ModelStore(tmp_path / "other"))
+    assert whole.identity == ident and done["final_valid"] == pytest.approx(whole.fit.best_valid, abs=1e-6)
+    assert done["epochs_run"] == whole.fit.epochs_run == 3
 
 
 def test_config_tuned_without_a_tune_says_what_to_run(tiny_home, tmp_path):

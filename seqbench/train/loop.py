@@ -304,6 +304,14 @@ def saved_phase(ckpt: Checkpointer | None) -> str | None:
     return None if saved is None else saved.get("phase")
 
 
+def saved_checks(ckpt: Checkpointer | None) -> list[tuple[int, float]]:
+    """(epoch or check, reported value) of every validation check the saved state has done (empty: none saved),
+    so a caller that reports checks as they happen (a tune trial) can first repeat the ones a resumed fit skips."""
+    saved = ckpt.load() if ckpt is not None else None
+    rows = [] if saved is None else saved["loop"]["curve"]
+    return [(int(at), float(report)) for at, _mean, report in rows if report is not None]
+
+
 def rng_states() -> dict[str, Any]:
     """Global RNG states (dropout draws from torch's default generator), so a resumed run is bit-identical;
     NumPy's key array as a tensor, so the state loads with ``torch.load(weights_only=True)``."""
