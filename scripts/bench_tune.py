@@ -192,7 +192,7 @@ def resumed_check(args: argparse.Namespace, work: Path, source: Path, fixed: dic
         if name == "killed":
             say(f"resume: killing the tune once {args.kill_after} trials have ended")
             start = time.perf_counter()
-            ended = kill_after([*cmd, "--data-home", str(home)], env, folder / "ray", args.kill_after)
+            ended = kill_after([*cmd, "--data-home", str(home)], env, folder / "ray", args.kill_after, timeout=3600)
             out["killed_after_seconds"], out["ended_before_kill"] = time.perf_counter() - start, len(ended)
         say(f"resume: {name} run")
         start = time.perf_counter()

@@ -53,6 +53,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "prepare": ("scripts/bench_prepare.py", "a synthetic Amazon raw review file prepared end to end"),
     "quickstart": ("scripts/bench_quickstart.py", "the README quickstart from a fresh clone and an empty home"),
     "sweep": ("scripts/bench_sweep.py", "serial `seqbench run` vs `seqbench sweep`, then the same sweep again"),
+    "tune": ("scripts/bench_tune.py", "`seqbench tune`: trials per hour, epochs ASHA saves against running the same "
+             "trials to their end, a killed tune resumed against the same tune uninterrupted"),
     "gpu_check": ("scripts/gpu_check.py", "LLM recommenders on a random-weight LLM on an accelerator: tokens/s, MFU"),
     "gpu_probe_check": ("scripts/gpu_probe_check.py", "the probes' own paths on an accelerator, seconds per case"),
     "gpu_step_profile": ("scripts/gpu_step_profile.py",
@@ -263,6 +265,14 @@ def _head_sweep(r: dict) -> str:
             f"({_num(r.get('sweep_vs_serial'), '.2f')}x), again {_num(r.get('sweep_again_seconds'), '.1f')} s")
 
 
+def _head_tune(r: dict) -> str:
+    asha, fifo, resume = r.get("asha") or {}, r.get("fifo") or {}, r.get("resume") or {}
+    return (f"{r.get('trials')} trials: asha {_num(asha.get('trials_per_hour'), '.1f')}/h, fifo "
+            f"{_num(fifo.get('trials_per_hour'), '.1f')}/h, {_num(r.get('epochs_saved_share'), '.0%')} of epochs "
+            f"saved, best valid {_num(asha.get('best_valid'), '.4f')} vs {_num(fifo.get('best_valid'), '.4f')}; "
+            f"resumed best equal: {resume.get('resumed_best_equal', 'not run')}")
+
+
 def _head_gpu_check(r: dict) -> str:
     rows = [f"{m} {_num((v.get('train') or {}).get('useful_tokens_per_s'), ',.0f')} tok/s "
             f"(MFU {_num((v.get('mfu') or {}).get('train'), '.1%')})" for m, v in (r.get("models") or {}).items()]
@@ -287,7 +297,7 @@ def _head_gpu_step_profile(r: dict) -> str:
 
 
 HEADLINES = {"cf": _head_cf, "controls": _head_controls, "eval_protocols": _head_eval_protocols, "llm": _head_llm,
-             "prepare": _head_prepare, "quickstart": _head_quickstart, "sweep": _head_sweep,
+             "prepare": _head_prepare, "quickstart": _head_quickstart, "sweep": _head_sweep, "tune": _head_tune,
              "gpu_check": _head_gpu_check, "gpu_probe_check": _head_gpu_probe_check,
              "gpu_step_profile": _head_gpu_step_profile}
 

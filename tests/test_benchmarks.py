@@ -83,3 +83,23 @@ def test_index_renders_runs_without_machine_or_date(tmp_path):
     assert "- prepare#0" in text and benchinfo.main(["index", "--root", str(tmp_path), "--check"]) == 1
     assert benchinfo.main(["index", "--root", str(tmp_path)]) == 0
     assert benchinfo.main(["index", "--root", str(tmp_path), "--check"]) == 0
+
+
+@pytest.mark.slow
+def test_bench_tune_runs_on_tiny_data_and_records_its_envelope(tiny_home, tmp_path):
+    """scripts/bench_tune.py end to end on a tiny dataset (2 trials, 2 epochs; the kill-and-resume step is
+    tests/test_tune.py's): the envelope, both schedulers on the same trials, the epochs and the share saved."""
+    from .conftest import load_script
+
+    out = tmp_path / "tune.json"
+    result = load_script("bench_tune").main(["--dataset", "tiny", "--trials", "2", "--max-epochs", "2",
+                                             "--kill-after", "0", "--data-home", str(tiny_home),
+                                             "--output", str(out)])
+    (run,) = load_runs(out)
+    assert set(ENVELOPE) <= set(run) and run["benchmark"] == "tune"
+    assert run["variant"] == {"dataset": "tiny", "trials": 2, "max_epochs": 2, "kill_after": 0}
+    assert result["same_configs"] and result["asha"]["trials"] == result["fifo"]["trials"] == 2
+    assert 0 < result["asha"]["epochs"] <= result["fifo"]["epochs"] <= 4
+    assert result["epochs_saved_share"] == 1 - result["asha"]["epochs"] / result["fifo"]["epochs"]
+    assert result["asha"]["trials_per_hour"] > 0 and result["resume"] is None
+    assert "2 trials: asha" in benchinfo.HEADLINES["tune"](run["result"])
