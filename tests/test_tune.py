@@ -87,6 +87,7 @@ def ray_two_cpus():
     pytest.importorskip("optuna")
     started = not ray.is_initialized()
     if started:
+        # "local": a Ray of its own, not a `ray start` cluster that another process left in /tmp/ray
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
@@ -128,10 +129,23 @@ def test_tune_writes_the_tuned_layer_run_reuses_and_a_rerun_restores(ray_two_cpu
     tagged = client.get_run(out["runs"][0]["mlflow_run_id"]).data.tags
     assert tagged["config_layer"] == "tuned"
 
-    # the same command again restores the finished tune: no trial runs again
+    # the same command again restores the finished tune: no trial runs again; a winner whose model is not in the
+    # store after the search (ASHA stopped it; here: removed) is trained to its end and recorded as completed
+    import shutil
+
+    from seqbench.models.store import ModelStore
+
+    assert report.completed is None
+    shutil.rmtree(ModelStore().path(report.best_identity))
     again = run_tune(spec)
     assert again.resumed and sorted(t["trial_id"] for t in again.trials) == sorted(t["trial_id"] for t in report.trials)
-    assert again.best_layer == report.best_layer
+    assert again.best_layer == report.best_layer and again.best_stored
+    assert again.completed["final_valid"] == pytest.approx(report.best_score, abs=1e-6)
+    assert again.completed["chosen_valid"] == report.best_score
+    for name in ("config.json", "search.json"):
+        saved = json.loads((report.folder / name).read_text())
+        assert (saved.get("completed") or saved["best"]["completed"]) == again.completed
+    assert run_tune(spec).completed == again.completed  # a later rerun keeps the record
     assert len(client.search_runs([client.get_experiment_by_name("seqbench").experiment_id],
                                   "tags.run_kind = 'trial'")) == 3
 
