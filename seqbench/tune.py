@@ -288,8 +288,9 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     ended = results.num_terminated + results.num_errors
     budget_over = spec.budget_minutes is not None and time.monotonic() - fit_start >= spec.budget_minutes * 60
     if ended < spec.trials and not budget_over:  # Ctrl-C / SIGTERM: Tune saved its state and returned early
-        raise SeqbenchError(f"the tune stopped with {ended} of {spec.trials} trials ended; run the same command "
-                            f"again to resume it ({experiment})")
+        # (Tune marks the trials it interrupts as ended in its results, not in its saved state: no count here)
+        raise SeqbenchError(f"the tune stopped before its {spec.trials} trials ended; run the same command again to "
+                            f"resume it ({experiment})")
     trials = []
     for res in results:
         if res.config is None:  # a trial that never started

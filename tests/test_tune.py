@@ -273,6 +273,9 @@ def test_tune_cli_rejects_a_bad_space_before_ray_starts(tiny_home):
     got = CliRunner().invoke(app, ["tune", "--model", "sasrec", "--dataset", "tiny", "--data-home", str(tiny_home),
                                    "--space", "dropout=uniform(0,1.5)"])
     assert got.exit_code != 0 and "1.5 is out of range" in got.output
+    got = CliRunner().invoke(app, ["tune", "--model", "sasrec", "--dataset", "tiny", "--data-home", str(tiny_home),
+                                   "--scheduler", "hyperband"])
+    assert got.exit_code != 0 and "unknown --scheduler 'hyperband'; use asha or fifo" in got.output
 
 
 def test_a_sweep_with_config_tuned_plans_the_tuned_layer(tiny, tiny_home, tmp_path):
