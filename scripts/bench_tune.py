@@ -8,10 +8,11 @@ to their end, and a tune killed and resumed against the same tune uninterrupted.
    and again in a fresh data home and store, SIGKILLed with its local Ray (the whole session) once ``--kill-after``
    trials have ended in Tune's snapshot, then run again with the same command.
 
-Every tune gets its own copy of the dataset (its ``tuned/`` folder), its own empty model store and MLflow store,
-so none reuses another's models and the data home's own tuned layer is not touched. Epochs of a trial: the last
-epoch it validated (stopped trials stop at a check). Stores the run in ``benchmarks/results/tune.json`` (the
-envelope of ``seqbench.benchinfo``).
+Every tune gets its own copy of the dataset (its ``tuned/`` folder), its own empty model store and MLflow store
+(in a temporary folder, removed at the end), so none reuses another's models and the data home's own tuned layer
+is not touched. Epochs of a trial: the last epoch it validated (stopped trials stop at a check); an ASHA tune's
+epochs include those of training its winner to its end when ASHA had stopped it. Stores the run in
+``benchmarks/results/tune.json`` (the envelope of ``seqbench.benchinfo``).
 
     SEQBENCH_DATA_HOME=/work/data flock /work/compute.lock python scripts/bench_tune.py
 """
@@ -86,8 +87,11 @@ def kill_after(cmd: list[str], env: dict[str, str], experiment_root: Path, ended
 
 
 def epochs(search: dict) -> int:
-    """Epochs the tune's trials trained: each trial's last validated epoch."""
-    return sum(max((step for step, _ in t["curve"]), default=0) for t in search["results"])
+    """Epochs the tune trained: each trial's last validated epoch (a check every epoch), and those of the
+    winner's completion after ASHA stopped it (from the checkpoint it resumed on)."""
+    done = search["best"].get("completed")
+    extra = done["epochs_run"] - done["resumed_from_check"] if done else 0
+    return extra + sum(max((step for step, _ in t["curve"]), default=0) for t in search["results"])
 
 
 def fresh(work: Path, name: str, source: Path, dataset: str) -> tuple[Path, dict[str, str]]:
@@ -162,11 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         if started:
             ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
     a, f = summary(asha, asha_s), summary(fifo, fifo_s)
     result = {
         "dataset": args.dataset, "model": args.model, "trials": args.trials, "max_epochs": args.max_epochs,
         "seed": args.seed, "cpus_per_trial": 1, "concurrent": cores, "space": asha["space"],
-        "work": str(work),
         "asha": a, "fifo": f,
         "epochs_saved_share": 1 - a["epochs"] / f["epochs"] if f["epochs"] else None,
         "same_configs": [t["config"] for t in asha["results"]] == [t["config"] for t in fifo["results"]],
