@@ -111,9 +111,10 @@ def max_checks(config: dict[str, Any]) -> int:
 
 
 def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, store_root: str,
-           base_layers: list[dict[str, Any]], seed: int, metric: str) -> None:
+           base_layers: list[dict[str, Any]], seed: int, metric: str, code: str) -> None:
     """One Ray Tune trial: the planned config with ``sampled`` on top, trained on the validation-only dataset;
-    every validation check goes to Tune."""
+    every validation check goes to Tune. ``code``: the driver's code version (a commit during the tune must not
+    give later trials other identities than the driver computes)."""
     import ray
     from ray import tune
 
@@ -122,7 +123,7 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
     device, data, store = _worker(dataset, home, store_root)
     node = ray.get_runtime_context().get_node_id()
     layers = [*base_layers, dict(sampled)]
-    ident = planned_identity(model, layers, data, seed, code_version())
+    ident = planned_identity(model, layers, data, seed, code)
     # Tune restarts a resumed trial's count of reports from zero (its iteration is ASHA's time): a fit that
     # resumes its checkpoint first reports the checks it skips, as a model taken from the store reports its curve
     if not store.has(ident):
@@ -135,7 +136,7 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
             reported.append(step)
             tune.report({SCORE: float(value), STEP: int(step), record.NODE: node})
 
-    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, on_metric)
+    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, on_metric, code=code)
     if got.reused:  # taken from the store: its curve stands in for the checks
         for epoch, _loss, valid in got.fit.curve:
             if valid is not None:
@@ -154,16 +155,16 @@ def _worker(dataset: str, home: str, store_root: str) -> tuple[Any, Any, ModelSt
 
 
 def _complete(sampled: dict[str, Any], *, model: str, dataset: str, home: str, store_root: str,
-              base_layers: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+              base_layers: list[dict[str, Any]], seed: int, code: str) -> dict[str, Any]:
     """The winner's training to its end (a Ray task with a trial's resources), when ASHA stopped it: the same
     training path as a trial, so it resumes the checkpoint the stopped trial left and its model is stored."""
     from seqbench.runner import train_or_reuse
 
     device, data, store = _worker(dataset, home, store_root)
     layers = [*base_layers, dict(sampled)]
-    ident = planned_identity(model, layers, data, seed, code_version())
+    ident = planned_identity(model, layers, data, seed, code)
     resumed = saved_checks(store.checkpointer(ident))
-    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store)
+    got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, code=code)
     return {"identity": got.identity, "final_valid": float(got.fit.best_valid), "best_epoch": got.fit.best_epoch,
             "epochs_run": got.fit.epochs_run, "resumed_from_check": len(resumed), "reused": got.reused}
 
@@ -256,7 +257,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     node = ray.get_runtime_context().get_node_id()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=spec.model, dataset=data.name, home=str(home), store_root=str(store_root),
-                             base_layers=layers, seed=spec.seed, metric=metric),
+                             base_layers=layers, seed=spec.seed, metric=metric, code=code_version()),
         {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     experiment = ray_root / sid
     resumed = tune.Tuner.can_restore(str(experiment))
@@ -370,7 +371,7 @@ def _finish_winner(spec: TuneSpec, best: dict[str, Any], layers: list[dict[str, 
                   "training it to its end[/dim]")
     task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial)(_complete)
     done = ray.get(task.remote(best["config"], model=spec.model, dataset=dataset, home=str(home),
-                               store_root=str(store_root), base_layers=layers, seed=spec.seed))
+                               store_root=str(store_root), base_layers=layers, seed=spec.seed, code=code_version()))
     if done["identity"] != best["identity"]:
         raise SeqbenchError(f"the completed winner has identity {done['identity']}, the trial {best['identity']}")
     return {"trial_status": best["status"], "chosen_valid": best["best"], "final_valid": done["final_valid"],
