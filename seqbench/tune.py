@@ -246,15 +246,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    if not ray.is_initialized():
-        address = spec.address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if not address:
-            # "local": a Ray of its own (no address would join a `ray start` cluster found in /tmp/ray);
-            # num_cpus explicit: Ray's own guess can exceed a container's share
-            address, kwargs["num_cpus"] = "local", os.cpu_count()
-        ray.init(address=address, **kwargs)
-    node = ray.get_runtime_context().get_node_id()
+    start_ray(spec.address)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=spec.model, dataset=data.name, home=str(home), store_root=str(store_root),
                              base_layers=layers, seed=spec.seed, metric=metric, code=code_version()),
