@@ -129,11 +129,9 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
     if not store.has(ident):
         for step, value in saved_checks(store.checkpointer(ident)):
             tune.report({SCORE: value, STEP: step, record.NODE: node})
-    reported = []
 
     def on_metric(ident: str, name: str, value: float, step: int) -> None:
         if name == f"valid_{metric}":
-            reported.append(step)
             tune.report({SCORE: float(value), STEP: int(step), record.NODE: node})
 
     got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, on_metric, code=code)
@@ -285,11 +283,12 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
         raise SeqbenchError(f"the tune stopped before its {spec.trials} trials ended; run the same command again to "
                             f"resume it ({experiment})")
     trials = []
+    seen = validation_only(data)  # what the trials trained on (its identity is the full dataset's)
     for res in results:
         if res.config is None:  # a trial that never started
             continue
         sampled = {k: res.config[k] for k in space if k in res.config}
-        ident = planned_identity(spec.model, [*layers, sampled], validation_only(data), spec.seed, code_version())
+        ident = planned_identity(spec.model, [*layers, sampled], seen, spec.seed, code_version())
         frame = res.metrics_dataframe
         # a resumed trial reports its checks again: one point per step, the last one reported
         curve = [] if frame is None or SCORE not in frame else \
