@@ -93,6 +93,14 @@ def tunable(model: str) -> bool:
     return bool(search_space(get_spec(model).load_class().config_cls))
 
 
+def model_config_layers(model: str, layers: list[str] | tuple[str, ...]) -> list[str]:
+    """The config layers ``model`` gets of a study's ``config`` list: a model with nothing to tune (pop) has one
+    config, so beside a default row its tuned row would repeat it; it keeps the tuned layer only when alone."""
+    if TUNED in layers and DEFAULT in layers and not tunable(model):
+        return [layer for layer in layers if layer != TUNED]
+    return list(layers)
+
+
 def tuned_dir(home: Path, dataset: str, model: str) -> Path:
     """Where `seqbench tune` keeps (model, dataset)'s winner (``config.json``), its search record
     (``search.json``) and Ray Tune's experiment folder (``ray/``, for resuming): beside the data it was tuned on."""

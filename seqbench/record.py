@@ -63,10 +63,13 @@ def train_tags(model_identity: str, labels: dict[str, Any]) -> dict[str, str]:
     return {"run_kind": TRAIN_RUN, "model_identity": model_identity, **{k: str(v) for k, v in labels.items()}}
 
 
+PLACEMENT = (NODE, "torch_device", "ray_resources")
+
+
 def placement_tags(node_id: str, device: str, granted: dict[str, float]) -> dict[str, str]:
-    """Where a sweep task ran: its Ray node, its torch device and the resources Ray granted it."""
-    return {NODE: node_id, "torch_device": device,
-            "ray_resources": ",".join(f"{k}={v:g}" for k, v in sorted(granted.items()))}
+    """Where a sweep task or a tune trial ran: its Ray node, its torch device and the resources Ray granted it."""
+    return dict(zip(PLACEMENT, (node_id, device, ",".join(f"{k}={v:g}" for k, v in sorted(granted.items()))),
+                    strict=True))
 
 
 def sweep_tags(sweep_id: str, grid_file: str) -> dict[str, str]:
@@ -79,11 +82,12 @@ def tune_tags(tune_id: str, dataset: str, model: str, dataset_hash: str) -> dict
             "dataset_hash": dataset_hash}
 
 
-def trial_tags(tune_id: str, trial_id: str, parent: str, model_identity: str, status: str) -> dict[str, str]:
+def trial_tags(tune_id: str, trial_id: str, parent: str, model_identity: str, status: str,
+               placement: dict[str, str] | None = None) -> dict[str, str]:
     """Tags of one trial's child run; ``trial_status``: finished (ran to its end or early stop), stopped (by the
-    scheduler) or error."""
+    scheduler) or error; ``placement``: :func:`placement_tags` of the worker that ran it, as it reported them."""
     return {"run_kind": TRIAL_RUN, "tune_id": tune_id, "trial_id": trial_id, "mlflow.parentRunId": parent,
-            "model_identity": model_identity, "trial_status": status}
+            "model_identity": model_identity, "trial_status": status, **(placement or {})}
 
 
 # -- reading ------------------------------------------------------------------------------------------------

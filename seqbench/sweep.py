@@ -40,6 +40,7 @@ from seqbench.planner import (
     DEFAULT,
     ensure_dataset,
     is_tuned,
+    model_config_layers,
     model_layers,
     planned_identity,
     recipe_layer,
@@ -363,7 +364,7 @@ def expand(grid: Grid, datasets: dict[str, SeqDataset], store: ModelStore, code:
     for name in grid.datasets:
         data = datasets[name]
         for model in grid.models:
-            for config in grid.config:
+            for config in model_config_layers(model, grid.config):
                 # the same layers as `seqbench run --set …` (the dataset's run defaults under the grid's settings)
                 tuned = tuned_layer(data_home(home), data, model) if is_tuned(config) else None
                 rows: dict[str, str] = {}  # identity -> label of the config row that planned it, under this layer

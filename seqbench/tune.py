@@ -121,24 +121,25 @@ def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, stor
     from seqbench.runner import train_or_reuse
 
     device, data, store = _worker(dataset, home, store_root)
-    node = ray.get_runtime_context().get_node_id()
+    context = ray.get_runtime_context()  # where the trial runs: every report carries it, for the trial's run
+    placed = record.placement_tags(context.get_node_id(), str(device), context.get_assigned_resources())
     layers = [*base_layers, dict(sampled)]
     ident = planned_identity(model, layers, data, seed, code)
     # Tune restarts a resumed trial's count of reports from zero (its iteration is ASHA's time): a fit that
     # resumes its checkpoint first reports the checks it skips, as a model taken from the store reports its curve
     if not store.has(ident):
         for step, value in saved_checks(store.checkpointer(ident)):
-            tune.report({SCORE: value, STEP: step, record.NODE: node})
+            tune.report({SCORE: value, STEP: step, **placed})
 
     def on_metric(ident: str, name: str, value: float, step: int) -> None:
         if name == f"valid_{metric}":
-            tune.report({SCORE: float(value), STEP: int(step), record.NODE: node})
+            tune.report({SCORE: float(value), STEP: int(step), **placed})
 
     got, _ = train_or_reuse(model, layers, data, data.histories("train"), seed, device, store, on_metric, code=code)
     if got.reused:  # taken from the store: its curve stands in for the checks
         for epoch, _loss, valid in got.fit.curve:
             if valid is not None:
-                tune.report({SCORE: float(valid), STEP: int(epoch), record.NODE: node})
+                tune.report({SCORE: float(valid), STEP: int(epoch), **placed})
 
 
 def _worker(dataset: str, home: str, store_root: str) -> tuple[Any, Any, ModelStore]:
@@ -294,10 +295,12 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
         curve = [] if frame is None or SCORE not in frame else \
             sorted({int(s): float(v) for s, v in zip(frame[STEP], frame[SCORE], strict=True)}.items())
         status = "error" if res.error else "finished" if store.has(ident) else "stopped"
-        trial_id = (res.metrics or {}).get("trial_id") or Path(res.path).name
+        metrics = res.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(res.path).name
         trials.append({"trial_id": str(trial_id), "config": sampled,
                        "status": status, "best": max((v for _, v in curve), default=None), "checks": len(curve),
-                       "curve": curve, "identity": ident})
+                       "curve": curve, "identity": ident,
+                       "placement": {k: str(metrics[k]) for k in record.PLACEMENT if k in metrics}})
     scored = [t for t in trials if t["best"] is not None]
     if not scored:
         raise SeqbenchError(f"no trial of the tune in {experiment} reported a validation score (all failed?)")
@@ -392,7 +395,8 @@ def _log(spec: TuneSpec, dataset: str, dataset_hash: str, sid: str, search: dict
         if str(t["trial_id"]) in logged:
             continue
         run = client.create_run(exp, run_name=f"trial/{t['trial_id']}",
-                                tags=record.trial_tags(sid, str(t["trial_id"]), parent, t["identity"], t["status"]))
+                                tags=record.trial_tags(sid, str(t["trial_id"]), parent, t["identity"], t["status"],
+                                                       t.get("placement")))
         now = int(time.time() * 1000)
         key = f"valid_{search['valid_metric']}".replace("@", "_at_")
         client.log_batch(run.info.run_id,

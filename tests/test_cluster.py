@@ -136,3 +136,9 @@ def test_tune_trials_with_a_gpu_run_on_the_gpu_node(cluster, uri):
     lines = [json.loads(line) for f in (report.folder / "ray").glob("*/*/result.json")
              for line in f.read_text().splitlines()]
     assert lines and {r[record.NODE] for r in lines} == {cluster.gpu}
+    # the trial's MLflow run says where it ran, as a sweep task's does
+    mlflow.set_tracking_uri(uri)
+    (trial,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.run_kind = 'trial'",
+                                  output_format="list")
+    assert {k: trial.data.tags.get(k) for k in record.PLACEMENT} == \
+        {record.NODE: cluster.gpu, "torch_device": "cpu", "ray_resources": "CPU=1,GPU=1"}

@@ -287,8 +287,9 @@ def tuning_store(tmp_path_factory):
     exp = client.create_experiment("tu", artifact_location=artifact_location(uri))
     weak, strong = base_values(7, scale=0.3), base_values(7)
     noise = np.random.default_rng(5).normal(0, 0.01, N_USERS)
-    log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline",
-                 config_layer="default")
+    for layer in ("default", "tuned"):  # a sweep once planned pop's tuned row too: the same model again
+        log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline",
+                     config_layer=layer)
     log_fake_run(client, exp, {"original": strong, "probed": np.clip(strong + noise, 0, 1)}, model="sasrec",
                  config={"lr": "0.001", "dropout": "0.2"}, config_layer="default",
                  fit={"best_valid_ndcg@10": 0.30}, model_identity="s-default")
@@ -337,3 +338,5 @@ def test_tuning_view_sets_default_and_tuned_side_by_side(tuning_store, tmp_path,
     assert "yes: order-blind → order-sensitive" in md
     assert "<caption>Default vs tuned on d</caption>" in html and "= default (one trained model)" in html
     assert "| gru4rec (default) |" in md and "| gru4rec (tuned) |" in md  # overall: two rows, not one
+    assert "| pop |" in md and "pop (tuned)" not in md  # nothing to tune: pop's default row is its only row
+    assert "sasrec (tuned, lr=0.003142)" in md and "0.0031415926" not in md.split("## Runs covered")[0]

@@ -230,8 +230,9 @@ def test_driver_killed_midway_then_rerun_logs_every_point_once(ray_cluster, tiny
 
 
 def test_default_and_tuned_rows_share_a_trained_model_only_when_their_settings_agree(tmp_path, tiny_home, tiny):
-    """``config: [default, tuned]`` plans both rows; a tuned layer equal to the defaults gives one task (one trained
-    model) with a point per row, each with its own result identity; ``config: tuned`` keeps its sweep id."""
+    """``config: [default, tuned]`` plans both rows (pop, with nothing to tune, its default only); a tuned layer
+    equal to the defaults gives one task (one trained model) with a point per row, each with its own result
+    identity; ``config: tuned`` keeps its sweep id and plans pop's row under the tuned layer."""
     import json
 
     from seqbench.planner import tuned_dir
@@ -251,10 +252,15 @@ def test_default_and_tuned_rows_share_a_trained_model_only_when_their_settings_a
         for layer, tasks in (({"lr": 0.001}, 2), ({"lr": 0.005}, 3)):  # 0.001 is sasrec's default
             (folder / "config.json").write_text(json.dumps({"dataset_hash": tiny.content_hash, "layer": layer}))
             plans = expand(both, {"tiny": tiny}, ModelStore(tmp_path / "s"), code="v", home=tiny_home)
-            assert len(plans) == tasks  # pop has nothing to tune: its rows always share one task
+            assert len(plans) == tasks
             points = [(p.model, p.config) for plan in plans for p in plan.points]
-            assert sorted(points) == [("pop", "default"), ("pop", "tuned"), ("sasrec", "default"), ("sasrec", "tuned")]
-            assert len({p.result_id for plan in plans for p in plan.points}) == 4
+            # pop has nothing to tune: beside its default row a tuned one would repeat it
+            assert sorted(points) == [("pop", "default"), ("sasrec", "default"), ("sasrec", "tuned")]
+            assert len({p.result_id for plan in plans for p in plan.points}) == 3
+        only_tuned = expand(load_grid(_grid(tmp_path, base + "config: tuned\n", "t.yaml")), {"tiny": tiny},
+                            ModelStore(tmp_path / "s"), code="v", home=tiny_home)
+        assert sorted((p.model, p.config) for plan in only_tuned for p in plan.points) == \
+            [("pop", "tuned"), ("sasrec", "tuned")]
         default_only = expand(load_grid(_grid(tmp_path, base, "n.yaml")), {"tiny": tiny}, ModelStore(tmp_path / "s"),
                               code="v", home=tiny_home)
         # default rows keep the result identities they had before config layers existed

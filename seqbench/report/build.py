@@ -132,7 +132,7 @@ def write_study_report(study: str | Path, tracking_uri: str | None, out: Path, f
 def study_rows(grid) -> Callable[[RunRecord], bool]:
     """Whether a run is one of the grid's rows: its probe, seed and config layer are the grid's, and its logged
     settings equal one of the grid's config rows of that (model, dataset) on every setting the rows give."""
-    from seqbench.planner import resolved_config
+    from seqbench.planner import model_config_layers, resolved_config
     from seqbench.sweep import set_rows
 
     wanted: dict[tuple[str, str], list[dict[str, str]]] = {}
@@ -148,7 +148,8 @@ def study_rows(grid) -> Callable[[RunRecord], bool]:
         return wanted[(model, dataset)]
 
     def keep(r: RunRecord) -> bool:
-        if base_probe(r.probe) not in grid.probes or r.seed not in grid.seeds or r.config_layer not in grid.config:
+        if base_probe(r.probe) not in grid.probes or r.seed not in grid.seeds or \
+                r.config_layer not in model_config_layers(r.model, grid.config):
             return False
         return any(all(r.config.get(k) == v for k, v in row.items()) for row in rows(r.model, r.dataset))
 

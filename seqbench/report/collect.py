@@ -232,8 +232,23 @@ def label_variants(records: list[RunRecord]) -> None:
         differing = [k for k in keys if k in ALWAYS_NAMED or len({dict(c).get(k) for c in configs}) > 1]
         proxies = {tuple(sorted(r.config.items())) for r in runs if r.proxy}
         layered = len({r.config_layer for r in runs}) > 1
+        # floats to 4 significant digits (a tuned learning rate is not 0.001904767808428205 in a table), unless
+        # that would give two configs one label
+        rounded = {c: tuple((k, short_value(dict(c).get(k, "-"))) for k in differing) for c in configs}
+        exact = len(set(rounded.values())) < len(configs)
         for r in runs:
+            c = tuple(sorted(r.config.items()))
             values = [r.config_layer] if layered else []
-            values += [f"{k}={r.config.get(k, '-')}" for k in differing]
-            values += [PROXY] if tuple(sorted(r.config.items())) in proxies else []
+            values += [f"{k}={r.config.get(k, '-') if exact else v}" for k, v in rounded[c]]
+            values += [PROXY] if c in proxies else []
             r.variant = f"{model} ({', '.join(values)})" if values else model
+
+
+def short_value(text: str) -> str:
+    """A logged setting as a label shows it: a float to 4 significant digits, anything else as logged."""
+    if not isinstance(text, str) or not any(ch in text for ch in ".eE") or text.lower() in ("nan", "inf", "-inf"):
+        return str(text)
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text

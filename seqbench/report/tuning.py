@@ -20,7 +20,7 @@ from seqbench.planner import CONFIG_LAYERS, DEFAULT, TUNED
 from seqbench.stats import ALPHA
 
 from .aggregate import METRIC, base_probe, datasets_of
-from .collect import RunRecord, RunSource
+from .collect import RunRecord, RunSource, short_value
 from .document import MISSING, Table
 from .pattern import POP, readings
 from .tables import short
@@ -36,18 +36,11 @@ def best_valid(runs: list[RunRecord]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _value(text: str) -> str:
-    try:
-        return f"{float(text):.4g}"
-    except ValueError:
-        return text
-
-
 def changed_settings(default: RunRecord, tuned: RunRecord) -> str:
     """The settings the tuned row changed, ``key default → tuned``; ``= default`` when none (then one trained model
     served both rows when their identities agree)."""
     keys = sorted(set(default.config) | set(tuned.config))
-    diff = [f"{k} {_value(default.config.get(k, '-'))} → {_value(tuned.config.get(k, '-'))}" for k in keys
+    diff = [f"{k} {short_value(default.config.get(k, '-'))} → {short_value(tuned.config.get(k, '-'))}" for k in keys
             if default.config.get(k) != tuned.config.get(k)]
     if diff:
         return ", ".join(diff)
