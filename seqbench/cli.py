@@ -246,8 +246,9 @@ def run_cmd(
                                        "negatives, the paper's), full (all items, seen items kept) or full-unseen "
                                        "(all items but the user's seen ones); several comma-separated run every "
                                        "probe under each on the same trained model.")] = "sampled",
-    recipe: Annotated[str | None, typer.Option(help="LLM models: a named training recipe (official or cpu-proxy, "
-                                               "docs/models.md); --set and --llm go on top.")] = None,
+    recipe: Annotated[str | None, typer.Option(help="LLM models: a named training recipe (official, "
+                                               "official-135m or cpu-proxy, docs/models.md); --set and --llm go "
+                                               "on top.")] = None,
 ) -> None:
     """Train a model, apply probes, test the differences, log every (probe, protocol, seed) to MLflow."""
     from seqbench.config import parse_sets

@@ -38,7 +38,8 @@ def test_the_defaults_are_the_official_recipe_on_a_smaller_llm(model):
     defaults = config(model)
     assert {k: defaults[k] for k in OFFICIAL[model] if k != "llm"} == {k: v for k, v in OFFICIAL[model].items()
                                                                        if k != "llm"}
-    assert recipe_of(model, defaults) == "custom" and recipe_changes(model, defaults) == ["llm"]
+    assert recipe_of(model, defaults) == "official-135m" and recipe_changes(model, defaults) == ["llm"]
+    assert recipe_of(model, config(model, {"batch_size": "4"})) == "custom"  # and nothing else changed
 
 
 @pytest.mark.parametrize("model", LLM_MODELS)
@@ -50,9 +51,9 @@ def test_official_config_is_official_and_a_changed_recipe_setting_is_a_proxy(mod
                                            "item_batch_size": "8", "teacher_cache": "false"})) == "official"
     assert recipe_of(model, config(model, {"llm": "/models/Llama-3.2-3B-Instruct"})) == "official"  # a local copy
     for change in ({"batch_size": "4"}, {"in_batch_negatives": "true"}, {"head_init": "centred"},
-                   {"teacher_loss": "ce"}, {"llm": "smollm2-135m"}):
+                   {"teacher_loss": "ce"}, {"llm": "smollm2-135m"}, {"llm": "tiny-random"}):
         changed = config(model, {"llm": PAPER_LLM}, change)
-        assert recipe_of(model, changed) == "custom"
+        assert recipe_of(model, changed) == ("official-135m" if change == {"llm": "smollm2-135m"} else "custom")
         assert recipe_changes(model, changed) == list(change)
     # read back from a result's JSON (tuples come back as lists): the same name
     assert recipe_of(model, json.loads(json.dumps(official))) == "official"

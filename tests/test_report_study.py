@@ -254,6 +254,7 @@ def test_paper_pattern_classifies_rows_and_keeps_proxies_out_of_the_verdict(patt
     assert "**undecided (no row of collm, a-llmrec, llmsrec; llara undecided)**" in table.notes[1]
     assert "stay out of the verdict: llmsrec (proxy)" in table.notes[2]
     assert "**undecided (no row of collm, a-llmrec; llara undecided)**" in counted.notes[1]
+    assert "it reads the `cpu-proxy` recipe, not the official one" in counted.notes[2]
 
 
 def test_pattern_verdict_holds_fails_or_stays_undecided():

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqbench.config import AT_LEAST_1, DROPOUT, FRACTION, NON_NEGATIVE, RATE, setting
+from seqbench.llm.backbone import DEFAULT_LLM
 from seqbench.llm.prompts import PROMPT_WINDOW
 from seqbench.space import loguniform
 
 
 @dataclass
 class LLMRecConfig:
-    llm: str = setting("smollm2-135m", "LLM: a seqbench name, a Hugging Face id or a local folder")
+    llm: str = setting(DEFAULT_LLM, "LLM: a seqbench name, a Hugging Face id or a local folder")
     dtype: str = setting("auto", "LLM precision (auto: bf16 on a CPU with native bf16, else fp32)",
                          choices=("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"))
     device: str = setting("auto", "auto = the run's device; cpu | cuda | hpu")

@@ -13,6 +13,9 @@ teacher's early stopping, A-LLMRec's frozen MiniLM title encoder).
 read back from JSON):
 
 * ``official``: every recipe-defining setting equals ``OFFICIAL[model]``;
+* ``official-135m``: the official recipe on SmolLM2-135M (the default LLM) in place of the paper's LLM: every
+  model's defaults. Still a proxy for the paper's runs (the LLM is part of the recipe); the official-recipe study
+  (studies/paper-official.yaml) counts its rows in the paper-pattern verdict and says so;
 * ``cpu-proxy``: every one equals ``CPU_PROXY[model]``, the committed paper-pattern table's recipe
   (``reports/paper_pattern.json``; ``recipe: cpu-proxy`` in studies/paper-pattern.yaml): SmolLM2-135M, 560 steps
   of batch 4 over every train position, in-batch negatives, centred heads, and LLaRA with TALLRec's and CoLLM's
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from seqbench.llm.backbone import DEFAULT_LLM
 
 PAPER_LLM = "meta-llama/Llama-3.2-3B-Instruct"
 Q_V = ("q_proj", "v_proj")
@@ -52,7 +57,7 @@ OFFICIAL: dict[str, dict[str, Any]] = {
 
 # What the committed CPU table changes (its rows' settings in reports/paper_pattern.json; a test keeps the two equal)
 CPU_CHANGES: dict[str, Any] = {
-    "llm": "smollm2-135m", "batch_size": 4, "max_epochs": 1, "max_steps": 560, "val_every_frac": 0.0838,
+    "llm": DEFAULT_LLM, "batch_size": 4, "max_epochs": 1, "max_steps": 560, "val_every_frac": 0.0838,
     "max_valid_users": 300, "head_init": "centred", "in_batch_negatives": True, "autoregressive": True,
 }
 CPU_PROXY: dict[str, dict[str, Any]] = {
@@ -60,7 +65,11 @@ CPU_PROXY: dict[str, dict[str, Any]] = {
     for model, settings in OFFICIAL.items()
 }
 
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {"official": OFFICIAL, "cpu-proxy": CPU_PROXY}
+OFFICIAL_135M: dict[str, dict[str, Any]] = {model: {**settings, "llm": DEFAULT_LLM}
+                                            for model, settings in OFFICIAL.items()}
+
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {"official": OFFICIAL, "official-135m": OFFICIAL_135M,
+                                                 "cpu-proxy": CPU_PROXY}
 CUSTOM = "custom"
 
 
@@ -92,8 +101,8 @@ def recipe_changes(model: str, config: dict[str, Any]) -> list[str] | None:
 
 
 def recipe_of(model: str, config: dict[str, Any]) -> str | None:
-    """``official``, ``cpu-proxy`` or ``custom`` for an LLM recommender's resolved config; None for a model
-    without a recipe table."""
+    """The name of the recipe table an LLM recommender's resolved config matches (``official``, ``official-135m``,
+    ``cpu-proxy``), else ``custom``; None for a model without a recipe table."""
     if model not in OFFICIAL:
         return None
     return next((name for name, tables in RECIPES.items() if _matches(tables[model], config)), CUSTOM)

@@ -122,8 +122,9 @@ def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdi
             notes.append(f"Proxy rows (trained with a non-official recipe) stay out of the verdict: "
                          f"{', '.join(proxies)} (a study with `proxies_in_verdict: true` counts them).")
         elif proxies_in_verdict and any(runs[v][0].proxy for v in rows_in):
-            notes.append("The verdict counts proxy rows (the study sets `proxies_in_verdict: true`): it reads the "
-                         "proxy recipe, not the official one.")
+            counted = sorted({runs[v][0].recipe or "unrecorded" for v in rows_in if runs[v][0].proxy})
+            notes.append(f"The verdict counts proxy rows (the study sets `proxies_in_verdict: true`): it reads the "
+                         f"{', '.join(f'`{c}`' for c in counted)} recipe, not the official one on the paper's LLM.")
         out.append(Table(f"Paper pattern on {ds}", ["model", "NDCG@10", "shuffle-infer change", "p (Holm)",
                                                      "vs pop (change, Holm p)", "window", "reading"], rows, notes))
     return out

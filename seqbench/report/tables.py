@@ -239,5 +239,5 @@ def runs_table(records: list[RunRecord]) -> Table:
     return Table("Runs covered", ["MLflow run id", "dataset", "model", "probe", "eval", "seed", "code version",
                                   "recipe"], rows,
                  ["The 8-character run ids in the tables above are prefixes of these. recipe: an LLM recommender's "
-                  "training recipe (`official`, `cpu-proxy` or `custom`, `models/llm/recipes.py`); – for other "
-                  "models."])
+                  "training recipe (`official`, `official-135m`, `cpu-proxy` or `custom`, `models/llm/recipes.py`); "
+                  "– for other models."])
