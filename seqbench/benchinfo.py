@@ -114,10 +114,15 @@ def finish(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def device_name(device: Any) -> str:
-    """``"cpu"``, or the accelerator's name (``"NVIDIA H200"``) for a CUDA ``torch.device``."""
+    """``"cpu"``, or the accelerator's name: ``"NVIDIA H200"`` for a CUDA ``torch.device``, Intel's name
+    (``"GAUDI2"``, ``"GAUDI3"``) for an HPU one."""
     import torch
 
     device = torch.device(device)
+    if device.type == "hpu":
+        import habana_frameworks.torch.hpu as hthpu
+
+        return hthpu.get_device_name()
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
