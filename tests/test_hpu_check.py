@@ -89,3 +89,21 @@ def test_hpu_check_sh_without_hl_smi_exits_before_installing_anything(tmp_path):
     assert proc.returncode != 0
     assert "hl-smi not found" in proc.stderr and "nothing installed" in proc.stderr
     assert not marker.exists()  # neither pip nor anything else ran through Python
+
+
+def test_body_compiled_in_place_still_counts_tokens_and_shapes():
+    """``--hpu-mode compile`` compiles the LLM body in place (``nn.Module.compile``, here with dynamo's ``eager``
+    backend instead of Intel's ``hpu_backend``): the model keeps calling the same module and the token counter's
+    hook still sees every forward."""
+    from transformers import LlamaConfig, LlamaModel
+
+    mod = load_script("gpu_check")
+    torch.manual_seed(0)
+    body = LlamaModel(LlamaConfig(**{**mod.ARCH["tiny"], "num_hidden_layers": 1})).eval()
+    body.compile(backend="eager")
+    counter = mod.TokenCounter(body)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    with torch.no_grad():
+        out = body(inputs_embeds=torch.randn(2, 4, 64), attention_mask=mask, use_cache=False).last_hidden_state
+    assert out.shape == (2, 4, 64) and body._compiled_call_impl is not None
+    assert counter.infer == 5 and counter.train == 0 and counter.shapes == {(False, 2, 4)}
