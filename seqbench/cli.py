@@ -496,6 +496,8 @@ def tune_cmd(
     cpus_per_trial: Annotated[float | None, typer.Option(help="Ray CPUs per trial (also its torch threads; "
                                                          "default 1).")] = None,
     gpus_per_trial: Annotated[float | None, typer.Option(help="Ray GPUs per trial (default 0).")] = None,
+    hpus_per_trial: Annotated[int | None, typer.Option(help="Intel Gaudi cards per trial (Ray's HPU resource, "
+                                                       "whole cards; default 0).")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
                                                        "the CPUs allow; 1 makes a tune repeat exactly).")] = None,
     scheduler: Annotated[str, typer.Option(help="asha: stop weak trials early; fifo: run every trial to its end "
@@ -516,6 +518,7 @@ def tune_cmd(
 
     budget = {k: v for k, v in (("trials", trials), ("budget_minutes", budget_minutes), ("seed", seed),
                                 ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                                ("hpus_per_trial", hpus_per_trial),
                                 ("max_concurrent", max_concurrent)) if v is not None}
     common = {"scheduler": scheduler, "address": address, "tracking_uri": tracking_uri, "data_home": data_home}
     try:

@@ -58,9 +58,11 @@ GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "prob
              "proxies_in_verdict", "recipe", "config", "space", "tune", "versus"}
 # a study's ``tune`` table: the budget `seqbench tune --study` gives every (model, dataset), as TuneSpec fields
 TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int, "cpus_per_trial": float,
-                              "gpus_per_trial": float, "budget_minutes": float, "grace_checks": int}
+                              "gpus_per_trial": float, "hpus_per_trial": int, "budget_minutes": float,
+                              "grace_checks": int}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
+HPU = "HPU"  # Ray's resource of Intel Gaudi cards (whole cards only; docs/gaudi.md)
 LOCAL_RAY = "local"  # ray.init's address for "start a new local instance"
 # A node's environment may name the torch device of the Ray tasks and Tune trials that run on it, whatever Ray
 # granted; Ray still places them by the resources they ask for. The simulated-cluster test (tests/test_cluster.py)
@@ -394,7 +396,7 @@ def _check_distinct(rows: dict[str, str], row: TaskPlan) -> None:
 # -- Ray resources ------------------------------------------------------------------------------------------
 def task_resources(model: str, accelerator: str, cpus: float) -> dict[str, Any]:
     """Ray options of one task: every task takes CPUs; a model that declares ``needs_accelerator`` (the LLM
-    models, RECFORMER) also takes one accelerator, a GPU (``num_gpus``) or a Gaudi card (Ray's custom ``HPU``
+    models, RECFORMER) also takes one accelerator, a GPU (``num_gpus``) or a Gaudi card (Ray's ``HPU``
     resource)."""
     if accelerator not in ACCELERATORS:
         raise SeqbenchError(f"unknown accelerator '{accelerator}'; use {', '.join(ACCELERATORS)}")
@@ -403,7 +405,7 @@ def task_resources(model: str, accelerator: str, cpus: float) -> dict[str, Any]:
         if accelerator == "gpu":
             opts["num_gpus"] = 1
         elif accelerator == "hpu":
-            opts["resources"] = {"HPU": 1}
+            opts["resources"] = {HPU: 1}
     return opts
 
 
@@ -428,7 +430,7 @@ def device_for(assigned: dict[str, float]) -> str:
     the node's ``SEQBENCH_DEVICE`` names one."""
     if os.environ.get(DEVICE_ENV):
         return os.environ[DEVICE_ENV]
-    if assigned.get("HPU", 0) > 0:
+    if assigned.get(HPU, 0) > 0:
         return "hpu"
     if assigned.get("GPU", 0) > 0:
         return "cuda"

@@ -43,7 +43,7 @@ from seqbench.models import get_spec
 from seqbench.models.store import ModelStore
 from seqbench.planner import ensure_dataset, model_layers, planned_identity, resolved_config, tuned_dir
 from seqbench.space import Space
-from seqbench.sweep import device_for, start_ray, threads_for
+from seqbench.sweep import HPU, device_for, start_ray, threads_for
 from seqbench.tracking import Tracker, code_version
 from seqbench.train.loop import saved_checks
 
@@ -65,6 +65,7 @@ class TuneSpec:
     overrides: dict[str, str] = field(default_factory=dict)  # --set: fixed settings under the sampled ones
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    hpus_per_trial: int = 0  # Intel Gaudi cards (Ray's HPU resource), whole cards only
     max_concurrent: int | None = None
     address: str | None = None
     tracking_uri: str | None = None
@@ -108,6 +109,13 @@ def max_checks(config: dict[str, Any]) -> int:
     if isinstance(epochs, int) and isinstance(every, int) and every > 0:
         return max(1, math.ceil(epochs / every))
     return 100
+
+
+def trial_resources(spec: TuneSpec) -> dict[str, float]:
+    """A trial's Ray resources: CPUs (also its torch threads), GPUs, and Gaudi cards as Ray's ``HPU`` resource
+    (a trial's device follows its grant: ``device_for``)."""
+    return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial,
+            **({HPU: spec.hpus_per_trial} if spec.hpus_per_trial else {})}
 
 
 def _trial(sampled: dict[str, Any], *, model: str, dataset: str, home: str, store_root: str,
@@ -249,7 +257,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=spec.model, dataset=data.name, home=str(home), store_root=str(store_root),
                              base_layers=layers, seed=spec.seed, metric=metric, code=code_version()),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+        trial_resources(spec))
     experiment = ray_root / sid
     resumed = tune.Tuner.can_restore(str(experiment))
     checks = max_checks(base)
@@ -363,7 +371,8 @@ def _finish_winner(spec: TuneSpec, best: dict[str, Any], layers: list[dict[str, 
 
     console.print(f"[dim]tune: the winner's model (trial {best['trial_id']}, {best['status']}) is not stored; "
                   "training it to its end[/dim]")
-    task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial)(_complete)
+    task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
+                      resources={HPU: spec.hpus_per_trial} if spec.hpus_per_trial else None)(_complete)
     done = ray.get(task.remote(best["config"], model=spec.model, dataset=dataset, home=str(home),
                                store_root=str(store_root), base_layers=layers, seed=spec.seed, code=code_version()))
     if done["identity"] != best["identity"]:

@@ -23,12 +23,13 @@ from seqbench.data.pipeline import prepare_source
 from seqbench.data.preprocess import PrepareParams
 from seqbench.data.sources.options import SourceOptions
 from seqbench.models.store import ModelStore
-from seqbench.sweep import DEVICE_ENV, run_sweep
+from seqbench.sweep import DEVICE_ENV, HPU, run_sweep
 
 QUIET = {"include_dashboard": False, "no_monitor": True, "include_log_monitor": False}  # start-up time only
-# two CPUs: room for a CF task, which must still go to the CPU node; its GPU is only advertised, so its tasks
-# train on the CPU (the raylet's environment, which its workers inherit, as a real node's from `ray start`)
-GPU_NODE = {"num_cpus": 2, "num_gpus": 1, "env_vars": {DEVICE_ENV: "cpu"}, **QUIET}
+# two CPUs: room for a CF task, which must still go to the CPU node; its GPU and its Gaudi card (Ray's HPU
+# resource) are only advertised, so its tasks train on the CPU (the raylet's environment, which its workers
+# inherit, as a real node's from `ray start`)
+GPU_NODE = {"num_cpus": 2, "num_gpus": 1, "resources": {HPU: 1}, "env_vars": {DEVICE_ENV: "cpu"}, **QUIET}
 CPU_NODE = {"num_cpus": 2, "include_log_monitor": False}
 SMALL = SourceOptions(users=60, items=140, order=0.9, seed=3, min_len=5, max_len=20)  # LLM evaluation scales with it
 GRID = ("datasets: [tiny]\nmodels: [sasrec, llmsrec]\nprobes: [shuffle-infer]\nseeds: [0]\nset:\n"
@@ -142,3 +143,18 @@ def test_tune_trials_with_a_gpu_run_on_the_gpu_node(cluster, uri):
                                   output_format="list")
     assert {k: trial.data.tags.get(k) for k in record.PLACEMENT} == \
         {record.NODE: cluster.gpu, "torch_device": "cpu", "ray_resources": "CPU=1,GPU=1"}
+
+
+def test_a_tune_trial_asking_for_a_gaudi_card_runs_on_the_node_that_has_one(cluster, uri):
+    """``--hpus-per-trial``: the trial asks for Ray's HPU resource, which only the accelerator node advertises."""
+    pytest.importorskip("optuna")
+    from seqbench.config import parse_spaces
+    from seqbench.tune import TuneSpec, run_tune
+
+    spec = TuneSpec(model="sasrec", dataset="tiny", trials=1, data_home=cluster.home, tracking_uri=uri,
+                    overrides={"max_epochs": "1", "d": "8", "maxlen": "16"},
+                    spaces=parse_spaces(["lr=loguniform(1e-3,1e-2)"]), hpus_per_trial=1)
+    report = run_tune(spec)
+    assert [t["status"] for t in report.trials] == ["finished"]
+    (trial,) = report.trials
+    assert trial["placement"] == {record.NODE: cluster.gpu, "torch_device": "cpu", "ray_resources": "CPU=1,HPU=1"}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On each Intel Gaudi node: join the Ray cluster advertising the cards as the custom resource HPU, which
+# On each Intel Gaudi node: join the Ray cluster advertising the cards as Ray's resource HPU, which
 # `seqbench sweep --accelerator hpu` asks for (one per LLM task). N_HPU defaults to the cards hl-smi lists.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
