@@ -257,6 +257,34 @@ def test_paper_pattern_classifies_rows_and_keeps_proxies_out_of_the_verdict(patt
     assert "it reads the `cpu-proxy` recipe, not the official one" in counted.notes[2]
 
 
+def test_a_models_own_window_equal_to_the_common_one_is_one_row_of_the_holm_family(tmp_path):
+    """A study probing at window 10 and at each model's own window: an LLM's own window is 10, so its two runs are
+    one measurement (one row, Holm over the distinct ones); SASRec's own window (128) is a row of its own."""
+    from seqbench.report import pattern
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("w", artifact_location=artifact_location(uri))
+    weak, strong = base_values(7, scale=0.3), base_values(7)
+    common = {"probe": "shuffle-infer", "probe_options": {"window": "10"}}
+    for kw in ({"probe": "shuffle-infer"}, common):
+        log_fake_run(client, exp, {"original": weak, "probed": weak}, model="pop", family="baseline",
+                     probe_stats={"window": 0}, **kw)
+        log_fake_run(client, exp, {"original": strong, "probed": strong * 0.9}, model="tallrec", family="LLM4Rec",
+                     recipe="official", probe_stats={"window": 10}, **kw)
+    log_fake_run(client, exp, {"original": strong, "probed": strong * 0.8}, model="sasrec",
+                 probe_stats={"window": 10}, **common)
+    log_fake_run(client, exp, {"original": strong, "probed": strong * 0.5}, model="sasrec",
+                 probe_stats={"window": 128}, probe="shuffle-infer")
+    with RunSource(uri, "w") as source:
+        records, _ = source.collect()
+        (table,) = pattern.pattern_tables(records, source)
+    assert [r[0] for r in table.rows] == ["sasrec, shuffle-infer", "sasrec, shuffle-infer (window=10)",
+                                          "tallrec, shuffle-infer (window=10)"]
+    assert "Holm-adjusted over the 3 rows" in table.notes[0]
+    assert "tallrec, shuffle-infer measured the same permutation" in table.notes[2]
+
+
 def test_pattern_verdict_holds_fails_or_stays_undecided():
     from seqbench.report.pattern import pattern_verdict
 

@@ -17,6 +17,7 @@ study sets ``proxies_in_verdict: true``; the notes say which.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -87,6 +88,24 @@ def readings(rows: dict[str, list[RunRecord]], pop: RunRecord | None, source: Ru
     return out
 
 
+def _same_measurement(runs: dict[str, list[RunRecord]]) -> list[str]:
+    """Rows that repeat another row of the same model: the same shuffled window (its own window equals the common
+    one, e.g. an LLM's 10-item prompt) with the same NDCG@10 before and after for every seed. Kept: the first label
+    (the explicit window sorts before the model's own), so the Holm family counts each measurement once."""
+    def key(v: str) -> tuple:
+        rs = sorted(runs[v], key=lambda r: r.seed)
+        return (rs[0].model, rs[0].variant, tuple((r.seed, r.result.get("probe_stats", {}).get("window"),
+                                                   json.dumps(r.result.get("metrics"), sort_keys=True)) for r in rs))
+    seen: set[tuple] = set()
+    repeated = []
+    for v in sorted(runs, key=lambda v: (runs[v][0].variant, "window=" not in v, v)):
+        k = key(v)
+        if k in seen:
+            repeated.append(v)
+        seen.add(k)
+    return repeated
+
+
 def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdict: bool = False) -> list[Table]:
     out = []
     for ds in datasets_of(records):
@@ -95,6 +114,9 @@ def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdi
         for r in records:  # a study with several windows gets a row per window: "sasrec, shuffle-infer (window=10)"
             if r.dataset == ds and r.probe in labels:
                 runs[r.variant if len(labels) == 1 else f"{r.variant}, {r.probe}"].append(r)
+        same = _same_measurement(runs)
+        for v in same:
+            del runs[v]
         pop = [v for v in runs if runs[v][0].model == POP]
         rows_in = sorted(v for v in runs if runs[v][0].model != POP)
         if not rows_in:
@@ -118,6 +140,9 @@ def pattern_tables(records: list[RunRecord], source: RunSource, proxies_in_verdi
                  "model that beats pop; undecided: neither.",
                  f"The paper's pattern ({', '.join(BLIND)} order-blind; {', '.join(SENSITIVE)} order-sensitive) "
                  f"on {ds}: **{verdict}**."]
+        if same:
+            notes.append(f"A model whose own window is the common one has one row: {', '.join(same)} measured the "
+                         "same permutation of the same trained model as the row kept, so it is not counted twice.")
         if proxies:
             notes.append(f"Proxy rows (trained with a non-official recipe) stay out of the verdict: "
                          f"{', '.join(proxies)} (a study with `proxies_in_verdict: true` counts them).")
