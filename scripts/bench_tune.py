@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = not ray.is_initialized()
     try:
         home, env = fresh(work, "asha", source, args.dataset)
+        # the trials the searcher draws, as in the committed run (the defaults are not a trial of their own)
         base = TuneSpec(model=args.model, dataset=args.dataset, trials=args.trials, seed=args.seed, overrides=fixed,
-                        data_home=home, cpus_per_trial=1.0)
+                        data_home=home, cpus_per_trial=1.0, defaults_first=False)
         say(f"asha: {args.trials} trials of {args.model} on {args.dataset}, {cores} at once")
         asha, asha_s = in_process(base, env)
         say(f"asha: {asha_s:.0f} s, best valid {asha['best']['valid']:.4f}, {epochs(asha)} epochs")
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
 def resumed_check(args: argparse.Namespace, work: Path, source: Path, fixed: dict) -> dict:
     """Step 3: the CLI tune at one trial at a time, uninterrupted, then killed after ``--kill-after`` and rerun."""
     cmd = [sys.executable, "-m", "seqbench.cli", "tune", "--model", args.model, "--dataset", args.dataset,
-           "--trials", str(args.trials), "--seed", str(args.seed), "--max-concurrent", "1",
+           "--trials", str(args.trials), "--seed", str(args.seed), "--max-concurrent", "1", "--no-defaults-first",
            *[x for k, v in fixed.items() for x in ("--set", f"{k}={v}")]]
     out = {}
     for name in ("uninterrupted", "killed"):

@@ -498,6 +498,10 @@ def tune_cmd(
     gpus_per_trial: Annotated[float | None, typer.Option(help="Ray GPUs per trial (default 0).")] = None,
     hpus_per_trial: Annotated[int | None, typer.Option(help="Intel Gaudi cards per trial (Ray's HPU resource, "
                                                        "whole cards; default 0).")] = None,
+    defaults_first: Annotated[bool | None, typer.Option("--defaults-first/--no-defaults-first",
+                                                        help="Evaluate the model's own settings as the first "
+                                                        "trial (default: yes), so the winner is never one its "
+                                                        "defaults beat on validation.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Most trials running at once (default: as many as "
                                                        "the CPUs allow; 1 makes a tune repeat exactly).")] = None,
     scheduler: Annotated[str, typer.Option(help="asha: stop weak trials early; fifo: run every trial to its end "
@@ -518,7 +522,7 @@ def tune_cmd(
 
     budget = {k: v for k, v in (("trials", trials), ("budget_minutes", budget_minutes), ("seed", seed),
                                 ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
-                                ("hpus_per_trial", hpus_per_trial),
+                                ("hpus_per_trial", hpus_per_trial), ("defaults_first", defaults_first),
                                 ("max_concurrent", max_concurrent)) if v is not None}
     common = {"scheduler": scheduler, "address": address, "tracking_uri": tracking_uri, "data_home": data_home}
     try:

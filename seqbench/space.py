@@ -34,6 +34,14 @@ class Space:
     def __str__(self) -> str:
         return f"{self.kind}({','.join(_fmt(a) for a in self.args)})"
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this space can give (a model's default, evaluated as a tune's first trial)."""
+        if self.kind == "choice":
+            return value in self.args
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return self.args[0] <= value <= self.args[1] and (self.kind != "int" or float(value).is_integer())
+
     def values(self) -> tuple:
         """The bounds (``lo``, ``hi``) or the choices: what the setting's range check must accept."""
         return self.args

@@ -59,7 +59,7 @@ GRID_KEYS = {"experiment", "datasets", "models", "probes", "seeds", "set", "prob
 # a study's ``tune`` table: the budget `seqbench tune --study` gives every (model, dataset), as TuneSpec fields
 TUNE_KEYS: dict[str, type] = {"trials": int, "seed": int, "max_concurrent": int, "cpus_per_trial": float,
                               "gpus_per_trial": float, "hpus_per_trial": int, "budget_minutes": float,
-                              "grace_checks": int}
+                              "grace_checks": int, "defaults_first": bool}
 STUDIES = Path("studies")  # `--study NAME` means studies/NAME.yaml under the working directory
 ACCELERATORS = ("cpu", "gpu", "hpu")
 HPU = "HPU"  # Ray's resource of Intel Gaudi cards (whole cards only; docs/gaudi.md)
@@ -216,6 +216,11 @@ def _tune(raw: Any, path: Path) -> dict[str, Any]:
         if key not in TUNE_KEYS:
             raise SeqbenchError(f"{path}: unknown key 'tune.{key}'; valid keys: {', '.join(TUNE_KEYS)}")
         kind = TUNE_KEYS[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise SeqbenchError(f"{path}: 'tune.{key}' must be true or false, got {value!r}")
+            out[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or kind is int and not isinstance(value, int):
             raise SeqbenchError(f"{path}: 'tune.{key}' must be {'a whole number' if kind is int else 'a number'}, "
                                 f"got {value!r}")

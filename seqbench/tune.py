@@ -73,6 +73,7 @@ class TuneSpec:
     grace_checks: int = 1  # validation checks every trial gets before ASHA may stop it
     scheduler: str = "asha"  # one of SCHEDULERS
     first_configs: list[dict[str, Any]] = field(default_factory=list)  # evaluated first (Optuna's enqueued points)
+    defaults_first: bool = True  # without first_configs: the first trial is the model's defaults (its space's keys)
 
 
 @dataclass
@@ -93,11 +94,22 @@ def _space_key(space: dict[str, Space]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(space.items())}
 
 
-def search_id(spec: TuneSpec, space: dict[str, Space], base: dict[str, Any], dataset_hash: str) -> str:
+def first_configs(spec: TuneSpec, space: dict[str, Space], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configs evaluated before the searcher proposes: ``spec.first_configs``, else (``defaults_first``) the
+    model's own values of the sampled settings, so the winner is never one the defaults beat on validation. A
+    default outside its space is left to the searcher (its trial samples that key)."""
+    if spec.first_configs or not spec.defaults_first:
+        return list(spec.first_configs)
+    defaults = {k: base[k] for k, s in space.items() if k in base and s.contains(base[k])}
+    return [defaults] if defaults else []
+
+
+def search_id(spec: TuneSpec, space: dict[str, Space], base: dict[str, Any], dataset_hash: str,
+              first: list[dict[str, Any]]) -> str:
     """Same search, same id: rerunning the command restores that Tune experiment instead of starting another."""
     desc = {"model": spec.model, "dataset": dataset_hash, "trials": spec.trials, "seed": spec.seed,
             "space": _space_key(space), "base": base, "grace": spec.grace_checks, "code": code_version(),
-            "scheduler": spec.scheduler, "first": spec.first_configs}
+            "scheduler": spec.scheduler, "first": first}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -243,7 +255,8 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
     layers = model_layers(spec.model, spec.overrides, None, data.meta.get("run_defaults"))
     base = resolved_config(spec.model, layers)  # fixed settings that are wrong fail before Ray starts
     metric = PRIMARY_METRIC["generation" if base.get("task") == "generation" else "retrieval"]
-    sid = search_id(spec, space, base, data.content_hash)
+    first = first_configs(spec, space, base)
+    sid = search_id(spec, space, base, data.content_hash, first)
     folder = tuned_dir(home, data.name, spec.model)
     ray_root = folder / "ray"
     store = ModelStore()
@@ -274,7 +287,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
             param_space={k: v.to_tune() for k, v in space.items()},
             tune_config=tune.TuneConfig(
                 metric=SCORE, mode="max", num_samples=spec.trials,
-                search_alg=OptunaSearch(seed=spec.seed, points_to_evaluate=spec.first_configs or None),
+                search_alg=OptunaSearch(seed=spec.seed, points_to_evaluate=first or None),
                 scheduler=scheduler,
                 max_concurrent_trials=spec.max_concurrent,
                 time_budget_s=spec.budget_minutes * 60 if spec.budget_minutes else None),
@@ -325,7 +338,7 @@ def run_tune(spec: TuneSpec, console: Console | None = None) -> TuneReport:
               "scheduler": {"name": "FIFO"} if spec.scheduler == "fifo" else
               {"name": "ASHA", "max_t": checks + 1, "grace_period": spec.grace_checks,
                "reduction_factor": REDUCTION_FACTOR, "time_attr": "validation checks"},
-              "searcher": {"name": "Optuna TPE", "seed": spec.seed}, "code_version": code_version(),
+              "searcher": {"name": "Optuna TPE", "seed": spec.seed, "first": first}, "code_version": code_version(),
               "best": {"trial_id": best["trial_id"], "layer": layer, "valid": best["best"],
                        "identity": best["identity"], "stored": report.best_stored, "completed": completed},
               "results": trials, "experiment": str(experiment)}

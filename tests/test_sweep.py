@@ -107,6 +107,8 @@ def test_protocols_are_grid_points_of_one_trained_model(tmp_path, tiny):
      "unknown key 'tune.trails'", SeqbenchError),
     ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\ntune: {trials: 2.5}\n",
      "'tune.trials' must be a whole number", SeqbenchError),
+    ("datasets: [tiny]\nmodels: [pop]\nprobes: [cosine]\nseeds: [0]\ntune: {defaults_first: 1}\n",
+     "'tune.defaults_first' must be true or false", SeqbenchError),
 ])
 def test_bad_grid_files_name_the_problem(tmp_path, text, message, exc):
     path = _grid(tmp_path, text)

@@ -65,6 +65,20 @@ def test_bad_space_for_the_setting_names_the_value(key, spec, message):
 
 
 # -- the test-split guard -------------------------------------------------------------------------------------
+def test_the_first_trial_is_the_defaults_that_lie_in_their_spaces():
+    from seqbench.tune import TuneSpec, first_configs
+
+    space = {"lr": Space("loguniform", (1e-3, 1e-2)), "dropout": Space("uniform", (0.2, 0.5)),
+             "d": Space("choice", (16, 32)), "n_blocks": Space("int", (1, 3))}
+    base = {"lr": 0.001, "dropout": 0.1, "d": 32, "n_blocks": 2, "maxlen": 50}
+    # dropout's default is outside its space: the searcher samples it in that trial
+    assert first_configs(TuneSpec(model="sasrec"), space, base) == [{"lr": 0.001, "d": 32, "n_blocks": 2}]
+    assert first_configs(TuneSpec(model="sasrec", defaults_first=False), space, base) == []
+    given = [{"lr": 0.005}]
+    assert first_configs(TuneSpec(model="sasrec", first_configs=given), space, base) == given
+    assert not Space("int", (1, 3)).contains(1.5) and not Space("uniform", (0, 1)).contains(True)
+
+
 def test_validation_only_refuses_every_read_of_the_test_split(tiny):
     guarded = validation_only(tiny)
     assert guarded.content_hash == tiny.content_hash and "test" not in guarded.candidates
@@ -109,6 +123,10 @@ def test_tune_writes_the_tuned_layer_run_reuses_and_a_rerun_restores(ray_two_cpu
     assert tuned_layer(tiny_home, tiny, "sasrec") == report.best_layer
     search = json.loads((report.folder / "search.json").read_text())
     assert search["best"]["identity"] == report.best_identity and len(search["results"]) == 3
+    # the first trial is the model's own settings (the defaults), the others the searcher's
+    (first,) = search["searcher"]["first"]
+    assert first == {"lr": 0.001, "dropout": 0.1, "attn_dropout": 0.1}
+    assert first in [t["config"] for t in report.trials]
 
     # MLflow: one parent, one child per trial with its curve
     import mlflow
