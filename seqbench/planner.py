@@ -7,6 +7,7 @@ with the same settings and seed trains the same config and gets the same identit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ def config_label(config: Path | str | None) -> str:
     return TUNED if is_tuned(config) else DEFAULT
 
 
+@functools.cache  # asked per run by a study report's row filter
 def tunable(model: str) -> bool:
     """Whether ``model`` declares a search space (pop has no settings: its tuned config is its default)."""
     return bool(search_space(get_spec(model).load_class().config_cls))
