@@ -384,8 +384,8 @@ def _finish_winner(spec: TuneSpec, best: dict[str, Any], layers: list[dict[str, 
 
     console.print(f"[dim]tune: the winner's model (trial {best['trial_id']}, {best['status']}) is not stored; "
                   "training it to its end[/dim]")
-    task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
-                      resources={HPU: spec.hpus_per_trial} if spec.hpus_per_trial else None)(_complete)
+    asked = trial_resources(spec)  # the same resources as its trial, in ray.remote's terms
+    task = ray.remote(num_cpus=asked.pop("cpu"), num_gpus=asked.pop("gpu"), resources=asked or None)(_complete)
     done = ray.get(task.remote(best["config"], model=spec.model, dataset=dataset, home=str(home),
                                store_root=str(store_root), base_layers=layers, seed=spec.seed, code=code_version()))
     if done["identity"] != best["identity"]:

@@ -234,7 +234,8 @@ def label_variants(records: list[RunRecord]) -> None:
         layered = len({r.config_layer for r in runs}) > 1
         # floats to 4 significant digits (a tuned learning rate is not 0.001904767808428205 in a table), unless
         # that would give two configs one label
-        rounded = {c: tuple((k, short_value(dict(c).get(k, "-"))) for k in differing) for c in configs}
+        rounded = {c: tuple((k, short_value(v.get(k, "-"))) for k in differing) for c, v in
+                   ((c, dict(c)) for c in configs)}
         exact = len(set(rounded.values())) < len(configs)
         for r in runs:
             c = tuple(sorted(r.config.items()))
@@ -246,7 +247,7 @@ def label_variants(records: list[RunRecord]) -> None:
 
 def short_value(text: str) -> str:
     """A logged setting as a label shows it: a float to 4 significant digits, anything else as logged."""
-    if not isinstance(text, str) or not any(ch in text for ch in ".eE") or text.lower() in ("nan", "inf", "-inf"):
+    if not isinstance(text, str) or not any(ch in text for ch in ".eE"):  # whole numbers stay as logged
         return str(text)
     try:
         return f"{float(text):.4g}"
