@@ -420,9 +420,16 @@ def sweep_cmd(
     max_parallel: Annotated[int | None, typer.Option(help="Most tasks running at once (default: all).")] = None,
     accelerator: Annotated[str, typer.Option(help="LLM models' Ray resource: cpu, gpu (num_gpus) or hpu "
                                              "(resources HPU).")] = "cpu",
-    cpus_per_task: Annotated[float, typer.Option(help="Ray CPUs per task (also its torch threads).")] = 1.0,
+    cpus_per_task: Annotated[float | None, typer.Option(help="Ray CPUs per task (also its torch threads); "
+                                                       "default 1, with --offline every core.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the expanded grid and what is already done; run nothing.")]
     = False,
+    offline: Annotated[Path | None, typer.Option(help="Run without Ray or MLflow (a machine that has neither, "
+                                                 "docs/gpu.md): tasks one after another in this process, each "
+                                                 "task's results into this folder; a rerun skips what it holds.")]
+    = None,
+    log_offline: Annotated[Path | None, typer.Option(help="Log the results an --offline run wrote to this folder "
+                                                     "into the study's experiment; runs nothing.")] = None,
     checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint training at most this many "
                                                       "minutes apart.")] = 10.0,
     data_home: DataHome = None,
@@ -434,10 +441,15 @@ def sweep_cmd(
     one MLflow parent run with a nested child run per grid point."""
     from seqbench.sweep import run_sweep
 
+    if offline is not None or log_offline is not None:
+        _sweep_offline(grid, offline, log_offline, dry_run=dry_run, tracking_uri=tracking_uri,
+                       accelerator=accelerator, cpus=cpus_per_task, data_home=data_home,
+                       checkpoint_minutes=checkpoint_minutes, config=config)
+        return
     try:
         report = run_sweep(grid, tracking_uri=tracking_uri, address=address, max_parallel=max_parallel,
-                           accelerator=accelerator, cpus_per_task=cpus_per_task, home=data_home, dry_run=dry_run,
-                           checkpoint_every_s=checkpoint_minutes * 60, console=err, config=config)
+                           accelerator=accelerator, cpus_per_task=cpus_per_task or 1.0, home=data_home,
+                           dry_run=dry_run, checkpoint_every_s=checkpoint_minutes * 60, console=err, config=config)
     except SeqbenchError as e:
         _fail(e)
     points = [(plan, p) for plan in report.plans for p in plan.points]
@@ -460,6 +472,34 @@ def sweep_cmd(
         err.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _sweep_offline(grid: Path, offline: Path | None, log_offline: Path | None, *, dry_run: bool,
+                   tracking_uri: str | None, accelerator: str, cpus: float | None, data_home: Path | None,
+                   checkpoint_minutes: float, config: str | None) -> None:
+    """`sweep --offline DIR` and `sweep --log-offline DIR` (seqbench/sweep_offline.py)."""
+    from seqbench.sweep_offline import log_offline as log_results
+    from seqbench.sweep_offline import run_offline
+
+    if (offline is not None and log_offline is not None) or dry_run:
+        err.print("[red]error[/red] give one of --offline and --log-offline, without --dry-run")
+        raise typer.Exit(2)
+    try:
+        if offline is not None:
+            done = run_offline(grid, offline, accelerator=accelerator, cpus=cpus, home=data_home,
+                               checkpoint_every_s=checkpoint_minutes * 60, console=err, config=config)
+            out.print(f"{len(done.ran)} tasks run, {done.already} already in {offline}, {done.seconds:.1f} s; log "
+                      f"them where MLflow is: seqbench sweep {grid} --log-offline {offline}", highlight=False,
+                      soft_wrap=True)
+            return
+        report, missing = log_results(grid, log_offline, tracking_uri=tracking_uri, home=data_home, console=err,
+                                      config=config)
+    except SeqbenchError as e:
+        _fail(e)
+    out.print(f"{len(report.logged)} grid points logged from {log_offline}, {report.trained} trained models"
+              + (f"; parent run {report.parent_run_id}" if report.parent_run_id else ""), highlight=False)
+    for label in missing:
+        err.print(f"[yellow]not in {log_offline}[/yellow] {label}", highlight=False, soft_wrap=True)
 
 
 def _trials_table(title: str, report) -> Table:

@@ -470,7 +470,7 @@ def _run_task(spec: RunSpec, layers: list[dict[str, Any]], seed: int, home: str,
 
 
 # -- MLflow bookkeeping (driver only) ----------------------------------------------------------------------
-def _parent_run(tracker: Tracker, grid: Grid, grid_path: Path) -> str:
+def parent_run(tracker: Tracker, grid: Grid, grid_path: Path) -> str:
     """The sweep's parent run: found by ``sweep_id`` (a rerun continues it), else created."""
     client = tracker.mlflow.MlflowClient()
     exp = client.get_experiment_by_name(grid.experiment).experiment_id
@@ -510,6 +510,41 @@ def finished_results(tracker: Tracker, experiment: str, delete_unfinished: bool 
 
 
 @dataclass
+class StudyPlan:
+    """A study file read and planned: its grid, data home, datasets, trained-model store and tasks."""
+
+    grid: Grid
+    home: Path
+    datasets: dict[str, SeqDataset]
+    store: ModelStore
+    plans: list[TaskPlan]
+
+
+def plan_study(grid_path: Path, home: Path | None, console: Console, config: str | None = None) -> StudyPlan:
+    """Read ``grid_path`` (``config`` overrides its ``config`` key), make its on-demand datasets and plan its
+    tasks: the one planning step of `seqbench sweep`, its ``--offline`` run and its ``--log-offline``."""
+    grid = load_grid(grid_path)
+    if config is not None:
+        layers = config_layers([c.strip() for c in config.split(",") if c.strip()], "--config")
+        grid = dataclasses.replace(grid, config=layers)
+    home = data_home(home)
+    for name in grid.datasets:
+        if name not in list_datasets(home) and not on_demand(name):
+            raise UnknownNameError("dataset", name, list_datasets(home))
+    datasets = {name: ensure_dataset(name, home, console) for name in grid.datasets}
+    store = ModelStore()
+    return StudyPlan(grid, home, datasets, store, expand(grid, datasets, store, home=home))
+
+
+def task_spec(grid: Grid, plan: TaskPlan, accelerator: str, checkpoint_every_s: float,
+              tracking_uri: str | None = None) -> RunSpec:
+    """The run a task makes: its model on its dataset and seed, with the grid's probes and protocols."""
+    return RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
+                   probe_option_sets=grid.probe_sets, tracking_uri=tracking_uri, device=accelerator,
+                   checkpoint_every_s=checkpoint_every_s, evals=grid.evals)
+
+
+@dataclass
 class SweepReport:
     plans: list[TaskPlan]
     logged: list[dict] = field(default_factory=list)
@@ -527,18 +562,8 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
     """Run (or with ``dry_run`` only plan) the grid in ``grid_path``; see the module docstring. ``config``
     (``tuned``, or ``default,tuned``) overrides the grid's ``config`` key."""
     start = time.perf_counter()
-    console = console or Console(stderr=True)
-    grid = load_grid(grid_path)
-    if config is not None:
-        layers = config_layers([c.strip() for c in config.split(",") if c.strip()], "--config")
-        grid = dataclasses.replace(grid, config=layers)
-    home = data_home(home)
-    for name in grid.datasets:
-        if name not in list_datasets(home) and not on_demand(name):
-            raise UnknownNameError("dataset", name, list_datasets(home))
-    datasets = {name: ensure_dataset(name, home, console) for name in grid.datasets}
-    store = ModelStore()
-    plans = expand(grid, datasets, store, home=home)
+    study = plan_study(grid_path, home, console or Console(stderr=True), config)
+    grid, home, datasets, store, plans = study.grid, study.home, study.datasets, study.store, study.plans
     tracker = Tracker(tracking_uri, experiment=grid.experiment)
     done = finished_results(tracker, grid.experiment, delete_unfinished=not dry_run)
     for plan in plans:
@@ -558,7 +583,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
     start_ray(address)
     queue = Queue(actor_options={"num_cpus": 0})
     remote = ray.remote(_run_task)
-    parent = _parent_run(tracker, grid, Path(grid_path))
+    parent = parent_run(tracker, grid, Path(grid_path))
     report.parent_run_id = parent
     limit = max_parallel or len(todo)
     waiting, running = list(todo), {}
@@ -567,9 +592,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
         while waiting or running:
             while waiting and len(running) < limit:
                 plan = waiting.pop(0)
-                spec = RunSpec(model=plan.model, probes=grid.probes, dataset=plan.dataset, seeds=[plan.seed],
-                               probe_option_sets=grid.probe_sets, tracking_uri=tracking_uri, device=accelerator,
-                               checkpoint_every_s=checkpoint_every_s, evals=grid.evals)
+                spec = task_spec(grid, plan, accelerator, checkpoint_every_s, tracking_uri)
                 opts = task_resources(plan.model, accelerator, cpus_per_task)
                 live.label(plan.identity, dataset=plan.dataset, model=plan.model, seed=plan.seed)
                 ref = remote.options(max_retries=retries, **opts).remote(spec, plan.layers, plan.seed, str(home),
@@ -589,7 +612,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
                 _drain(queue, live, Empty)
                 _finish_task(live, plan.identity)
                 report.trained += not sp.reused
-                _log_points(tracker, grid, plan, spec, sp, datasets[plan.dataset], parent, report)
+                log_points(tracker, grid, plan, spec, sp, datasets[plan.dataset], parent, report)
     finally:
         live.flush()
         status = "FINISHED" if not report.failed and not (waiting or running) else "FAILED"
@@ -617,7 +640,7 @@ def _finish_task(live: LiveCurves, plan_identity: str, status: str = "FINISHED")
             live.finish(ident, status)
 
 
-def _log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp: SeedPass, data: SeqDataset,
+def log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp: SeedPass, data: SeqDataset,
                 parent: str, report: SweepReport) -> None:
     """One nested child run per grid point not yet logged (a point logged before a crash is skipped)."""
     if sp.identity != plan.identity:

@@ -8,13 +8,20 @@ from pathlib import Path
 
 from seqbench import __version__
 
+# A copy of the checkout without its .git (the working tree a lent accelerator machine receives) names its
+# commit in this file, written by scripts/device_pack.py; git's answer wins wherever git has one.
+COMMIT_FILE = Path(__file__).parent / "COMMIT"
+
 
 @functools.cache
 def code_version() -> str:
-    """The package version plus the git commit when running from a checkout (asked once per process)."""
+    """The package version plus the git commit when running from a checkout, or from a copy of one whose
+    ``COMMIT`` file names it (asked once per process)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
+    if not sha and COMMIT_FILE.is_file():
+        sha = COMMIT_FILE.read_text().strip()
     return f"{__version__}+{sha}" if sha else __version__

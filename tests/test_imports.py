@@ -43,7 +43,8 @@ LAYERS: list[tuple[str, ...]] = [
     # the MLflow store: its schema (record), recording (tracking, live curves) and reading back (runs)
     ("seqbench.record", "seqbench.tracking", "seqbench.tracking_live", "seqbench.runs"),
     ("seqbench.runner",),
-    ("seqbench.sweep",),
+    # `seqbench sweep`, and its offline form (a machine without Ray or MLflow) on the same planning and logging
+    ("seqbench.sweep", "seqbench.sweep_offline"),
     # `seqbench tune`: Ray Tune trials through the runner's training path, device grants as the sweep's
     ("seqbench.tune", "seqbench.tune_study"),
     # analysis of recorded runs

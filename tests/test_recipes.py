@@ -16,7 +16,7 @@ from seqbench.models import MODELS, get_spec
 from seqbench.models.llm.recipes import CPU_PROXY, OFFICIAL, PAPER_LLM, recipe_changes, recipe_of
 from seqbench.models.store import ModelStore
 from seqbench.runner import RunSpec, seed_pass
-from seqbench.sweep import SweepReport, _log_points, _parent_run, expand, load_grid
+from seqbench.sweep import SweepReport, expand, load_grid, log_points, parent_run
 from seqbench.tracking import Tracker
 
 LLM_MODELS = ("llmsrec", "tallrec", "llara", "collm", "a-llmrec")
@@ -95,9 +95,9 @@ def test_sweep_points_record_the_recipe_in_the_result_and_the_tags(tiny_home, ti
     sp = seed_pass(spec, tiny, plan.layers, 0, torch.device("cpu"), tiny_home, store)
     assert sp.recipe is None and sp.recipe_tags == {}
     tracker = Tracker(uri, experiment="e")
-    parent = _parent_run(tracker, grid, path)
+    parent = parent_run(tracker, grid, path)
     report = SweepReport([plan])
-    _log_points(tracker, grid, plan, spec, dataclasses.replace(sp, recipe="cpu-proxy", recipe_changes=["llm"]),
+    log_points(tracker, grid, plan, spec, dataclasses.replace(sp, recipe="cpu-proxy", recipe_changes=["llm"]),
                 tiny, parent, report)
     (out,) = report.logged
     assert out["recipe"] == "cpu-proxy" and out["recipe_changes"] == ["llm"]

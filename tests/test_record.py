@@ -48,3 +48,20 @@ def test_runs_logged_before_a_tag_existed_read_as_its_default(tmp_path):
     assert record.protocol(run) == record.DEFAULT_PROTOCOL and record.conditions(run) == record.DEFAULT_CONDITIONS
     assert record.config_layer(run) == "default"
     assert record.prefixed(run, record.MODEL_CONFIG) == {"d": "64"}
+
+
+def test_a_copy_without_git_takes_its_commit_from_the_commit_file(tmp_path, monkeypatch):
+    """The working tree a lent accelerator machine receives has no .git: the COMMIT file written by
+    scripts/device_pack.py names the commit, so its trained-model identities equal this checkout's."""
+    import subprocess
+
+    from seqbench import __version__, version
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.setattr(version, "COMMIT_FILE", tmp_path / "COMMIT")
+    assert version.code_version.__wrapped__() == __version__
+    (tmp_path / "COMMIT").write_text("abc1234\n")
+    assert version.code_version.__wrapped__() == f"{__version__}+abc1234"

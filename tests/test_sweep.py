@@ -1,6 +1,7 @@
 """`seqbench sweep`: grid files, expansion, Ray resources, exactly-once logging with 8 concurrent tasks, and a
 driver killed midway then rerun."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -420,3 +421,45 @@ def test_without_an_address_a_new_local_ray_starts_instead_of_joining_another(mo
     monkeypatch.setenv("RAY_ADDRESS", "head:6379")
     start_ray(None)
     assert calls[-1]["address"] == "head:6379" and "num_cpus" not in calls[-1]
+
+
+def test_an_offline_run_needs_neither_ray_nor_mlflow_and_logs_like_a_sweep(ray_cluster, tiny_home, tmp_path,
+                                                                             monkeypatch):
+    """``--offline`` (a machine without Ray or MLflow) then ``--log-offline``: the same rows, result identities and
+    metrics as a Ray sweep of the study, and a rerun of either does nothing."""
+    from seqbench.sweep_offline import MANIFEST, log_offline
+
+    monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
+    grid = _grid(tmp_path, f"experiment: offline-run\ndatasets: [tiny]\nmodels: [pop, sasrec]\n"
+                           f"probes: [shuffle-infer, cosine]\nseeds: [0]\nset:\n  sasrec: {TINY_SASREC}\n")
+    out = tmp_path / "offline"
+    blocked = ("import sys; sys.modules.update(mlflow=None, ray=None); from seqbench.cli import app; "
+               "app(['sweep', sys.argv[1], '--offline', sys.argv[2], '--data-home', sys.argv[3]])")
+    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-c", blocked, str(grid), str(out), str(tiny_home)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "2 tasks run, 0 already" in first.stdout and len(list((out / "tasks").glob("*.pkl"))) == 2
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert "0 tasks run, 2 already" in again.stdout, again.stderr
+
+    off_uri, ray_uri = f"sqlite:///{tmp_path / 'off.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    report, missing = log_offline(grid, out, tracking_uri=off_uri, home=tiny_home)
+    assert missing == [] and len(report.logged) == 4 and report.trained == 2
+    assert log_offline(grid, out, tracking_uri=off_uri, home=tiny_home)[0].logged == []
+    assert not run_sweep(grid, tracking_uri=off_uri, home=tiny_home, dry_run=True).plans[0].todo
+    swept = run_sweep(grid, tracking_uri=ray_uri, home=tiny_home)
+    assert not swept.failed and swept.trained == 0  # the models the offline run stored
+    off, ray = (_probe_runs(u, "offline-run").set_index("tags.result_id").sort_index() for u in (off_uri, ray_uri))
+    assert list(off.index) == list(ray.index)
+    metrics = [c for c in ray.columns if c.startswith("metrics.")]
+    assert metrics and off[metrics].equals(ray[metrics])
+    assert (off["tags.ray_node_id"].str.startswith("offline:")).all()
+    mlflow.set_tracking_uri(off_uri)
+    train = mlflow.search_runs(experiment_names=["offline-run"], filter_string="tags.run_kind = 'train'")
+    assert len(train) == 1 and (train["status"] == "FINISHED").all()  # the SASRec curve, replayed
+
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**manifest, "code": "0.0+other"}))
+    with pytest.raises(SeqbenchError, match="code version 0.0\\+other"):
+        log_offline(grid, out, tracking_uri=off_uri, home=tiny_home)

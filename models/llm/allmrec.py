@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.progress import Progress
 from torch import nn
 
 from seqbench.config import AT_LEAST_1, RATE, setting
@@ -47,6 +48,14 @@ from ..store import cache_path, histories_hash, save_atomic
 from .base import LLMRecommender
 from .config import LLMRecConfig
 from .data import TEACHER_MAXLEN, sample_negatives, training_examples
+
+
+def title_embeddings(data: SeqDataset, encoder: str, device: torch.device | str = "cpu",
+                     progress: Progress | None = None) -> torch.Tensor:
+    """Stage 1's text side: every item's cleaned title through the frozen ``encoder`` (cached per dataset, so
+    scripts/device_pack.py can compute it here and a machine without the encoder's weights reads it)."""
+    return text_embeddings(data, [clean_title(str(t)) for t in data.titles], encoder, device, progress=progress,
+                           purpose="titles")
 
 
 @dataclass
@@ -154,8 +163,7 @@ class ALLMRec(LLMRecommender):
         if cfg.stage1_cache and (path / "stage1.pt").is_file():
             self._load_stage1(path)
             return
-        text = text_embeddings(data, [clean_title(t) for t in self.titles], cfg.text_encoder, self.device,
-                               progress=ctx.progress, purpose="titles")
+        text = title_embeddings(data, cfg.text_encoder, self.device, ctx.progress)
         e_table = self.teacher.net.item.weight.detach()
         hist, targets = training_examples(train, autoregressive=False)
         hist = hist.tail(TEACHER_MAXLEN)
