@@ -36,7 +36,7 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 XFER = ROOT / ".xfer"
-CHUNK_MIB = 16  # the GGUF's pieces: small enough to fill the parts evenly
+CHUNK_MIB = 4  # the GGUF's pieces: small, so the parts fill up and a pack needs few calls
 MIB = 1 << 20
 
 
