@@ -107,7 +107,8 @@ def run_offline(grid_path: Path, out: Path, *, accelerator: str = "cpu", cpus: f
         console.print(f"[bold]{plan.label}[/bold] on {device}", highlight=False)
         began = time.perf_counter()
         sp = seed_pass(task_spec(study.grid, plan, accelerator, checkpoint_every_s), study.datasets[plan.dataset],
-                       plan.layers, plan.seed, device, study.home, study.store)
+                       plan.layers, plan.seed, device, study.home, study.store,
+                       live=_validation_printer(console, began))
         sp = dataclasses.replace(sp, placement=record.placement_tags(f"offline:{platform.node()}", str(device),
                                                                      grant))
         write_atomic(path, lambda p, sp=sp: p.write_bytes(_dumps(sp)))
@@ -170,6 +171,17 @@ def log_offline(grid_path: Path, out: Path, *, tracking_uri: str | None = None, 
         tracker.mlflow.MlflowClient().set_terminated(parent, status="FAILED" if missing else "FINISHED")
     report.seconds = time.perf_counter() - start
     return report, missing
+
+
+def _validation_printer(console: Console, began: float):
+    """A metric sink that prints each validation check (no MLflow here to watch the curve grow in)."""
+
+    def show(ident: str, name: str, value: float, step: int) -> None:
+        if name.startswith("valid_"):
+            console.print(f"  {time.perf_counter() - began:7.0f} s  {ident[:8]} check at {step}: {name} "
+                          f"{value:.4f}", highlight=False)
+
+    return show
 
 
 class _CPUPickler(pickle.Pickler):

@@ -440,6 +440,7 @@ def test_an_offline_run_needs_neither_ray_nor_mlflow_and_logs_like_a_sweep(ray_c
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "2 tasks run, 0 already" in first.stdout and len(list((out / "tasks").glob("*.pkl"))) == 2
+    assert "check at 2: valid_" in first.stderr  # validation checks show as they happen
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert "0 tasks run, 2 already" in again.stdout, again.stderr
 
