@@ -16,8 +16,10 @@ keeps what earlier calls left. This writes ``.xfer/part1``, ``.xfer/part2``, …
 Each part has a ``partN.json`` listing its files with their sizes and SHA-256. ``scripts/device_study.sh`` on
 the machine gathers the parts, checks them, reassembles the GGUF and, once every part has arrived, runs the study
 with ``seqbench sweep --offline``. The checkout must be clean (the machine runs the working tree as it is).
+A study longer than one lease continues in the next: ``--resume OUT`` packs the ``out/`` folder an earlier
+device run returned, and the machine runs only the tasks it lacks.
 
-    python scripts/device_pack.py studies/paper-official.yaml
+    python scripts/device_pack.py studies/paper-official.yaml [--resume /tmp/device/out]
 """
 
 from __future__ import annotations
@@ -114,9 +116,24 @@ def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path,
     return files, smollm2 / SMOLLM2_GGUF, list(plan.datasets)
 
 
-def pack(study: Path, part_mib: float, console: Console, xfer: Path = XFER) -> list[Path]:
+def _earlier_run(folder: Path, commit: str) -> list[tuple[Path, str]]:
+    """The task results an earlier device run returned (its ``out`` folder), so the machine skips those tasks:
+    a study too long for one lease finishes over several."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        sys.exit(f"error: {folder} holds no offline run (no manifest.json)")
+    code = json.loads(manifest.read_text()).get("code", "")
+    if not code.endswith(f"+{commit}"):
+        sys.exit(f"error: {folder} was run at code version {code}, this checkout is at {commit}: its tasks would "
+                 f"not be the ones planned there; check out that commit to continue it")
+    return [(f, f"out/{f.relative_to(folder)}") for f in sorted(folder.rglob("*")) if f.is_file()]
+
+
+def pack(study: Path, part_mib: float, console: Console, xfer: Path = XFER, resume: Path | None = None) -> list[Path]:
     commit = _commit()
     files, gguf, datasets = gather(study, console)
+    if resume is not None:
+        files += _earlier_run(resume, commit)
     if xfer.exists():
         shutil.rmtree(xfer)
     budget = int(part_mib * MIB) - _tree_bytes()
@@ -211,13 +228,15 @@ def main(argv: list[str] | None = None) -> int:
                     "STAGE (scripts/device_study.sh does this)")
     ap.add_argument("--xfer", type=Path, default=XFER, help="where the parts are written (or, with --unpack, "
                     "carried)")
+    ap.add_argument("--resume", type=Path, metavar="OUT", help="an earlier device run's returned out/ folder: "
+                    "its finished tasks go along and are not run again")
     args = ap.parse_args(argv)
     if args.unpack is not None:
         return unpack(args.unpack, args.xfer)
     if args.study is None:
         ap.error("give the study file to pack")
     console = Console(stderr=True)
-    parts = pack(args.study, args.part_mib, console, args.xfer)
+    parts = pack(args.study, args.part_mib, console, args.xfer, args.resume)
     for folder in parts:
         mib = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / MIB
         console.print(f"{folder}: {mib:.1f} MiB", highlight=False)

@@ -70,6 +70,20 @@ def test_parts_carried_one_per_call_run_the_study_and_log_here(tmp_path, tiny_ho
     report, missing = log_offline(study, tmp_path / "back" / "out", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     assert missing == [] and len(report.logged) == 2
 
+    # the next lease: the returned results go along, and the machine runs only what they lack
+    resumed = mod.pack(study, 200.0, Console(stderr=True), tmp_path / "xfer2", resume=tmp_path / "back" / "out")
+    assert len(resumed) == 1 and any(k.startswith("out/tasks/") for k in
+                                     json.loads((resumed[0] / "part1.json").read_text())["files"])
+    shutil.rmtree(carried)
+    shutil.copytree(resumed[0], carried / "part1")
+    again = subprocess.run(["bash", str(SCRIPT), str(study), "300"], capture_output=True, text=True, timeout=600,
+                           env={**env, "SEQBENCH_STAGE": str(tmp_path / "s2")})
+    assert again.returncode == 0 and "0 tasks run, 2 already" in again.stdout, again.stderr[-2000:]
+    manifest = json.loads((tmp_path / "back" / "out" / "manifest.json").read_text())
+    (tmp_path / "back" / "out" / "manifest.json").write_text(json.dumps({**manifest, "code": "0.0+other"}))
+    with pytest.raises(SystemExit, match="code version 0.0\\+other"):
+        mod.pack(study, 200.0, Console(stderr=True), tmp_path / "xfer3", resume=tmp_path / "back" / "out")
+
     shutil.rmtree(carried)
     shutil.copytree(parts[0], carried / "part1")
     (carried / "part1" / "part1.json").write_text(json.dumps({**listing, "files": {
