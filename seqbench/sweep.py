@@ -641,7 +641,7 @@ def _finish_task(live: LiveCurves, plan_identity: str, status: str = "FINISHED")
 
 
 def log_points(tracker: Tracker, grid: Grid, plan: TaskPlan, spec: RunSpec, sp: SeedPass, data: SeqDataset,
-                parent: str, report: SweepReport) -> None:
+               parent: str, report: SweepReport) -> None:
     """One nested child run per grid point not yet logged (a point logged before a crash is skipped)."""
     if sp.identity != plan.identity:
         raise SeqbenchError(f"task {plan.label} trained identity {sp.identity}, "

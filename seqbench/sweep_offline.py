@@ -78,6 +78,8 @@ def run_offline(grid_path: Path, out: Path, *, accelerator: str = "cpu", cpus: f
     """Run every task of the study whose file ``out`` lacks, in this process, on the device each model would
     get in a sweep with ``accelerator`` (a model that needs one gets it, the others run on the CPU), with
     ``cpus`` torch threads (default: every core)."""
+    import torch
+
     start = time.perf_counter()
     console = console or Console(stderr=True)
     study = plan_study(grid_path, home, console, config)
@@ -87,9 +89,10 @@ def run_offline(grid_path: Path, out: Path, *, accelerator: str = "cpu", cpus: f
     out = Path(out)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    if manifest and manifest.get("experiment") != study.grid.experiment:
-        raise SeqbenchError(f"{out} holds an offline run of experiment '{manifest.get('experiment')}', not "
-                            f"'{study.grid.experiment}': give another folder")
+    if manifest and (manifest.get("experiment"), manifest.get("code")) != (study.grid.experiment, code_version()):
+        raise SeqbenchError(f"{out} holds an offline run of experiment '{manifest.get('experiment')}' at code "
+                            f"version {manifest.get('code')}, not '{study.grid.experiment}' at {code_version()}: "
+                            f"give another folder")
     manifest.update(study=str(grid_path), experiment=study.grid.experiment, sweep_id=study.grid.sweep_id,
                     code=code_version(), accelerator=accelerator, host=platform.node())
     tasks = manifest.setdefault("tasks", {})
@@ -100,8 +103,6 @@ def run_offline(grid_path: Path, out: Path, *, accelerator: str = "cpu", cpus: f
             report.already += 1
             continue
         grant = granted(plan.model, accelerator, cpus)
-        import torch
-
         torch.set_num_threads(threads_for(grant))
         device = resolve_device(device_for(grant))
         console.print(f"[bold]{plan.label}[/bold] on {device}", highlight=False)

@@ -427,7 +427,7 @@ def test_an_offline_run_needs_neither_ray_nor_mlflow_and_logs_like_a_sweep(ray_c
                                                                              monkeypatch):
     """``--offline`` (a machine without Ray or MLflow) then ``--log-offline``: the same rows, result identities and
     metrics as a Ray sweep of the study, and a rerun of either does nothing."""
-    from seqbench.sweep_offline import MANIFEST, log_offline
+    from seqbench.sweep_offline import MANIFEST, log_offline, run_offline
 
     monkeypatch.setenv("SEQBENCH_CACHE", str(tmp_path / "cache"))
     grid = _grid(tmp_path, f"experiment: offline-run\ndatasets: [tiny]\nmodels: [pop, sasrec]\n"
@@ -464,3 +464,5 @@ def test_an_offline_run_needs_neither_ray_nor_mlflow_and_logs_like_a_sweep(ray_c
     (out / MANIFEST).write_text(json.dumps({**manifest, "code": "0.0+other"}))
     with pytest.raises(SeqbenchError, match="code version 0.0\\+other"):
         log_offline(grid, out, tracking_uri=off_uri, home=tiny_home)
+    with pytest.raises(SeqbenchError, match="give another folder"):  # its files are not this code's tasks
+        run_offline(grid, out, home=tiny_home)
