@@ -15,13 +15,34 @@ CITED = re.compile(r"`((?:reports|benchmarks|studies|scripts|docs|models|probes|
 HISTORY = {"CHANGELOG.md"}  # the changelog may name files that no longer exist
 
 
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens, and
+    ``-1``, ``-2`` … on repeats (headings inside fenced code are not headings)."""
+    anchors: set[str] = set()
+    fenced = False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"#{1,6}\s+(.*)", line)):
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            anchor, n = slug, 0
+            while anchor in anchors:
+                n += 1
+                anchor = f"{slug}-{n}"
+            anchors.add(anchor)
+    return anchors
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page):
     for target in LINK.findall(page.read_text(encoding="utf-8")):
-        if target.startswith(("http://", "https://", "mailto:", "#")):
+        if target.startswith(("http://", "https://", "mailto:")):
             continue
-        path = (page.parent / target.split("#")[0]).resolve()
+        file, _, anchor = target.partition("#")
+        path = (page.parent / file).resolve() if file else page
         assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+        if anchor and path.suffix == ".md":
+            assert anchor in heading_anchors(path), f"{page.relative_to(ROOT)} links to {target}: no such heading"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name not in HISTORY], ids=lambda p: str(p.relative_to(ROOT)))
@@ -35,3 +56,13 @@ def test_readme_is_a_front_door():
     for page in PAGES:
         if page.name not in HISTORY:
             assert not re.search(r"\b[Ss]top \d+\b", page.read_text(encoding="utf-8")), f"{page}: a 'stop N' label"
+
+
+def test_heading_anchors_follow_github(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("# Sweeps, studies and clusters\n## Without Ray or MLflow (`--offline`)\n```bash\n# not a heading\n"
+                    "```\n## Notes\n### Notes\n")
+    assert heading_anchors(page) == {"sweeps-studies-and-clusters", "without-ray-or-mlflow---offline", "notes",
+                                     "notes-1"}
+    linked = [t for p in PAGES for t in LINK.findall(p.read_text(encoding="utf-8")) if "#" in t and "://" not in t]
+    assert len(linked) >= 5  # the check above has links to check
