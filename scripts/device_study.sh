@@ -33,8 +33,10 @@ ACCELERATOR=${SEQBENCH_ACCELERATOR:-$(command -v nvidia-smi >/dev/null && echo g
 rc=0
 (cd /tmp && timeout "$LIMIT" "$PY" -m seqbench.cli sweep "$STUDY" --offline "$STAGE/out" \
   --accelerator "$ACCELERATOR" --checkpoint-minutes 2) || rc=$?
-tar czf "$OUT/offline.tar.gz" -C "$STAGE" out
-cp "$STAGE/out/manifest.json" "$OUT/" 2>/dev/null || true
+if [ -d "$STAGE/out" ]; then  # whatever finished, also when the sweep stopped or failed
+  tar czf "$OUT/offline.tar.gz" -C "$STAGE" out
+  cp "$STAGE/out/manifest.json" "$OUT/" 2>/dev/null || true
+fi
 if [ "$rc" = 124 ]; then
   echo "stopped after $LIMIT s; call again (the machine still warm) to resume"
   exit 0
