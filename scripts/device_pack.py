@@ -77,14 +77,11 @@ def _package_files(name: str) -> list[tuple[Path, str]]:
     files = [(f, f"site/{name}/{f.relative_to(folder)}") for f in sorted(folder.rglob("*"))
              if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".gguf"]
     try:
-        listed = importlib.metadata.distribution(name).files or []
+        dist = importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:
-        listed = []
-    dist = importlib.metadata.distribution(name) if listed else None
-    for rel in listed:
-        if ".dist-info" in rel.parts[0]:
-            files.append((Path(str(dist.locate_file(rel))), f"site/{rel}"))
-    return files
+        return files
+    return files + [(Path(str(dist.locate_file(rel))), f"site/{rel}") for rel in dist.files or []
+                    if ".dist-info" in rel.parts[0]]
 
 
 def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path, list[str]]:
@@ -101,11 +98,10 @@ def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path,
     for name, data in plan.datasets.items():
         folder = plan.home / name
         files += [(f, f"data/{name}/{f.relative_to(folder)}") for f in sorted(folder.rglob("*")) if f.is_file()]
-        if "a-llmrec" in plan.grid.models:
+        for task in (p for p in plan.plans if p.model == "a-llmrec" and p.dataset == name):
             from seqbench.models.llm.allmrec import title_embeddings
 
-            encoder = resolved_config("a-llmrec", next(p.layers for p in plan.plans if p.model == "a-llmrec"))
-            title_embeddings(data, encoder["text_encoder"])  # cached now, if it was not
+            title_embeddings(data, resolved_config("a-llmrec", task.layers)["text_encoder"])  # cached if it was not
         text = cache_root() / "text"
         for entry in sorted(text.glob(f"{name}-*")) if text.is_dir() else []:
             files += [(f, f"cache/text/{entry.name}/{f.name}") for f in sorted(entry.iterdir()) if f.is_file()]
@@ -116,16 +112,18 @@ def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path,
     return files, smollm2 / SMOLLM2_GGUF, list(plan.datasets)
 
 
-def _earlier_run(folder: Path, commit: str) -> list[tuple[Path, str]]:
+def _earlier_run(folder: Path) -> list[tuple[Path, str]]:
     """The task results an earlier device run returned (its ``out`` folder), so the machine skips those tasks:
     a study too long for one lease finishes over several."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         sys.exit(f"error: {folder} holds no offline run (no manifest.json)")
+    from seqbench.version import code_version
+
     code = json.loads(manifest.read_text()).get("code", "")
-    if not code.endswith(f"+{commit}"):
-        sys.exit(f"error: {folder} was run at code version {code}, this checkout is at {commit}: its tasks would "
-                 f"not be the ones planned there; check out that commit to continue it")
+    if code != code_version():
+        sys.exit(f"error: {folder} was run at code version {code}, this checkout is {code_version()}: its tasks "
+                 f"would not be the ones planned there; check out that commit to continue it")
     return [(f, f"out/{f.relative_to(folder)}") for f in sorted(folder.rglob("*")) if f.is_file()]
 
 
@@ -133,7 +131,7 @@ def pack(study: Path, part_mib: float, console: Console, xfer: Path = XFER, resu
     commit = _commit()
     files, gguf, datasets = gather(study, console)
     if resume is not None:
-        files += _earlier_run(resume, commit)
+        files += _earlier_run(resume)
     if xfer.exists():
         shutil.rmtree(xfer)
     budget = int(part_mib * MIB) - _tree_bytes()
@@ -144,12 +142,16 @@ def pack(study: Path, part_mib: float, console: Console, xfer: Path = XFER, resu
         n = min(CHUNK_MIB * MIB, size - at)
         items.append((f"chunks/{gguf.name}.{i:03d}", n, (gguf, at, n)))
     parts: list[list] = []
+    filled = 0  # bytes in the last part
     for item in items:  # in order, so the chunks stay in sequence across parts
         if item[1] > budget:
             sys.exit(f"error: {item[0]} ({item[1] / MIB:.1f} MiB) does not fit a part of {part_mib} MiB")
-        if not parts or sum(i[1] for i in parts[-1]) + item[1] > budget:
+        if not parts or filled + item[1] > budget:
             parts.append([])
+            filled = 0
         parts[-1].append(item)
+        filled += item[1]
+    whole = {"name": gguf.name, "bytes": size, "sha256": _sha256(gguf)}
     written = []
     for k, part in enumerate(parts, 1):
         folder = xfer / f"part{k}"
@@ -169,7 +171,7 @@ def pack(study: Path, part_mib: float, console: Console, xfer: Path = XFER, resu
             (folder / "COMMIT").write_text(commit + "\n")
             listing["COMMIT"] = {"bytes": len(commit) + 1, "sha256": _sha256(folder / "COMMIT")}
         meta = {"part": k, "of": len(parts), "study": str(study), "commit": commit, "datasets": datasets,
-                "gguf": {"name": gguf.name, "bytes": size, "sha256": _sha256(gguf)}, "files": listing}
+                "gguf": whole, "files": listing}
         (folder / f"part{k}.json").write_text(json.dumps(meta, indent=1))
         written.append(folder)
     return written

@@ -544,6 +544,13 @@ def task_spec(grid: Grid, plan: TaskPlan, accelerator: str, checkpoint_every_s: 
                    checkpoint_every_s=checkpoint_every_s, evals=grid.evals)
 
 
+def mark_done(plans: list[TaskPlan], done: set[str]) -> None:
+    """Mark the points whose result identity is in ``done`` (what the experiment already holds)."""
+    for plan in plans:
+        for p in plan.points:
+            p.done = p.result_id in done
+
+
 @dataclass
 class SweepReport:
     plans: list[TaskPlan]
@@ -565,10 +572,7 @@ def run_sweep(grid_path: Path, *, tracking_uri: str | None = None, address: str 
     study = plan_study(grid_path, home, console or Console(stderr=True), config)
     grid, home, datasets, store, plans = study.grid, study.home, study.datasets, study.store, study.plans
     tracker = Tracker(tracking_uri, experiment=grid.experiment)
-    done = finished_results(tracker, grid.experiment, delete_unfinished=not dry_run)
-    for plan in plans:
-        for p in plan.points:
-            p.done = p.result_id in done
+    mark_done(plans, finished_results(tracker, grid.experiment, delete_unfinished=not dry_run))
     report = SweepReport(plans)
     todo = [p for p in plans if p.todo]
     if dry_run or not todo:

@@ -38,6 +38,7 @@ from seqbench.sweep import (
     device_for,
     finished_results,
     log_points,
+    mark_done,
     parent_run,
     plan_study,
     task_resources,
@@ -139,10 +140,7 @@ def log_offline(grid_path: Path, out: Path, *, tracking_uri: str | None = None, 
     study = plan_study(grid_path, home, console, config)
     grid = study.grid
     tracker = Tracker(tracking_uri, experiment=grid.experiment)
-    done = finished_results(tracker, grid.experiment, delete_unfinished=True)
-    for plan in study.plans:
-        for p in plan.points:
-            p.done = p.result_id in done
+    mark_done(study.plans, finished_results(tracker, grid.experiment, delete_unfinished=True))
     report, missing = SweepReport(study.plans), []
     todo = [p for p in study.plans if p.todo]
     if not todo:
