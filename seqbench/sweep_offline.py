@@ -49,6 +49,7 @@ from seqbench.tracking import Tracker, code_version
 
 TASKS = "tasks"  # DIR/tasks/<identity>.pkl: one finished task each
 MANIFEST = "manifest.json"  # what ran where: study, code version, machine, seconds per task
+PROGRESS_EVERY_S = 60.0  # a training-loss line at most this often, between validation checks
 
 
 @dataclass
@@ -110,7 +111,7 @@ def run_offline(grid_path: Path, out: Path, *, accelerator: str = "cpu", cpus: f
         began = time.perf_counter()
         sp = seed_pass(task_spec(study.grid, plan, accelerator, checkpoint_every_s), study.datasets[plan.dataset],
                        plan.layers, plan.seed, device, study.home, study.store,
-                       live=_validation_printer(console, began))
+                       live=_progress_printer(console, began))
         sp = dataclasses.replace(sp, placement=record.placement_tags(f"offline:{platform.node()}", str(device),
                                                                      grant))
         write_atomic(path, lambda p, sp=sp: p.write_bytes(_dumps(sp)))
@@ -172,13 +173,21 @@ def log_offline(grid_path: Path, out: Path, *, tracking_uri: str | None = None, 
     return report, missing
 
 
-def _validation_printer(console: Console, began: float):
-    """A metric sink that prints each validation check (no MLflow here to watch the curve grow in)."""
+def _progress_printer(console: Console, began: float, every_s: float = PROGRESS_EVERY_S):
+    """A metric sink that prints each validation check, and the training loss at most once per ``every_s``
+    seconds, so a long fit shows it is moving (no MLflow here to watch the curve grow in)."""
+    last = began  # when the last training line was printed
 
     def show(ident: str, name: str, value: float, step: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
         if name.startswith("valid_"):
-            console.print(f"  {time.perf_counter() - began:7.0f} s  {ident[:8]} check at {step}: {name} "
-                          f"{value:.4f}", highlight=False)
+            what = "check at"
+        elif now - last >= every_s:
+            what, last = "step", now
+        else:
+            return
+        console.print(f"  {now - began:7.0f} s  {ident[:8]} {what} {step}: {name} {value:.4f}", highlight=False)
 
     return show
 

@@ -466,3 +466,24 @@ def test_an_offline_run_needs_neither_ray_nor_mlflow_and_logs_like_a_sweep(ray_c
         log_offline(grid, out, tracking_uri=off_uri, home=tiny_home)
     with pytest.raises(SeqbenchError, match="give another folder"):  # its files are not this code's tasks
         run_offline(grid, out, home=tiny_home)
+
+
+def test_an_offline_run_prints_every_check_and_the_training_loss_at_most_once_a_minute(monkeypatch):
+    """A long fit without MLflow still shows it is moving, without a line per step."""
+    from rich.console import Console
+
+    from seqbench import sweep_offline
+
+    clock = iter([60.0, 70.0, 100.0, 125.0, 130.0])
+    monkeypatch.setattr(sweep_offline.time, "perf_counter", lambda: next(clock))
+    console = Console(record=True, width=200)
+    show = sweep_offline._progress_printer(console, began=0.0, every_s=60.0)
+    show("abcdef123456", "train_loss", 2.5, 1)  # 60 s: a minute since the start
+    show("abcdef123456", "train_loss", 2.4, 2)  # 70 s: too soon
+    show("abcdef123456", "valid_ndcg@10", 0.1234, 2)  # a check always prints
+    show("abcdef123456", "train_loss", 2.2, 3)  # 125 s: 65 s after the last loss line
+    show("abcdef123456", "train_loss", 2.1, 4)  # 130 s: too soon
+    lines = console.export_text().splitlines()
+    assert [line.split(maxsplit=2)[2] for line in lines] == [
+        "abcdef12 step 1: train_loss 2.5000", "abcdef12 check at 2: valid_ndcg@10 0.1234",
+        "abcdef12 step 3: train_loss 2.2000"]
