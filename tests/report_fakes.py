@@ -95,9 +95,9 @@ def full_experiment(client, experiment_id: str) -> dict[str, list[str]]:
     hist = {"counts": [0] * 15 + [5, 10, 20, 15, 10], "edges": list(np.linspace(-1, 1, 21).round(3))}
     for seed in (0, 1):
         log("sasrec/shuffle-infer", paired(seed, 0.7), seed=seed, p_holm=0.001 if seed == 0 else 0.2,
-            probe_stats={"window": 128, "horizon": [{"k": k, "relative_change": -0.05 * k, "ci95": [-0.06 * k,
-                                                                                                  -0.04 * k]}
-                                                    for k in (1, 2, 4)]})
+            probe_stats={"window": 128, "smallest_significant_k": 2 * seed or None,
+                         "horizon": [{"k": k, "relative_change": -0.05 * k, "ci95": [-0.06 * k, -0.04 * k],
+                                      "p_holm": 0.3 / k ** (seed + 1)} for k in (1, 2, 4)]})
         log("sasrec/shuffle-train", paired(seed, 0.8), seed=seed, probe="shuffle-train", p_holm=0.004)
         log("sasrec/cosine", paired(seed, 0.7), seed=seed, probe="cosine", p_holm=0.001,
             probe_stats={"window": 128, "cosine_mean": 0.5, "cosine_histogram": hist})

@@ -122,6 +122,15 @@ def test_rows_trained_with_a_non_official_recipe_are_marked_proxies(store):
     assert any(n.startswith("`proxy` in a model's label") for n in table.notes)
 
 
+def test_the_order_horizon_table_gives_the_figure_s_points_with_their_holm_p(collected):
+    _, records, _ = collected
+    (table,) = tables.horizon_tables(records)  # only sasrec recorded a curve, over two seeds
+    assert table.columns == ["model", "seed", "K = 1", "K = 2", "K = 4", "smallest significant K", "run"]
+    assert [row[:2] for row in table.rows] == [["sasrec", "0"], ["sasrec", "1"]]
+    assert table.rows[0][2:6] == ["-5.0% (0.3)", "-10.0% (0.15)", "-20.0% (0.075)", "–"]
+    assert table.rows[1][2:6] == ["-5.0% (0.3)", "-10.0% (0.075)", "-20.0% (0.019*)", "2"]
+
+
 def test_every_table_type_gets_its_figures(collected):
     source, records, _ = collected
     made = {

@@ -91,6 +91,15 @@ def variants_of(records: list[RunRecord], dataset: str | None = None) -> list[st
     return sorted(names, key=lambda v: (rank.get(fam[v], 3), v))
 
 
+def horizon_curves(records: list[RunRecord], dataset: str) -> list[tuple[RunRecord, list[dict]]]:
+    """The runs on ``dataset`` that recorded an order-horizon curve, each with its points sorted by K, in the
+    reading order of ``variants_of`` and then by seed."""
+    rank = {v: i for i, v in enumerate(variants_of(records, dataset))}
+    found = [(r, r.result.get("probe_stats", {}).get("horizon")) for r in records if r.dataset == dataset]
+    return sorted([(r, sorted(pts, key=lambda p: p["k"])) for r, pts in found if isinstance(pts, list) and pts],
+                  key=lambda c: (rank[c[0].variant], c[0].seed))
+
+
 def family_of(records: list[RunRecord], variant: str) -> str:
     return next(r.family for r in records if r.variant == variant)
 

@@ -35,7 +35,8 @@ class ViewInput:
 
 
 def _order(v: ViewInput) -> Section:
-    return Section("Order sensitivity (shuffle-infer, shuffle-train, cosine)", tables=tables.order_tables(v.records),
+    return Section("Order sensitivity (shuffle-infer, shuffle-train, cosine)",
+                   tables=tables.order_tables(v.records) + tables.horizon_tables(v.records),
                    figures=figures.order_figures(v.records, v.source) + figures.cosine_figures(v.records)
                    + figures.horizon_figures(v.records))
 

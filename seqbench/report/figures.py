@@ -17,6 +17,7 @@ from .aggregate import (  # noqa: E402
     base_probe,
     datasets_of,
     effects,
+    horizon_curves,
     overall,
     variants_of,
 )
@@ -177,17 +178,14 @@ def horizon_figures(records: list[RunRecord]) -> list[Figure]:
     """The order-horizon curve (relative change of NDCG@10 when the last k items are shuffled), where it ran."""
     figs = []
     for ds in datasets_of(records):
-        curves = [(r.variant, r.seed, r.run_id, r.result.get("probe_stats", {}).get("horizon"))
-                  for r in records if r.dataset == ds]
-        curves = [c for c in curves if isinstance(c[3], list) and c[3]]
+        curves = horizon_curves(records, ds)
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
-        for v, seed, run_id, points in curves:
-            pts = sorted(points, key=lambda p: p["k"])
+        for r, pts in curves:
             k = [p["k"] for p in pts]
             y = [p["relative_change"] for p in pts]
-            ax.plot(k, y, marker="o", label=f"{v} seed {seed} ({run_id[:8]})")
+            ax.plot(k, y, marker="o", label=f"{r.variant} seed {r.seed} ({r.run_id[:8]})")
             if all(p.get("ci95") for p in pts):
                 ax.fill_between(k, [p["ci95"][0] for p in pts], [p["ci95"][1] for p in pts], alpha=0.2)
         ax.axhline(0, color="grey", linewidth=0.6)
