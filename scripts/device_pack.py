@@ -63,8 +63,9 @@ def _commit() -> str:
     if dirty:
         sys.exit(f"error: the checkout has uncommitted changes; commit them first (the machine runs the working "
                  f"tree, and the results must carry this commit's identities):\n{dirty}")
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    from seqbench.version import commit
+
+    return commit()
 
 
 def _package_files(name: str) -> list[tuple[Path, str]]:
@@ -89,6 +90,7 @@ def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path,
     import torch  # noqa: F401  (seqbench's model registry imports it; first, for a clear error if missing)
 
     from seqbench.llm.backbone import SMOLLM2_GGUF, SMOLLM2_WHEEL, smollm2_folder
+    from seqbench.models.llm.allmrec import title_embeddings
     from seqbench.models.store import cache_root
     from seqbench.planner import resolved_config
     from seqbench.sweep import plan_study
@@ -99,8 +101,6 @@ def gather(study: Path, console: Console) -> tuple[list[tuple[Path, str]], Path,
         folder = plan.home / name
         files += [(f, f"data/{name}/{f.relative_to(folder)}") for f in sorted(folder.rglob("*")) if f.is_file()]
         for task in (p for p in plan.plans if p.model == "a-llmrec" and p.dataset == name):
-            from seqbench.models.llm.allmrec import title_embeddings
-
             title_embeddings(data, resolved_config("a-llmrec", task.layers)["text_encoder"])  # cached if it was not
         text = cache_root() / "text"
         for entry in sorted(text.glob(f"{name}-*")) if text.is_dir() else []:

@@ -13,10 +13,8 @@ from seqbench import __version__
 COMMIT_FILE = Path(__file__).parent / "COMMIT"
 
 
-@functools.cache
-def code_version() -> str:
-    """The package version plus the git commit when running from a checkout, or from a copy of one whose
-    ``COMMIT`` file names it (asked once per process)."""
+def commit() -> str:
+    """The checkout's short git commit, else the one its ``COMMIT`` file names, else ""."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
@@ -24,4 +22,12 @@ def code_version() -> str:
         sha = ""
     if not sha and COMMIT_FILE.is_file():
         sha = COMMIT_FILE.read_text().strip()
+    return sha
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout, or from a copy of one whose
+    ``COMMIT`` file names it (asked once per process)."""
+    sha = commit()
     return f"{__version__}+{sha}" if sha else __version__
