@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from seqbench.cli import app
 from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.planner import recipe_layer, resolved_config
 from seqbench.report import calibration
 from seqbench.report.build import write_study_report
 from seqbench.report.collect import RunSource
@@ -191,6 +192,29 @@ def test_window_study_shows_both_windows_and_a_companion_studys_variant(tmp_path
         row = rows[f"llmsrec (llm=smollm2-135m, max_epochs={epochs}, proxy)"]
         assert row[at10].startswith("+0.0%") and row[own].startswith("+0.0%")
     assert "gru4rec" not in text
+
+
+def test_a_recipe_study_keeps_only_its_recipes_runs(tmp_path):
+    """A `recipe: cpu-proxy` study's rows are its recipe's runs: another recipe's run of the same model in the same
+    experiment (a companion study's) is not one of them, while a model without recipes keeps its runs."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cp", artifact_location=artifact_location(uri))
+    proxy = {k: str(v) for k, v in resolved_config("llmsrec", [recipe_layer("llmsrec", "cpu-proxy")]).items()}
+    log_fake_run(client, exp, paired(1, 0.9), model="llmsrec", family="LLM4Rec", recipe="cpu-proxy", config=proxy)
+    first = {**proxy, "max_epochs": "2", "max_steps": "None", "in_batch_negatives": "False"}
+    log_fake_run(client, exp, paired(2, 1.0), model="llmsrec", family="LLM4Rec", recipe="custom", config=first)
+    log_fake_run(client, exp, paired(3, 0.5))
+    study = tmp_path / "cp.yaml"
+    study.write_text("experiment: cp\ndatasets: [d]\nmodels: [sasrec, llmsrec]\nseeds: [0]\nprobes: [shuffle-infer]\n"
+                     "recipe: cpu-proxy\nviews: [order, runs]\n")
+    text = next(p for p in write_study_report(study, uri, tmp_path / "o", fmt="md") if p.name == "report.md") \
+        .read_text()
+    order = text[text.index("## Order sensitivity"):text.index("## Runs covered")]
+    models = [line.strip("|").split("|")[0].strip() for line in order.splitlines()
+              if line.startswith("| ") and not line.startswith("| model") and not set(line) <= set("|- ")]
+    assert sorted(models) == ["llmsrec (llm=smollm2-135m, proxy)", "sasrec"]
+    assert "max_epochs=2" not in text and text.count("| custom |") == 0
 
 
 def test_a_study_report_keeps_only_its_own_config_rows_and_tests_against_its_versus_model(tmp_path):
