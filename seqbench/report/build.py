@@ -134,7 +134,7 @@ def study_rows(grid) -> Callable[[RunRecord], bool]:
     """Whether a run is one of the grid's rows: its probe, seed and config layer are the grid's, and its logged
     settings equal one of the grid's config rows of that (model, dataset) on every setting the rows give, the
     grid's recipe included (a `recipe: cpu-proxy` study does not take in another recipe's run of its model)."""
-    from seqbench.planner import model_config_layers, recipe_layer, resolved_config
+    from seqbench.planner import model_config_layers, model_layers, resolved_config
     from seqbench.sweep import set_rows
 
     wanted: dict[tuple[str, str], list[dict[str, str]]] = {}
@@ -142,10 +142,10 @@ def study_rows(grid) -> Callable[[RunRecord], bool]:
     def rows(model: str, dataset: str) -> list[dict[str, str]]:
         if (model, dataset) not in wanted:  # settings as MLflow logs them: the resolved value's str
             out = []
-            recipe = [recipe_layer(model, grid.recipe)] if grid.recipe is not None else []
-            for tables in (recipe + t for t in set_rows(grid.sets, model, dataset)):
-                given = {k for t in tables for k in t}
-                resolved = resolved_config(model, tables)
+            for tables in set_rows(grid.sets, model, dataset):  # the planner's layers, less the dataset's defaults
+                layers = model_layers(model, tables, None, recipe=grid.recipe)
+                given = {k for t in layers for k in t}
+                resolved = resolved_config(model, layers)
                 out.append({k: str(resolved[k]) for k in given})
             wanted[(model, dataset)] = out
         return wanted[(model, dataset)]
